@@ -1,0 +1,10 @@
+// The FF-A ABI as code, shared by the SPMC, the driver and the trace.
+export * from './version.js';
+export * from './errors.js';
+export * from './functions.js';
+export * from './registers.js';
+export * from './uuid.js';
+export * from './endpoints.js';
+export * from './features.js';
+export * from './partition-info.js';
+export * from './calls.js';

@@ -1,0 +1,275 @@
+// grpc-js binding of remote_spmc.v1.Spmc onto the SPMC model, plus grpc.health.v1.
+//
+// Sessions map an opaque token to an endpoint: identity comes from the session, never from
+// registers. FF-A errors travel in registers; gRPC status codes are only for the transport.
+
+import { randomBytes } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+import { type EndpointId, parseUuid, isUuidString } from '../../proto/ffa/index.js';
+import type { AttachRequest__Output as AttachRequest } from '../../proto/gen/remote_spmc/v1/AttachRequest.js';
+import type { CallRequest__Output as CallRequest } from '../../proto/gen/remote_spmc/v1/CallRequest.js';
+import type { DetachRequest__Output as DetachRequest } from '../../proto/gen/remote_spmc/v1/DetachRequest.js';
+import type { ReadMemoryRequest__Output as ReadMemoryRequest } from '../../proto/gen/remote_spmc/v1/ReadMemoryRequest.js';
+import type { WriteMemoryRequest__Output as WriteMemoryRequest } from '../../proto/gen/remote_spmc/v1/WriteMemoryRequest.js';
+import {
+  MAX_MEMORY_ACCESS,
+  registersFromWire,
+  registersToWire,
+  SPMC_SERVICE_NAME,
+  spmcServiceDefinition,
+  u64FromWire,
+  u64ToWire,
+} from '../../proto/wire.js';
+import { MemoryFault, type Spmc, SpmcError } from '../spmc/spmc.js';
+
+export interface Logger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+}
+
+const silent: Logger = { info() {}, warn() {} };
+
+/** A refusal carrying its gRPC status. */
+class StatusError extends Error {
+  constructor(
+    readonly code: grpc.status,
+    details: string,
+  ) {
+    super(details);
+  }
+}
+
+/** What a request that failed to parse turns into, so it can be refused as INVALID_ARGUMENT. */
+interface Malformed {
+  malformed: string;
+}
+const isMalformed = (v: unknown): v is Malformed => typeof v === 'object' && v !== null && 'malformed' in v;
+
+function toStatus(e: unknown): { code: grpc.status; details: string } {
+  if (e instanceof StatusError) return { code: e.code, details: e.message };
+  if (e instanceof MemoryFault) return { code: grpc.status.PERMISSION_DENIED, details: e.message };
+  if (e instanceof SpmcError) {
+    const code = {
+      'invalid-argument': grpc.status.INVALID_ARGUMENT,
+      'already-exists': grpc.status.ALREADY_EXISTS,
+      'permission-denied': grpc.status.PERMISSION_DENIED,
+      'not-found': grpc.status.UNAUTHENTICATED,
+      'resource-exhausted': grpc.status.RESOURCE_EXHAUSTED,
+    }[e.kind];
+    return { code, details: e.message };
+  }
+  return { code: grpc.status.INTERNAL, details: e instanceof Error ? e.message : String(e) };
+}
+
+interface Session {
+  token: string;
+  endpointId: EndpointId;
+  streams: Set<grpc.ServerDuplexStream<unknown, unknown>>;
+}
+
+export interface SpmcServerOptions {
+  logger?: Logger;
+}
+
+export class SpmcGrpcServer {
+  private readonly server: grpc.Server;
+  private readonly health = new HealthImplementation({ '': 'SERVING', [SPMC_SERVICE_NAME]: 'SERVING' });
+  private readonly sessions = new Map<string, Session>();
+  private readonly log: Logger;
+  private stopping = false;
+
+  constructor(
+    private readonly spmc: Spmc,
+    opts: SpmcServerOptions = {},
+  ) {
+    this.log = opts.logger ?? silent;
+    this.server = new grpc.Server({
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 5_000,
+      'grpc.keepalive_permit_without_calls': 1,
+    });
+    this.server.addService(guardedDefinition(), this.handlers());
+    this.health.addToServer(this.server);
+  }
+
+  /** Bind and start; resolves to the port actually bound (for "host:0"). */
+  listen(address: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+    });
+  }
+
+  /** Stop taking calls, end open streams with UNAVAILABLE, and shut down. */
+  async stop(graceMs = 2000): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.health.setStatus('', 'NOT_SERVING');
+    this.health.setStatus(SPMC_SERVICE_NAME, 'NOT_SERVING');
+    for (const s of this.sessions.values()) {
+      for (const stream of s.streams) stream.emit('error', { code: grpc.status.UNAVAILABLE, details: 'server shutting down' });
+    }
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
+  }
+
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  private session(token: string): Session {
+    if (this.stopping) throw new StatusError(grpc.status.UNAVAILABLE, 'server shutting down');
+    const s = this.sessions.get(token);
+    if (!s) throw new StatusError(grpc.status.UNAUTHENTICATED, 'unknown session');
+    return s;
+  }
+
+  private release(s: Session, why: string): void {
+    if (!this.sessions.delete(s.token)) return;
+    try {
+      this.spmc.detach(s.endpointId);
+    } catch (e) {
+      this.log.warn({ endpoint: s.endpointId, err: (e as Error).message }, 'detach failed');
+    }
+    this.log.info({ endpoint: s.endpointId, why }, 'endpoint released');
+  }
+
+  private attach(req: AttachRequest): object {
+    if (this.stopping) throw new StatusError(grpc.status.UNAVAILABLE, 'server shutting down');
+    const bad = req.uuids.find((u) => !isUuidString(u));
+    if (bad !== undefined) throw new StatusError(grpc.status.INVALID_ARGUMENT, `uuids: ${JSON.stringify(bad)} is not a UUID`);
+    const ep = this.spmc.attach({
+      endpointId: req.endpoint_id,
+      name: req.name,
+      vcpuCount: req.vcpu_count,
+      ramBytes: u64FromWire(req.ram_bytes),
+      properties: req.properties,
+      uuids: req.uuids.map(parseUuid),
+      credential: req.credential,
+    });
+    const token = randomBytes(18).toString('base64url');
+    this.sessions.set(token, { token, endpointId: ep.id, streams: new Set() });
+    this.log.info({ endpoint: ep.id, name: ep.name, kind: ep.kind }, 'endpoint attached');
+    return { session: token, endpoint_id: ep.id, ram_base: u64ToWire(ep.ram.base), ram_bytes: u64ToWire(ep.ram.size) };
+  }
+
+  private call(req: CallRequest): object {
+    const s = this.session(req.session);
+    const x = registersFromWire(req.x);
+    if (!x) throw new StatusError(grpc.status.INVALID_ARGUMENT, `x: at most 18 registers, got ${req.x.length}`);
+    return { x: registersToWire(this.spmc.handle(s.endpointId, req.vcpu, x)) };
+  }
+
+  private handlers(): grpc.UntypedServiceImplementation {
+    const unary =
+      <Req>(fn: (req: Req) => object) =>
+      (call: grpc.ServerUnaryCall<Req | Malformed, object>, cb: grpc.sendUnaryData<object>) => {
+        try {
+          if (isMalformed(call.request)) throw new StatusError(grpc.status.INVALID_ARGUMENT, call.request.malformed);
+          cb(null, fn(call.request));
+        } catch (e) {
+          cb(toStatus(e));
+        }
+      };
+
+    return {
+      Attach: unary<AttachRequest>((req) => this.attach(req)),
+      Detach: unary<DetachRequest>((req) => {
+        this.release(this.session(req.session), 'detach');
+        return {};
+      }),
+      Call: unary<CallRequest>((req) => this.call(req)),
+      ReadMemory: unary<ReadMemoryRequest>((req) => {
+        const s = this.session(req.session);
+        if (req.length === 0 || req.length > MAX_MEMORY_ACCESS) {
+          throw new StatusError(grpc.status.INVALID_ARGUMENT, `length must be 1..${MAX_MEMORY_ACCESS}`);
+        }
+        return { data: Buffer.from(this.spmc.readMemory(s.endpointId, u64FromWire(req.address), req.length)) };
+      }),
+      WriteMemory: unary<WriteMemoryRequest>((req) => {
+        const s = this.session(req.session);
+        if (req.data.length === 0 || req.data.length > MAX_MEMORY_ACCESS) {
+          throw new StatusError(grpc.status.INVALID_ARGUMENT, `data must be 1..${MAX_MEMORY_ACCESS} bytes`);
+        }
+        this.spmc.writeMemory(s.endpointId, u64FromWire(req.address), new Uint8Array(req.data));
+        return {};
+      }),
+      Session: (stream: grpc.ServerDuplexStream<CallRequest | Malformed, object>) => this.sessionStream(stream),
+    };
+  }
+
+  /**
+   * One vCPU's calls in order. The stream belongs to the session named by its first request. A
+   * client that half-closes leaves its VM attached; a stream cancelled under it (the client went
+   * away) releases the VM once no other stream of the session remains.
+   */
+  private sessionStream(stream: grpc.ServerDuplexStream<CallRequest | Malformed, object>): void {
+    let bound: Session | undefined;
+    let done = false;
+    const fail = (e: unknown) => {
+      if (done) return;
+      done = true;
+      bound?.streams.delete(stream as grpc.ServerDuplexStream<unknown, unknown>);
+      stream.emit('error', toStatus(e));
+    };
+    stream.on('data', (req: CallRequest | Malformed) => {
+      if (done) return;
+      try {
+        if (isMalformed(req)) throw new StatusError(grpc.status.INVALID_ARGUMENT, req.malformed);
+        if (!bound) {
+          bound = this.session(req.session);
+          bound.streams.add(stream as grpc.ServerDuplexStream<unknown, unknown>);
+        } else if (req.session !== bound.token && req.session !== '') {
+          throw new StatusError(grpc.status.INVALID_ARGUMENT, 'a stream carries one session');
+        }
+        if (!this.sessions.has(bound.token)) throw new StatusError(grpc.status.UNAUTHENTICATED, 'session was detached');
+        stream.write(this.call({ ...req, session: bound.token }));
+      } catch (e) {
+        fail(e);
+      }
+    });
+    stream.on('end', () => {
+      if (done) return;
+      done = true;
+      bound?.streams.delete(stream as grpc.ServerDuplexStream<unknown, unknown>);
+      stream.end();
+    });
+    stream.on('cancelled', () => {
+      if (done) return;
+      done = true;
+      if (!bound) return;
+      bound.streams.delete(stream as grpc.ServerDuplexStream<unknown, unknown>);
+      if (bound.streams.size === 0) this.release(bound, 'session stream cancelled');
+    });
+    stream.on('error', () => {
+      done = true;
+    });
+  }
+}
+
+/** The service definition with request parsing that reports malformed input instead of throwing. */
+function guardedDefinition(): grpc.ServiceDefinition {
+  const def = spmcServiceDefinition();
+  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const [name, method] of Object.entries(def)) {
+    out[name] = {
+      ...method,
+      requestDeserialize: (buf: Buffer) => {
+        try {
+          return method.requestDeserialize(buf);
+        } catch (e) {
+          return { malformed: `malformed ${name} request: ${(e as Error).message}` } satisfies Malformed;
+        }
+      },
+    };
+  }
+  return out as grpc.ServiceDefinition;
+}

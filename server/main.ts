@@ -1,0 +1,166 @@
+#!/usr/bin/env node
+// `remote-spmc serve`: configuration, manifest, start and stop.
+
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { buildHttpApp } from './http/app.js';
+import { SpmcGrpcServer } from './grpc/server.js';
+import { defaultManifest, ManifestError, parseManifest } from './manifest.js';
+import { Spmc, SpmcError } from './spmc/spmc.js';
+import type { PartitionManifest } from './spmc/spmc.js';
+
+const USAGE = `usage: remote-spmc serve [options]
+
+  --grpc HOST:PORT         gRPC listen address (default 127.0.0.1:50051)
+  --http HOST:PORT         HTTP listen address (default 127.0.0.1:8080)
+  --manifest FILE          partition manifest, YAML or JSON (default: the embedded ACS topology)
+  --rxtx-max-pages N       largest RXTX_MAP page count, 1..63 (default 16)
+  --log-level LEVEL        fatal, error, warn, info, debug, trace or silent (default info)
+  -h, --help               this text
+`;
+
+class UsageError extends Error {}
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** "HOST:PORT" or "[v6]:PORT"; port 0 asks the OS for one. */
+export function parseHostPort(flag: string, value: string): HostPort {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new UsageError(`${flag}: expected HOST:PORT with a port 0..65535, got ${JSON.stringify(value)}`);
+  return { host: m[1] ?? m[2]!, port };
+}
+
+const formatHostPort = (h: HostPort): string => (h.host.includes(':') ? `[${h.host}]:${h.port}` : `${h.host}:${h.port}`);
+
+interface ServeOptions {
+  grpc: HostPort;
+  http: HostPort;
+  partitions: PartitionManifest[];
+  rxtxMaxPages: number;
+  logLevel: string;
+}
+
+function parseServe(args: string[]): ServeOptions {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      options: {
+        grpc: { type: 'string', default: '127.0.0.1:50051' },
+        http: { type: 'string', default: '127.0.0.1:8080' },
+        manifest: { type: 'string' },
+        'rxtx-max-pages': { type: 'string', default: '16' },
+        'log-level': { type: 'string', default: 'info' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const v = parsed.values;
+  if (v.help) {
+    process.stdout.write(USAGE);
+    process.exit(0);
+  }
+  const pages = Number(v['rxtx-max-pages']);
+  if (!Number.isInteger(pages) || pages < 1 || pages > 63) throw new UsageError('--rxtx-max-pages: expected an integer 1..63');
+  const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+  if (!levels.includes(v['log-level']!)) throw new UsageError(`--log-level: expected one of ${levels.join(', ')}`);
+
+  let partitions: PartitionManifest[];
+  if (v.manifest !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(v.manifest, 'utf8');
+    } catch (e) {
+      throw new UsageError(`--manifest: cannot read ${v.manifest}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    partitions = parseManifest(text, v.manifest);
+  } else {
+    partitions = defaultManifest();
+  }
+  return {
+    grpc: parseHostPort('--grpc', v.grpc!),
+    http: parseHostPort('--http', v.http!),
+    partitions,
+    rxtxMaxPages: pages,
+    logLevel: v['log-level']!,
+  };
+}
+
+async function serve(opts: ServeOptions): Promise<void> {
+  const log = pino({ name: 'remote-spmc', level: opts.logLevel });
+  const spmc = new Spmc({ partitions: opts.partitions, limits: { rxtxMaxPages: opts.rxtxMaxPages } });
+  const grpcServer = new SpmcGrpcServer(spmc, { logger: log });
+  let serving = true;
+  const http = await buildHttpApp({ spmc, serving: () => serving });
+
+  const grpcPort = await grpcServer.listen(formatHostPort(opts.grpc));
+  await http.listen({ host: opts.http.host, port: opts.http.port });
+  const httpAddr = http.server.address();
+  const httpPort = typeof httpAddr === 'object' && httpAddr ? httpAddr.port : opts.http.port;
+  log.info(
+    {
+      grpc: formatHostPort({ ...opts.grpc, port: grpcPort }),
+      http: formatHostPort({ ...opts.http, port: httpPort }),
+      partitions: opts.partitions.map((p) => `${p.name}@0x${p.id.toString(16)}`),
+    },
+    'listening',
+  );
+
+  const stop = async (signal: string) => {
+    if (!serving) return;
+    serving = false;
+    log.info({ signal }, 'stopping');
+    await grpcServer.stop();
+    await http.close();
+    log.info({}, 'stopped');
+    log.flush?.();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'serve':
+        await serve(parseServe(rest));
+        return;
+      case undefined:
+      case '-h':
+      case '--help':
+      case 'help':
+        process.stdout.write(USAGE);
+        return;
+      default:
+        throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`remote-spmc: ${e.message}\n\n${USAGE}`);
+      process.exit(2);
+    }
+    if (e instanceof ManifestError || e instanceof SpmcError) {
+      process.stderr.write(`remote-spmc: manifest error: ${e.message}\n`);
+      process.exit(2);
+    }
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'EADDRINUSE' || err.code === 'EADDRNOTAVAIL' || /No address added|bind/i.test(err.message)) {
+      process.stderr.write(`remote-spmc: cannot listen: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw e;
+  }
+}
+
+await main(process.argv.slice(2));

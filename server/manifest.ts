@@ -1,0 +1,206 @@
+// The partition manifest: the embedded default topology, and YAML/JSON manifests validated with a
+// JSON schema. Field names follow Hafnium's partition manifests (kebab-case). Errors name the file,
+// the field and the problem.
+
+import { Ajv, type ErrorObject } from 'ajv';
+import { parse as parseYaml } from 'yaml';
+import {
+  FFA_VERSION_1_2,
+  FFA_VERSION_IMPLEMENTED,
+  formatVersion,
+  isCompatible,
+  isUuidString,
+  PARTITION_PROPERTIES as P,
+  parseUuid,
+  parseVersion,
+  SP_ID_BASE,
+  SPMC_ID,
+} from '../proto/ffa/index.js';
+import type { PartitionManifest } from './spmc/spmc.js';
+
+/** Messaging-method bits a manifest may set (Hafnium: anything else is INVALID_MESSAGING_METHOD). */
+const MESSAGING_METHOD_BITS =
+  P.DIRECT_REQ_RECV | P.DIRECT_REQ_SEND | P.INDIRECT_MSG | P.DIRECT_REQ2_RECV | P.DIRECT_REQ2_SEND;
+const REQ2_BITS = P.DIRECT_REQ2_RECV | P.DIRECT_REQ2_SEND;
+
+/** Built-in partition services (server/partitions). */
+export const BUILTIN_SERVICES = ['test-service'] as const;
+
+export const DEFAULT_SP_RAM = 16n << 20n;
+
+const schema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['partitions'],
+  properties: {
+    partitions: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 64,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'uuids', 'ffa-version', 'execution-ctx-count', 'messaging-method'],
+        properties: {
+          id: { type: 'integer', minimum: SPMC_ID + 1, maximum: 0xffff },
+          name: { type: 'string', minLength: 1, maxLength: 64 },
+          description: { type: 'string' },
+          uuids: { type: 'array', minItems: 1, maxItems: 8, items: { type: 'string' } },
+          'ffa-version': { type: 'string', pattern: '^\\d+\\.\\d+$' },
+          'execution-ctx-count': { type: 'integer', minimum: 1, maximum: 64 },
+          'execution-state': { enum: ['AArch64'] },
+          'messaging-method': { type: 'integer', minimum: 1, maximum: 0xffffffff },
+          'notification-support': { type: 'boolean' },
+          'vm-availability-messages': { type: 'integer', minimum: 0, maximum: 3 },
+          'ram-bytes': { type: 'integer', minimum: 4096, maximum: 2 ** 40 },
+          service: { enum: [...BUILTIN_SERVICES] },
+          remote: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['credential'],
+            properties: { credential: { type: 'string', minLength: 8 } },
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+const validate = new Ajv({ allErrors: false, strict: true, strictRequired: false }).compile(schema);
+
+export class ManifestError extends Error {
+  constructor(
+    readonly file: string,
+    readonly field: string,
+    readonly problem: string,
+  ) {
+    super(`${file}: ${field || '(top level)'}: ${problem}`);
+    this.name = 'ManifestError';
+  }
+}
+
+interface RawPartition {
+  id?: number;
+  name: string;
+  uuids: string[];
+  'ffa-version': string;
+  'execution-ctx-count': number;
+  'messaging-method': number;
+  'notification-support'?: boolean;
+  'vm-availability-messages'?: number;
+  'ram-bytes'?: number;
+  service?: string;
+  remote?: { credential: string };
+}
+
+const fieldPath = (instancePath: string): string =>
+  instancePath
+    .split('/')
+    .filter(Boolean)
+    .map((s, i) => (/^\d+$/.test(s) ? `[${s}]` : i === 0 ? s : `.${s}`))
+    .join('');
+
+function schemaProblem(e: ErrorObject): [string, string] {
+  const at = fieldPath(e.instancePath);
+  if (e.keyword === 'additionalProperties') return [at, `unknown field "${String(e.params.additionalProperty)}"`];
+  if (e.keyword === 'required') return [at, `missing field "${String(e.params.missingProperty)}"`];
+  if (e.keyword === 'enum') return [at, `must be one of ${JSON.stringify(e.params.allowedValues)}`];
+  return [at, e.message ?? e.keyword];
+}
+
+/** Parse and validate manifest text (YAML, of which JSON is a subset). */
+export function parseManifest(text: string, file = '<manifest>'): PartitionManifest[] {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text, { intAsBigInt: false, uniqueKeys: true });
+  } catch (e) {
+    throw new ManifestError(file, '', `not valid YAML or JSON: ${(e as Error).message.split('\n')[0]}`);
+  }
+  if (!validate(doc)) {
+    const [field, problem] = schemaProblem(validate.errors![0]!);
+    throw new ManifestError(file, field, problem);
+  }
+  const raw = (doc as { partitions: RawPartition[] }).partitions;
+  const seenIds = new Set<number>();
+  const seenNames = new Set<string>();
+  return raw.map((p, i) => {
+    const at = (f: string) => `partitions[${i}].${f}`;
+    const id = p.id ?? SP_ID_BASE + i;
+    if (seenIds.has(id)) throw new ManifestError(file, at('id'), `0x${id.toString(16)} is used twice`);
+    seenIds.add(id);
+    if (seenNames.has(p.name)) throw new ManifestError(file, at('name'), `"${p.name}" is used twice`);
+    seenNames.add(p.name);
+
+    if ((p.service === undefined) === (p.remote === undefined)) {
+      throw new ManifestError(file, `partitions[${i}]`, 'needs exactly one of "service" (built-in) or "remote"');
+    }
+    const uuids = p.uuids.map((u, j) => {
+      if (!isUuidString(u)) throw new ManifestError(file, at(`uuids[${j}]`), `"${u}" is not a UUID`);
+      if (p.uuids.indexOf(u) !== j) throw new ManifestError(file, at(`uuids[${j}]`), `"${u}" is listed twice`);
+      return parseUuid(u);
+    });
+    const version = parseVersion(p['ffa-version']);
+    if (version === undefined || !isCompatible(version, FFA_VERSION_IMPLEMENTED)) {
+      throw new ManifestError(file, at('ffa-version'), `must be 1.0, 1.1 or ${formatVersion(FFA_VERSION_IMPLEMENTED)}`);
+    }
+    const method = p['messaging-method'];
+    if ((method & ~MESSAGING_METHOD_BITS) !== 0) {
+      throw new ManifestError(file, at('messaging-method'), `0x${method.toString(16)} sets bits other than 0, 1, 2, 9 and 10`);
+    }
+    if ((method & REQ2_BITS) !== 0 && version < FFA_VERSION_1_2) {
+      throw new ManifestError(file, at('messaging-method'), 'direct request 2 needs ffa-version 1.2');
+    }
+    const vmEvents = p['vm-availability-messages'] ?? 0;
+    const properties =
+      method |
+      P.AARCH64_EXEC |
+      (p['notification-support'] ? P.NOTIFICATION_RECV : 0) |
+      (vmEvents & 1 ? P.VM_CREATED : 0) |
+      (vmEvents & 2 ? P.VM_DESTROYED : 0);
+    return {
+      id,
+      name: p.name,
+      uuids,
+      ffaVersion: version,
+      execContexts: p['execution-ctx-count'],
+      properties,
+      ramBytes: p['ram-bytes'] !== undefined ? BigInt(p['ram-bytes']) : DEFAULT_SP_RAM,
+      behaviour: p.remote ? { kind: 'remote', credential: p.remote.credential } : { kind: 'builtin', service: p.service! },
+    } satisfies PartitionManifest;
+  });
+}
+
+/** The reference topology of the FF-A ACS and TF-A tests: four SPs, all v1.2 and built in. */
+export const DEFAULT_MANIFEST_YAML = `
+partitions:
+  - name: sp1
+    uuids: [b4b5671e-4a90-4fe1-b81f-fb13dae1dacb]
+    ffa-version: "1.2"
+    execution-ctx-count: 8
+    messaging-method: 0x607   # direct req/resp send+receive, indirect, direct req2 send+receive
+    notification-support: true
+    service: test-service
+  - name: sp2
+    uuids: [d1582309-f023-47b9-827c-4464f5578fc8]
+    ffa-version: "1.2"
+    execution-ctx-count: 8
+    messaging-method: 0x607
+    notification-support: true
+    service: test-service
+  - name: sp3
+    uuids: [79b55c73-1d8c-44b9-8593-61e1770ad8d2]
+    ffa-version: "1.2"
+    execution-ctx-count: 1
+    messaging-method: 0x603   # no indirect messaging
+    notification-support: true
+    service: test-service
+  - name: sp4
+    uuids: [a4cd5826-e113-67cf-f910-cd491368ef31]
+    ffa-version: "1.2"
+    execution-ctx-count: 1
+    messaging-method: 0x607
+    notification-support: true
+    service: test-service
+`;
+
+export const defaultManifest = (): PartitionManifest[] => parseManifest(DEFAULT_MANIFEST_YAML, '<embedded default manifest>');

@@ -1,0 +1,36 @@
+// FFA_FEATURES: answered from the dispatch table itself, so what is reported is what is handled.
+
+import {
+  FEATURES_FID_BIT,
+  FFA_ERRORS,
+  type FfaFunction,
+  ffaError,
+  ffaSuccess,
+  lookupFid,
+} from '../../proto/ffa/index.js';
+import type { AbiTable, CallContext, Reply } from './state.js';
+
+/** Interfaces the SPMC only ever returns to a VM; the ACS requires them to be reported. */
+const RETURN_ONLY: ReadonlySet<FfaFunction> = new Set<FfaFunction>(['ERROR', 'SUCCESS', 'INTERRUPT']);
+
+export function featuresAbis(dispatch: () => AbiTable): AbiTable {
+  return {
+    FEATURES: {
+      handle(ctx: CallContext, { id, inputProperties }): Reply {
+        const notSupported = ffaError(FFA_ERRORS.NOT_SUPPORTED);
+        // Feature IDs (bit 31 clear): none is provided until notifications exist.
+        if ((id & FEATURES_FID_BIT) === 0) return notSupported;
+        const f = lookupFid(id);
+        if (!f) return notSupported;
+        if (RETURN_ONLY.has(f.fn)) return inputProperties === 0 ? ffaSuccess([0, 0]) : notSupported;
+        const handler = dispatch()[f.fn];
+        if (!handler) return notSupported;
+        if (handler.features) {
+          const props = handler.features(ctx, f.width, inputProperties);
+          return props ? ffaSuccess(props) : notSupported;
+        }
+        return inputProperties === 0 ? ffaSuccess([0, 0]) : notSupported;
+      },
+    },
+  };
+}

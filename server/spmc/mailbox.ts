@@ -1,0 +1,93 @@
+// The Rx/Tx mailbox: RXTX_MAP, RXTX_UNMAP, RX_RELEASE, and the producer side every ABI that
+// writes a caller's RX buffer goes through.
+
+import {
+  FFA_ERRORS,
+  FFA_PAGE_SIZE,
+  FFA_VERSION_1_2,
+  type EndpointId,
+  ffaError,
+  ffaSuccess,
+  RXTX_MAX_PAGES_SHIFT,
+  RXTX_MIN_SIZE_4K,
+} from '../../proto/ffa/index.js';
+import type { Endpoint } from './endpoint.js';
+import { pageAligned } from './memory.js';
+import type { AbiTable, SpmcState } from './state.js';
+
+const PAGE = BigInt(FFA_PAGE_SIZE);
+const { INVALID_PARAMETERS, DENIED } = FFA_ERRORS;
+
+export const rxBufferSize = (ep: Endpoint): number => (ep.mailbox ? ep.mailbox.pageCount * FFA_PAGE_SIZE : 0);
+
+/** A producer finds RX busy when it is unmapped or still FULL. */
+export const rxBusy = (ep: Endpoint): boolean => !ep.mailbox || ep.mailbox.rxState !== 'empty';
+
+/** Write `data` to an EMPTY RX buffer, zero its tail, and hand it to the endpoint (FULL). */
+export function fillRx(state: SpmcState, ep: Endpoint, data: Uint8Array, producer: EndpointId, fn: string): void {
+  const mb = ep.mailbox;
+  if (!mb || mb.rxState !== 'empty') throw new Error(`RX of 0x${ep.id.toString(16)} is not producer-owned`);
+  const size = rxBufferSize(ep);
+  if (data.length > size) throw new Error('RX overflow');
+  state.memory.write(mb.rx, data);
+  state.memory.zero(mb.rx + BigInt(data.length), BigInt(size - data.length));
+  mb.rxState = 'full';
+  mb.rxProducer = producer;
+  mb.rxFunction = fn;
+}
+
+/** Give the mailbox pages back to the endpoint's exclusive use. */
+export function unmapMailbox(ep: Endpoint): void {
+  const mb = ep.mailbox;
+  if (!mb) return;
+  const size = BigInt(mb.pageCount) * PAGE;
+  ep.access.assign(mb.tx, mb.tx + size, 'owned', 'rw');
+  ep.access.assign(mb.rx, mb.rx + size, 'owned', 'rw');
+  ep.mailbox = undefined;
+}
+
+export const mailboxAbis: AbiTable = {
+  RXTX_MAP: {
+    // A second map is DENIED before its arguments are looked at (Hafnium).
+    onInvalid: ({ caller }) => (caller.mailbox ? ffaError(DENIED) : undefined),
+    handle({ state, caller }, { tx, rx, pageCount }) {
+      if (caller.mailbox) return ffaError(DENIED);
+      if (pageCount < 1 || pageCount > state.limits.rxtxMaxPages) return ffaError(INVALID_PARAMETERS);
+      if (!pageAligned(tx) || !pageAligned(rx)) return ffaError(INVALID_PARAMETERS);
+      const size = BigInt(pageCount) * PAGE;
+      if (tx < rx + size && rx < tx + size) return ffaError(INVALID_PARAMETERS);
+      // Both buffers must be the caller's own, exclusively: TX read-write, RX at least readable.
+      if (!caller.access.allows(tx, tx + size, 'rw', ['owned'])) return ffaError(INVALID_PARAMETERS);
+      if (!caller.access.allows(rx, rx + size, 'ro', ['owned'])) return ffaError(INVALID_PARAMETERS);
+      caller.access.assign(tx, tx + size, 'mailbox-tx', 'rw');
+      caller.access.assign(rx, rx + size, 'mailbox-rx', 'ro');
+      caller.mailbox = { tx, rx, pageCount, rxState: 'empty' };
+      return ffaSuccess();
+    },
+    features({ state, caller }, _width, inputProperties) {
+      if (inputProperties !== 0) return undefined;
+      const maxPages = caller.version >= FFA_VERSION_1_2 ? state.limits.rxtxMaxPages << RXTX_MAX_PAGES_SHIFT : 0;
+      return [RXTX_MIN_SIZE_4K | maxPages, 0];
+    },
+  },
+  RXTX_UNMAP: {
+    handle({ caller }, { id }) {
+      // w1[31:16] names a VM only when the hypervisor unmaps for it; every caller here is virtual.
+      if (id !== 0) return ffaError(INVALID_PARAMETERS);
+      if (!caller.mailbox) return ffaError(INVALID_PARAMETERS);
+      unmapMailbox(caller);
+      return ffaSuccess();
+    },
+  },
+  RX_RELEASE: {
+    handle({ caller }, { vmId }) {
+      if (vmId !== 0) return ffaError(INVALID_PARAMETERS);
+      const mb = caller.mailbox;
+      if (!mb || mb.rxState === 'empty') return ffaError(DENIED);
+      mb.rxState = 'empty';
+      mb.rxProducer = undefined;
+      mb.rxFunction = undefined;
+      return ffaSuccess();
+    },
+  },
+};

@@ -1,0 +1,210 @@
+// Emulated physical memory: a sparse page store shared by all endpoints, per-endpoint access tables
+// kept as address ranges (so a 1 GiB range costs what a 4 KiB one does), and the allocator that
+// hands each endpoint its RAM window. Addresses are identity-mapped (IPA == PA), as Hafnium does.
+
+import { FFA_PAGE_SIZE } from '../../proto/ffa/index.js';
+
+const PAGE = BigInt(FFA_PAGE_SIZE);
+const PAGE_SHIFT = 12n;
+
+export const pageAligned = (a: bigint): boolean => (a & (PAGE - 1n)) === 0n;
+
+/** Pages are allocated on first write; unwritten memory reads as zero. */
+export class PhysicalMemory {
+  private readonly pages = new Map<number, Uint8Array>();
+
+  get allocatedPages(): number {
+    return this.pages.size;
+  }
+
+  read(address: bigint, length: number): Uint8Array {
+    const out = new Uint8Array(length);
+    this.forEachChunk(address, length, (pfn, off, pos, n) => {
+      const page = this.pages.get(pfn);
+      if (page) out.set(page.subarray(off, off + n), pos);
+    });
+    return out;
+  }
+
+  write(address: bigint, data: Uint8Array): void {
+    this.forEachChunk(address, data.length, (pfn, off, pos, n) => {
+      let page = this.pages.get(pfn);
+      if (!page) {
+        if (data.subarray(pos, pos + n).every((b) => b === 0)) return; // zeros need no page
+        page = new Uint8Array(FFA_PAGE_SIZE);
+        this.pages.set(pfn, page);
+      }
+      page.set(data.subarray(pos, pos + n), off);
+    });
+  }
+
+  /** Zero a range; whole pages are dropped rather than written. */
+  zero(address: bigint, length: bigint): void {
+    const first = Number(address >> PAGE_SHIFT);
+    const last = Number((address + length - 1n) >> PAGE_SHIFT);
+    const startOff = Number(address & (PAGE - 1n));
+    const endOff = Number((address + length - 1n) & (PAGE - 1n));
+    const clear = (pfn: number) => {
+      const page = this.pages.get(pfn);
+      if (!page) return;
+      const from = pfn === first ? startOff : 0;
+      const to = pfn === last ? endOff + 1 : FFA_PAGE_SIZE;
+      if (from === 0 && to === FFA_PAGE_SIZE) this.pages.delete(pfn);
+      else page.fill(0, from, to);
+    };
+    // Walk whichever is smaller: the range's pages or the allocated ones.
+    if (last - first + 1 <= this.pages.size) {
+      for (let pfn = first; pfn <= last; pfn++) clear(pfn);
+    } else {
+      for (const pfn of [...this.pages.keys()]) if (pfn >= first && pfn <= last) clear(pfn);
+    }
+  }
+
+  private forEachChunk(address: bigint, length: number, fn: (pfn: number, off: number, pos: number, n: number) => void): void {
+    let pfn = Number(address >> PAGE_SHIFT);
+    let off = Number(address & (PAGE - 1n));
+    for (let pos = 0; pos < length; ) {
+      const n = Math.min(FFA_PAGE_SIZE - off, length - pos);
+      fn(pfn, off, pos, n);
+      pos += n;
+      pfn++;
+      off = 0;
+    }
+  }
+}
+
+/** What an endpoint may do with a range of its address space, and why. */
+export type AccessState =
+  /** RAM the endpoint owns and uses alone. */
+  | 'owned'
+  /** Its TX buffer: still RW for it, but out of its exclusive use (cannot be shared or lent). */
+  | 'mailbox-tx'
+  /** Its RX buffer: read-only for it; the partition manager writes it. */
+  | 'mailbox-rx';
+
+export type Permission = 'rw' | 'ro';
+
+export interface AccessRange {
+  base: bigint;
+  /** Exclusive end. */
+  limit: bigint;
+  state: AccessState;
+  perm: Permission;
+}
+
+/** Non-overlapping ranges sorted by base; gaps are memory the endpoint may not touch. */
+export class AccessTable {
+  private ranges: AccessRange[] = [];
+
+  list(): readonly AccessRange[] {
+    return this.ranges;
+  }
+
+  /** The ranges that cover [base, limit), clipped to it, or undefined if any byte is not covered. */
+  covering(base: bigint, limit: bigint): AccessRange[] | undefined {
+    const out: AccessRange[] = [];
+    let at = base;
+    for (let i = this.indexAt(base); i < this.ranges.length && at < limit; i++) {
+      const r = this.ranges[i]!;
+      if (r.base > at) return undefined;
+      if (r.limit <= at) continue;
+      out.push({ ...r, base: at, limit: r.limit < limit ? r.limit : limit });
+      at = r.limit;
+    }
+    return at >= limit ? out : undefined;
+  }
+
+  /** True when every byte of [base, limit) is covered with at least `need`, and in one of `states`. */
+  allows(base: bigint, limit: bigint, need: Permission, states?: readonly AccessState[]): boolean {
+    const parts = this.covering(base, limit);
+    if (!parts) return false;
+    return parts.every((p) => (need === 'ro' || p.perm === 'rw') && (!states || states.includes(p.state)));
+  }
+
+  /** Give [base, limit) the state and permission, replacing whatever covered it. */
+  assign(base: bigint, limit: bigint, state: AccessState, perm: Permission): void {
+    this.remove(base, limit);
+    const i = this.indexAt(base);
+    this.ranges.splice(i, 0, { base, limit, state, perm });
+    this.merge();
+  }
+
+  /** Make [base, limit) inaccessible. */
+  remove(base: bigint, limit: bigint): void {
+    const next: AccessRange[] = [];
+    for (const r of this.ranges) {
+      if (r.limit <= base || r.base >= limit) {
+        next.push(r);
+        continue;
+      }
+      if (r.base < base) next.push({ ...r, limit: base });
+      if (r.limit > limit) next.push({ ...r, base: limit });
+    }
+    this.ranges = next;
+  }
+
+  clear(): void {
+    this.ranges = [];
+  }
+
+  /** Index of the last range starting at or before `a` (or 0). */
+  private indexAt(a: bigint): number {
+    let lo = 0;
+    let hi = this.ranges.length - 1;
+    let ans = 0;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.ranges[mid]!.base <= a) {
+        ans = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return ans;
+  }
+
+  private merge(): void {
+    const out: AccessRange[] = [];
+    for (const r of this.ranges) {
+      const prev = out[out.length - 1];
+      if (prev && prev.limit === r.base && prev.state === r.state && prev.perm === r.perm) prev.limit = r.limit;
+      else out.push({ ...r });
+    }
+    this.ranges = out;
+  }
+}
+
+export interface Window {
+  base: bigint;
+  size: bigint;
+}
+
+/** First-fit allocator of RAM windows in the emulated physical address space. */
+export class WindowAllocator {
+  private readonly windows: Window[] = [];
+
+  constructor(
+    private readonly start: bigint,
+    private readonly end: bigint,
+    private readonly align: bigint,
+  ) {}
+
+  allocate(size: bigint): Window | undefined {
+    let at = this.start;
+    for (const w of this.windows) {
+      if (at + size <= w.base) break;
+      at = roundUp(w.base + w.size, this.align);
+    }
+    if (at + size > this.end) return undefined;
+    const win = { base: at, size };
+    this.windows.push(win);
+    this.windows.sort((a, b) => (a.base < b.base ? -1 : a.base > b.base ? 1 : 0));
+    return win;
+  }
+
+  free(win: Window): void {
+    const i = this.windows.findIndex((w) => w.base === win.base);
+    if (i >= 0) this.windows.splice(i, 1);
+  }
+}
+
+export const roundUp = (v: bigint, a: bigint): bigint => ((v + a - 1n) / a) * a;

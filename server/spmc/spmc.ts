@@ -1,0 +1,275 @@
+// The SPMC model: endpoints, attach/detach, and handle(caller, vCPU, x0..x17). Pure and
+// synchronous: no sockets, timers, clocks or logging; transports call in and await nothing.
+
+import {
+  decodeCall,
+  encodeCall,
+  type EndpointId,
+  errorRegisters,
+  FFA_ERRORS,
+  type FfaFunction,
+  type FfaVersion,
+  ffaError,
+  FFA_VERSION_IMPLEMENTED,
+  isCompatible,
+  isSecureId,
+  isVmId,
+  PARTITION_ID_TYPE_MASK,
+  PARTITION_PROPERTIES_MASK_V1_1,
+  type Registers,
+  REGISTER_COUNT,
+  SMCCC_NOT_SUPPORTED,
+  SMCCC_VERSION_1_2,
+  SPMC_ID,
+  toRegisters,
+  type Uuid,
+  uuidEquals,
+  VM_ID_MAX,
+  VM_ID_MIN,
+} from '../../proto/ffa/index.js';
+import { type Endpoint, newEndpoint, VM_DEFAULT_VERSION } from './endpoint.js';
+import { featuresAbis } from './features.js';
+import { mailboxAbis, unmapMailbox } from './mailbox.js';
+import { roundUp } from './memory.js';
+import { partitionAbis } from './partitions.js';
+import { type AbiHandler, type AbiTable, type CallContext, DEFAULT_LIMITS, type SpmcLimits, SpmcState } from './state.js';
+import { versionAbis } from './versions.js';
+
+/** A secure partition as the manifest declares it (already validated). */
+export interface PartitionManifest {
+  id: EndpointId;
+  name: string;
+  uuids: Uuid[];
+  ffaVersion: FfaVersion;
+  execContexts: number;
+  properties: number;
+  ramBytes: bigint;
+  /** Built-in service name, or a remote partition that attaches over the wire with its credential. */
+  behaviour: { kind: 'builtin'; service: string } | { kind: 'remote'; credential: string };
+}
+
+export interface SpmcConfig {
+  partitions: PartitionManifest[];
+  limits?: Partial<SpmcLimits>;
+}
+
+export interface AttachParams {
+  endpointId?: number;
+  name?: string;
+  vcpuCount?: number;
+  ramBytes?: bigint;
+  properties?: number;
+  uuids?: Uuid[];
+  credential?: string;
+}
+
+export type SpmcErrorKind = 'invalid-argument' | 'already-exists' | 'permission-denied' | 'not-found' | 'resource-exhausted';
+
+/** A refusal of the transport-level request itself (the gRPC status), never an FF-A error. */
+export class SpmcError extends Error {
+  constructor(
+    readonly kind: SpmcErrorKind,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'SpmcError';
+  }
+}
+
+/** Guest access to memory it may not touch. */
+export class MemoryFault extends Error {
+  constructor(
+    readonly endpoint: EndpointId,
+    readonly address: bigint,
+    readonly length: number,
+    readonly access: 'read' | 'write',
+  ) {
+    super(`endpoint 0x${endpoint.toString(16)} may not ${access} ${length} bytes at 0x${address.toString(16)}`);
+    this.name = 'MemoryFault';
+  }
+}
+
+export const VM_DEFAULT_RAM = 64n << 20n;
+export const MAX_VCPUS = 64;
+export const MAX_UUIDS = 8;
+const PAGE = 4096n;
+
+export class Spmc {
+  readonly state: SpmcState;
+  private readonly abis: AbiTable;
+  private readonly manifest = new Map<EndpointId, PartitionManifest>();
+  /** Remote SPs currently attached over the wire. */
+  private readonly remoteAttached = new Set<EndpointId>();
+
+  constructor(config: SpmcConfig) {
+    this.state = new SpmcState({ ...DEFAULT_LIMITS, ...config.limits });
+    this.abis = {
+      ...versionAbis,
+      ...featuresAbis(() => this.abis),
+      ...mailboxAbis,
+      ...partitionAbis,
+    };
+    for (const p of config.partitions) this.addPartition(p);
+  }
+
+  private addPartition(p: PartitionManifest): void {
+    if (!isSecureId(p.id) || p.id === SPMC_ID) throw new SpmcError('invalid-argument', `partition id 0x${p.id.toString(16)} is not an SP id`);
+    if (this.state.endpoints.has(p.id)) throw new SpmcError('already-exists', `partition id 0x${p.id.toString(16)} declared twice`);
+    if (!isCompatible(p.ffaVersion, FFA_VERSION_IMPLEMENTED)) throw new SpmcError('invalid-argument', `partition ${p.name}: FF-A version not supported`);
+    const ram = this.state.windows.allocate(roundUp(p.ramBytes, PAGE));
+    if (!ram) throw new SpmcError('resource-exhausted', `no room for partition ${p.name}'s memory`);
+    const ep = newEndpoint({
+      id: p.id,
+      name: p.name,
+      kind: 'sp',
+      vcpuCount: p.execContexts,
+      properties: p.properties,
+      uuids: p.uuids,
+      version: p.ffaVersion,
+      ram,
+    });
+    ep.versionLocked = true; // an SP's version is its manifest's
+    this.state.endpoints.set(p.id, ep);
+    this.manifest.set(p.id, p);
+  }
+
+  partition(id: EndpointId): PartitionManifest | undefined {
+    return this.manifest.get(id);
+  }
+
+  endpoint(id: EndpointId): Endpoint | undefined {
+    return this.state.endpoints.get(id);
+  }
+
+  /** Join as a VM (id requested or assigned), or as a remote SP named by the manifest. */
+  attach(params: AttachParams): Endpoint {
+    const requested = params.endpointId ?? 0;
+    if (!Number.isInteger(requested) || requested < 0 || requested > 0xffff) {
+      throw new SpmcError('invalid-argument', `endpoint_id ${requested} is not a 16-bit id`);
+    }
+    if (isSecureId(requested)) return this.attachRemotePartition(requested, params.credential ?? '');
+
+    const vcpuCount = params.vcpuCount || 1;
+    if (!Number.isInteger(vcpuCount) || vcpuCount < 1 || vcpuCount > MAX_VCPUS) {
+      throw new SpmcError('invalid-argument', `vcpu_count must be 1..${MAX_VCPUS}`);
+    }
+    const ramBytes = roundUp(params.ramBytes || VM_DEFAULT_RAM, PAGE);
+    if (ramBytes > this.state.limits.maxRamBytes) {
+      throw new SpmcError('invalid-argument', `ram_bytes above the ${this.state.limits.maxRamBytes} byte limit`);
+    }
+    const properties = params.properties ?? 0;
+    if ((properties & ~PARTITION_PROPERTIES_MASK_V1_1) !== 0 || (properties & PARTITION_ID_TYPE_MASK) !== 0) {
+      throw new SpmcError('invalid-argument', `properties 0x${properties.toString(16)} set reserved bits or a non-PE id type`);
+    }
+    const uuids = params.uuids ?? [];
+    if (uuids.length > MAX_UUIDS) throw new SpmcError('invalid-argument', `at most ${MAX_UUIDS} uuids`);
+    if (uuids.some((u, i) => uuids.findIndex((v) => uuidEquals(u, v)) !== i)) throw new SpmcError('invalid-argument', 'duplicate uuid');
+    const name = params.name ?? '';
+    if (name.length > 64) throw new SpmcError('invalid-argument', 'name longer than 64 characters');
+
+    const vms = [...this.state.endpoints.values()].filter((e) => e.kind === 'vm').length;
+    if (vms >= this.state.limits.maxVms) throw new SpmcError('resource-exhausted', `at most ${this.state.limits.maxVms} VMs`);
+    let id = requested;
+    if (id === 0) {
+      id = VM_ID_MIN;
+      while (id <= VM_ID_MAX && this.state.endpoints.has(id)) id++;
+    } else if (this.state.endpoints.has(id)) {
+      throw new SpmcError('already-exists', `endpoint id 0x${id.toString(16)} is in use`);
+    }
+    if (!isVmId(id)) throw new SpmcError('resource-exhausted', 'no free VM id');
+
+    const ram = this.state.windows.allocate(ramBytes);
+    if (!ram) throw new SpmcError('resource-exhausted', 'no room for the RAM window');
+    const ep = newEndpoint({
+      id,
+      name: name || `vm${id}`,
+      kind: 'vm',
+      vcpuCount,
+      properties,
+      uuids,
+      version: VM_DEFAULT_VERSION,
+      ram,
+    });
+    this.state.endpoints.set(id, ep);
+    return ep;
+  }
+
+  private attachRemotePartition(id: EndpointId, credential: string): Endpoint {
+    const p = this.manifest.get(id);
+    const ep = this.state.endpoints.get(id);
+    if (!p || !ep) throw new SpmcError('permission-denied', `0x${id.toString(16)} is not a partition of the manifest`);
+    if (p.behaviour.kind !== 'remote' || !sameSecret(p.behaviour.credential, credential)) {
+      throw new SpmcError('permission-denied', `attaching as partition 0x${id.toString(16)} needs its credential`);
+    }
+    if (this.remoteAttached.has(id)) throw new SpmcError('already-exists', `partition 0x${id.toString(16)} is already attached`);
+    this.remoteAttached.add(id);
+    return ep;
+  }
+
+  /** Leave: Rx/Tx unmapped, memory freed, id reusable. A remote SP stays in the manifest. */
+  detach(id: EndpointId): void {
+    const ep = this.state.endpoints.get(id);
+    if (!ep) throw new SpmcError('not-found', `no endpoint 0x${id.toString(16)}`);
+    unmapMailbox(ep);
+    if (ep.kind === 'sp') {
+      this.remoteAttached.delete(id);
+      return;
+    }
+    this.state.memory.zero(ep.ram.base, ep.ram.size);
+    this.state.windows.free(ep.ram);
+    this.state.endpoints.delete(id);
+  }
+
+  /** One SMCCC call, atomically against the state. */
+  handle(callerId: EndpointId, vcpu: number, x: readonly bigint[]): Registers {
+    const caller = this.state.endpoints.get(callerId);
+    if (!caller) throw new SpmcError('not-found', `no endpoint 0x${callerId.toString(16)}`);
+    if (!Number.isInteger(vcpu) || vcpu < 0 || vcpu >= caller.vcpuCount) {
+      throw new SpmcError('invalid-argument', `vcpu ${vcpu} is not below vcpu_count ${caller.vcpuCount}`);
+    }
+    if (x.length > REGISTER_COUNT) throw new SpmcError('invalid-argument', `at most ${REGISTER_COUNT} registers`);
+
+    const decoded = decodeCall(x, caller.version);
+    if (!decoded.ok && !decoded.known) {
+      if (decoded.smcccVersion) return toRegisters([SMCCC_VERSION_1_2]);
+      return decoded.inFfaRange ? errorRegisters(FFA_ERRORS.NOT_SUPPORTED) : toRegisters([SMCCC_NOT_SUPPORTED]);
+    }
+    const fn: FfaFunction = decoded.ok ? decoded.call.fn : decoded.fn;
+    const handler = this.abis[fn] as AbiHandler<FfaFunction> | undefined;
+    if (!handler) return errorRegisters(FFA_ERRORS.NOT_SUPPORTED);
+
+    const ctx: CallContext = { state: this.state, caller, vcpu };
+    const reply = decoded.ok
+      ? handler.handle(ctx, decoded.call as never)
+      : (handler.onInvalid?.(ctx, decoded) ?? ffaError(decoded.error));
+    if (fn !== 'VERSION' && fn !== 'INTERRUPT') caller.versionLocked = true;
+    return 'raw' in reply ? reply.raw : encodeCall(reply, caller.version);
+  }
+
+  /** Guest read, checked against the endpoint's access table. */
+  readMemory(id: EndpointId, address: bigint, length: number): Uint8Array {
+    const ep = this.requireEndpoint(id);
+    if (!ep.access.allows(address, address + BigInt(length), 'ro')) throw new MemoryFault(id, address, length, 'read');
+    return this.state.memory.read(address, length);
+  }
+
+  /** Guest write, checked against the endpoint's access table. */
+  writeMemory(id: EndpointId, address: bigint, data: Uint8Array): void {
+    const ep = this.requireEndpoint(id);
+    if (!ep.access.allows(address, address + BigInt(data.length), 'rw')) throw new MemoryFault(id, address, data.length, 'write');
+    this.state.memory.write(address, data);
+  }
+
+  private requireEndpoint(id: EndpointId): Endpoint {
+    const ep = this.state.endpoints.get(id);
+    if (!ep) throw new SpmcError('not-found', `no endpoint 0x${id.toString(16)}`);
+    return ep;
+  }
+}
+
+/** Compare without an early exit, so timing does not tell how much of a credential matched. */
+function sameSecret(a: string, b: string): boolean {
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < Math.max(a.length, b.length); i++) diff |= (a.charCodeAt(i) || 0) ^ (b.charCodeAt(i) || 0);
+  return diff === 0 && a.length > 0;
+}
