@@ -94,8 +94,8 @@ export type CallOf<F extends FfaFunction> = Extract<FfaCall, { fn: F }>;
 
 export type DecodeResult =
   | { ok: true; call: FfaCall; fid: number; width: Width }
-  /** A known FID whose registers break the ABI: answer FFA_ERROR(error). */
-  | { ok: false; known: true; fn: FfaFunction; width: Width; fid: number; error: FfaErrorCode; why: string }
+  /** A known FID whose registers break the ABI: answer FFA_ERROR(error). `call` holds the fields as read. */
+  | { ok: false; known: true; fn: FfaFunction; width: Width; fid: number; error: FfaErrorCode; why: string; call: FfaCall }
   /** Not an FF-A function this codec knows (inFfaRange says which SMCCC answer applies). */
   | { ok: false; known: false; fid: number; inFfaRange: boolean; smcccVersion: boolean; why: string };
 
@@ -546,13 +546,14 @@ export function decodeCall(x: readonly bigint[], version: FfaVersion): DecodeRes
         fid: fidValue,
         error: MALFORMED_ERROR[fn] ?? FFA_ERRORS.INVALID_PARAMETERS,
         why: `${width === 32 ? 'w' : 'x'}${i} has MBZ bits set (0x${extra.toString(16)})`,
+        call,
       };
     }
   }
   if (version >= FFA_VERSION_1_2 && HIGH_MBZ_AT_1_2.has(fn)) {
     for (let i = 8; i < REGISTER_COUNT; i++) {
       if ((x[i] ?? 0n) !== 0n) {
-        return { ok: false, known: true, fn, width, fid: fidValue, error: FFA_ERRORS.INVALID_PARAMETERS, why: `x${i} must be zero for a v1.2 caller` };
+        return { ok: false, known: true, fn, width, fid: fidValue, error: FFA_ERRORS.INVALID_PARAMETERS, why: `x${i} must be zero for a v1.2 caller`, call };
       }
     }
   }

@@ -124,8 +124,8 @@ export class AccessTable {
   /** Give [base, limit) the state and permission, replacing whatever covered it. */
   assign(base: bigint, limit: bigint, state: AccessState, perm: Permission): void {
     this.remove(base, limit);
-    const i = this.indexAt(base);
-    this.ranges.splice(i, 0, { base, limit, state, perm });
+    const after = this.ranges.findIndex((r) => r.base > base);
+    this.ranges.splice(after < 0 ? this.ranges.length : after, 0, { base, limit, state, perm });
     this.merge();
   }
 

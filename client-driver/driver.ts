@@ -1,0 +1,372 @@
+// FfaDriver: the behaviour of Linux's drivers/firmware/arm_ffa/driver.c, over a Transport.
+//
+// init() follows ffa_init()/ffa_probe(): SMCCC version, FFA_VERSION, ID_GET, FEATURES(RXTX_MAP)
+// sizing, RXTX_MAP, feature probes, notification setup, partition discovery. Every step that
+// needs undoing pushes its undo; a failure (and exit()) runs them in reverse.
+
+import { Mutex } from 'async-mutex';
+import {
+  decodeCall,
+  decodePartitionInfo,
+  encodeCall,
+  FEATURE_IDS,
+  type EndpointId,
+  type FfaCall,
+  type FfaVersion,
+  FFA_PAGE_SIZE,
+  FFA_VERSION_1_0,
+  FFA_VERSION_IMPLEMENTED,
+  fid,
+  formatVersion,
+  isUuidString,
+  PARTITION_INFO_REGS_MAX_PER_CALL,
+  PARTITION_INFO_REGS_PER_DESC,
+  PARTITION_INFO_SIZE_V1_0,
+  PARTITION_PROPERTIES,
+  type PartitionInfo,
+  partitionInfoFromRegs,
+  parseUuid,
+  type Registers,
+  rxtxMaxPages,
+  rxtxMinSizeBytes,
+  SMCCC_VERSION_1_2,
+  SMCCC_VERSION_FID,
+  toRegisters,
+  U32,
+  unpackPartitionInfoRegsHeader,
+  type Uuid,
+  UUID_NIL,
+  versionMajor,
+  versionMinor,
+} from '../proto/ffa/index.js';
+import { FfaBus } from './bus.js';
+import { FfaDriverError, ffaToErrno } from './errno.js';
+import { TransportError } from './transport/transport.js';
+import type { EmulatedVm } from './vm.js';
+
+export interface FfaDriverOptions {
+  /** FFA_DRIVER_VERSION: what FFA_VERSION asks for (Linux: 1.2). Lower it to act as an older driver. */
+  version?: FfaVersion;
+  /** RX/TX size to ask for, in bytes; the SPMC's minimum and maximum still apply (Linux: the minimum). */
+  rxtxBufferSize?: number;
+  /** nr_cpu_ids for NOTIFICATION_BITMAP_CREATE (default: the VM's vCPU count). */
+  cpuCount?: number;
+}
+
+/** Register form of the count-then-fill probe may race with a VM attaching; retry this often. */
+const PROBE_ATTEMPTS = 3;
+
+export class FfaDriver {
+  readonly bus = new FfaBus();
+  /** Rx and Tx buffers are each used under their lock, as drv_info->rx_lock / tx_lock. */
+  readonly rxLock = new Mutex();
+  readonly txLock = new Mutex();
+  private readonly driverVersion: FfaVersion;
+
+  version: FfaVersion = FFA_VERSION_1_0;
+  vmId: EndpointId = 0;
+  rxtxBufSize = 0;
+  rxBuffer = 0n;
+  txBuffer = 0n;
+  memOpsNative = false;
+  msgDirectReq2Supported = false;
+  notificationsEnabled = false;
+  private undo: { what: string; run: () => Promise<void> }[] = [];
+
+  constructor(
+    readonly vm: EmulatedVm,
+    private readonly opts: FfaDriverOptions = {},
+  ) {
+    this.driverVersion = opts.version ?? FFA_VERSION_IMPLEMENTED;
+  }
+
+  // ---- invoke_ffa_fn ---------------------------------------------------------------------------
+
+  private async raw(x: Registers, vcpu = 0): Promise<Registers> {
+    try {
+      return await this.vm.transport.invoke(x, vcpu);
+    } catch (e) {
+      if (e instanceof TransportError) throw new FfaDriverError('EIO', e.message);
+      throw e;
+    }
+  }
+
+  /** One FF-A call built as a value, encoded and decoded for the negotiated version. */
+  async call(c: FfaCall, vcpu = 0): Promise<FfaCall> {
+    const reply = await this.raw(encodeCall(c, this.version), vcpu);
+    const d = decodeCall(reply, this.version);
+    if (!d.ok) throw new FfaDriverError('EIO', `undecodable reply to FFA_${c.fn}: ${d.why}`);
+    return d.call;
+  }
+
+  /** The SUCCESS payload (x2..), or the FF-A error as an errno. */
+  async success(c: FfaCall, vcpu = 0): Promise<bigint[]> {
+    const r = await this.call(c, vcpu);
+    if (r.fn === 'SUCCESS') return r.args;
+    if (r.fn === 'ERROR') throw new FfaDriverError(ffaToErrno(r.code), `FFA_${c.fn}`, r.code);
+    throw new FfaDriverError('EIO', `FFA_${c.fn} answered FFA_${r.fn}`);
+  }
+
+  /** FFA_FEATURES: [w2, w3] interface properties. */
+  async features(id: number, inputProperties = 0): Promise<[number, number]> {
+    // A feature ID (bit 31 clear) takes no input properties (ffa_features()).
+    if ((id & 0x80000000) === 0 && inputProperties !== 0) throw new FfaDriverError('EINVAL', 'feature IDs take no input properties');
+    const [w2 = 0n, w3 = 0n] = await this.success({ fn: 'FEATURES', id, inputProperties });
+    return [Number(w2 & U32), Number(w3 & U32)];
+  }
+
+  private async supported(id: number): Promise<boolean> {
+    try {
+      await this.features(id);
+      return true;
+    } catch (e) {
+      if (e instanceof FfaDriverError && e.ffaError !== undefined) return false;
+      throw e;
+    }
+  }
+
+  // ---- init / exit ------------------------------------------------------------------------------
+
+  async init(): Promise<void> {
+    await this.transportInit();
+    await this.versionCheck();
+    try {
+      await this.idGet();
+      await this.rxtxSetup();
+      await this.flagsInit();
+      await this.notificationsSetup();
+      await this.partitionsSetup();
+    } catch (e) {
+      await this.unwind();
+      throw e;
+    }
+  }
+
+  /** Driver removal: notifications, partitions, RXTX_UNMAP, buffers, in reverse order of setup. */
+  async exit(): Promise<void> {
+    await this.unwind();
+  }
+
+  private async unwind(): Promise<void> {
+    let first: unknown;
+    for (const step of this.undo.reverse()) {
+      try {
+        await step.run();
+      } catch (e) {
+        first ??= e; // keep going: later steps still free what they own
+      }
+    }
+    this.undo = [];
+    if (first) throw first;
+  }
+
+  private onUnwind(what: string, run: () => Promise<void>): void {
+    this.undo.push({ what, run });
+  }
+
+  /** ffa_transport_init(): the conduit must speak SMCCC v1.2 (x0..x17). */
+  private async transportInit(): Promise<void> {
+    const [w0] = await this.raw(toRegisters([SMCCC_VERSION_FID]));
+    const v = Number(w0! & U32);
+    if ((v | 0) < 0 || v < SMCCC_VERSION_1_2) throw new FfaDriverError('EOPNOTSUPP', 'SMCCC v1.2 or later is required');
+  }
+
+  /** ffa_version_check(): ask for our version, accept 1.0..1.2, downgrade a newer minor. */
+  private async versionCheck(): Promise<void> {
+    const [w0] = await this.raw(encodeCall({ fn: 'VERSION', requested: this.driverVersion }, this.driverVersion));
+    const fw = Number(w0! & U32);
+    if ((fw | 0) === -1) throw new FfaDriverError('EOPNOTSUPP', 'FFA_VERSION not supported');
+    if (versionMajor(fw) > versionMajor(this.driverVersion)) {
+      throw new FfaDriverError('EINVAL', `incompatible v${formatVersion(fw)}, latest supported v${formatVersion(this.driverVersion)}`);
+    }
+    if ((fw | 0) < 0 || fw < FFA_VERSION_1_0) throw new FfaDriverError('EINVAL', 'earliest supported v1.0');
+    // Same major: use the firmware's version unless its minor is newer than ours.
+    this.version = versionMinor(fw) <= versionMinor(this.driverVersion) ? fw : this.driverVersion;
+  }
+
+  private async idGet(): Promise<void> {
+    try {
+      const [w2 = 0n] = await this.success({ fn: 'ID_GET' });
+      this.vmId = Number(w2 & 0xffffn);
+    } catch (e) {
+      throw new FfaDriverError('ENODEV', `FFA_ID_GET failed: ${(e as Error).message}`);
+    }
+  }
+
+  /** FEATURES(RXTX_MAP_64) sizes the buffers; RX and TX are each allocated and mapped. */
+  private async rxtxSetup(): Promise<void> {
+    let min = FFA_PAGE_SIZE;
+    let max = 0;
+    try {
+      const [w2] = await this.features(fid('RXTX_MAP', 64));
+      min = rxtxMinSizeBytes(w2) ?? FFA_PAGE_SIZE;
+      max = rxtxMaxPages(w2) * FFA_PAGE_SIZE;
+      if (max !== 0 && max < min) max = min;
+    } catch (e) {
+      if (!(e instanceof FfaDriverError) || e.ffaError === undefined) throw e;
+    }
+    const pageAlign = (n: number) => Math.ceil(n / FFA_PAGE_SIZE) * FFA_PAGE_SIZE;
+    let size = pageAlign(Math.max(min, this.opts.rxtxBufferSize ?? 0));
+    if (max !== 0) size = Math.min(size, max);
+    const pages = size / FFA_PAGE_SIZE;
+
+    const rx = this.vm.pages.alloc(pages);
+    if (rx === undefined) throw new FfaDriverError('ENOMEM', 'no memory for the RX buffer');
+    this.onUnwind('free RX buffer', async () => this.vm.pages.release(rx, pages));
+    const tx = this.vm.pages.alloc(pages);
+    if (tx === undefined) throw new FfaDriverError('ENOMEM', 'no memory for the TX buffer');
+    this.onUnwind('free TX buffer', async () => this.vm.pages.release(tx, pages));
+
+    await this.success({ fn: 'RXTX_MAP', width: 64, tx, rx, pageCount: pages });
+    this.onUnwind('FFA_RXTX_UNMAP', async () => {
+      await this.success({ fn: 'RXTX_UNMAP', id: 0 }); // w1 = 0 from a virtual instance
+    });
+    this.rxBuffer = rx;
+    this.txBuffer = tx;
+    this.rxtxBufSize = size;
+  }
+
+  /** ffa_drvinfo_flags_init() */
+  private async flagsInit(): Promise<void> {
+    this.memOpsNative = (await this.supported(fid('MEM_LEND', 64))) || (await this.supported(fid('MEM_SHARE', 64)));
+    this.msgDirectReq2Supported =
+      (await this.supported(fid('MSG_SEND_DIRECT_REQ2', 64))) || (await this.supported(fid('MSG_SEND_DIRECT_RESP2', 64)));
+  }
+
+  /** ffa_notifications_setup(): a bitmap, then the SRI or NPI; without either, no notifications. */
+  private async notificationsSetup(): Promise<void> {
+    if (!(await this.supported(fid('NOTIFICATION_BITMAP_CREATE')))) return;
+    try {
+      await this.success({ fn: 'NOTIFICATION_BITMAP_CREATE', vmId: this.vmId, vcpuCount: this.opts.cpuCount ?? this.vm.vcpuCount });
+    } catch (e) {
+      if (e instanceof FfaDriverError && e.ffaError !== undefined) return;
+      throw e;
+    }
+    const destroy = async () => {
+      await this.success({ fn: 'NOTIFICATION_BITMAP_DESTROY', vmId: this.vmId });
+    };
+    const sri = await this.supported(FEATURE_IDS.SRI);
+    const npi = await this.supported(FEATURE_IDS.NPI);
+    if (!sri && !npi) {
+      await destroy();
+      return;
+    }
+    this.notificationsEnabled = true;
+    this.onUnwind('notification cleanup', async () => {
+      this.notificationsEnabled = false;
+      await destroy();
+    });
+  }
+
+  /** ffa_setup_partitions(): every partition becomes a device; we are one too if not listed. */
+  private async partitionsSetup(): Promise<void> {
+    const infos = await this.partitionProbe(UUID_NIL);
+    if (infos.length === 0) throw new FfaDriverError('EINVAL', 'no partitions');
+    this.onUnwind('partition cleanup', () => this.bus.unregisterAll());
+    if (this.version === FFA_VERSION_1_0) this.bus.uuidResolver = (dev, uuid) => this.partitionServesUuid(dev.vmId, uuid);
+    for (const info of infos) {
+      const aarch64 = (info.properties & PARTITION_PROPERTIES.AARCH64_EXEC) !== 0;
+      await this.bus.registerDevice({
+        vmId: info.id,
+        uuid: info.uuid,
+        properties: info.properties,
+        mode32bit: this.version > FFA_VERSION_1_0 && !aarch64,
+      });
+    }
+    if (!infos.some((i) => i.id === this.vmId)) {
+      await this.bus.registerDevice({ vmId: this.vmId, uuid: UUID_NIL, properties: 0, mode32bit: false });
+    }
+  }
+
+  private async partitionServesUuid(id: EndpointId, uuid: Uuid): Promise<boolean> {
+    try {
+      return (await this.partitionProbe(uuid)).some((p) => p.id === id);
+    } catch {
+      return false;
+    }
+  }
+
+  // ---- info ops --------------------------------------------------------------------------------
+
+  apiVersionGet(): FfaVersion {
+    return this.version;
+  }
+
+  /** ffa_partition_info_get(): every partition serving `uuid` (Nil: all). */
+  async partitionInfoGet(uuidStr: string): Promise<PartitionInfo[]> {
+    if (typeof uuidStr !== 'string' || !isUuidString(uuidStr)) throw new FfaDriverError('ENODEV', `invalid UUID ${String(uuidStr)}`);
+    let infos: PartitionInfo[];
+    try {
+      infos = await this.partitionProbe(parseUuid(uuidStr));
+    } catch (e) {
+      if (e instanceof FfaDriverError && e.ffaError !== undefined) throw new FfaDriverError('ENOENT', `no partition serves ${uuidStr}`, e.ffaError);
+      throw e;
+    }
+    if (infos.length === 0) throw new FfaDriverError('ENOENT', `no partition serves ${uuidStr}`);
+    return infos;
+  }
+
+  /** ffa_partition_probe(): count, then fill; the register form when the SPMC has it. */
+  async partitionProbe(uuid: Uuid): Promise<PartitionInfo[]> {
+    const regs = await this.supported(fid('PARTITION_INFO_GET_REGS', 64));
+    const get = regs ? this.partitionInfoGetRegs.bind(this) : this.partitionInfoGetRx.bind(this);
+    for (let attempt = 1; ; attempt++) {
+      const { count } = await get(uuid);
+      const { entries } = await get(uuid, count);
+      if (entries) return entries;
+      // The count grew between the passes (another VM attached): count again.
+      if (attempt >= PROBE_ATTEMPTS) throw new FfaDriverError('EAGAIN', 'partition count kept changing');
+    }
+  }
+
+  /**
+   * __ffa_partition_info_get(): with no capacity, count only (v1.1+: without touching RX);
+   * with one, fill RX, copy the descriptors if they fit, and release RX.
+   */
+  async partitionInfoGetRx(uuid: Uuid, capacity?: number): Promise<{ count: number; entries?: PartitionInfo[] }> {
+    return this.rxLock.runExclusive(async () => {
+      const countOnly = capacity === undefined && this.version > FFA_VERSION_1_0;
+      const [w2 = 0n, w3 = 0n] = await this.success({ fn: 'PARTITION_INFO_GET', uuid, countOnly });
+      const count = Number(w2 & U32);
+      const size = this.version > FFA_VERSION_1_0 ? Number(w3 & U32) : PARTITION_INFO_SIZE_V1_0;
+      try {
+        if (capacity === undefined || count > capacity) return { count };
+        if (size < PARTITION_INFO_SIZE_V1_0 || count * size > this.rxtxBufSize) {
+          throw new FfaDriverError('EINVAL', `${count} descriptors of ${size} bytes do not fit RX`);
+        }
+        const buf = await this.vm.read(this.rxBuffer, count * size);
+        return { count, entries: decodePartitionInfo(buf, count, size) };
+      } finally {
+        // With count-only the RX buffer was never ours to release.
+        if (!countOnly) await this.success({ fn: 'RX_RELEASE', vmId: 0 });
+      }
+    });
+  }
+
+  /** __ffa_partition_info_get_regs(): the register form, looping until the last index. */
+  async partitionInfoGetRegs(uuid: Uuid, capacity?: number): Promise<{ count: number; entries?: PartitionInfo[] }> {
+    const entries: PartitionInfo[] = [];
+    let start = 0;
+    let tag = 0;
+    for (;;) {
+      const args = await this.success({ fn: 'PARTITION_INFO_GET_REGS', uuid, startIndex: start, tag });
+      const h = unpackPartitionInfoRegsHeader(args[0] ?? 0n);
+      const count = h.lastIndex + 1;
+      if (capacity === undefined || count > capacity) return { count };
+      const perDesc = h.descSize / 8;
+      if (!Number.isInteger(perDesc) || perDesc < PARTITION_INFO_REGS_PER_DESC) throw new FfaDriverError('EINVAL', `descriptor size ${h.descSize}`);
+      // Never trust the firmware's indices: they must move forward and stay inside what we asked for.
+      const n = h.currentIndex - start + 1;
+      if (h.currentIndex < start || h.currentIndex >= count || n * perDesc > PARTITION_INFO_REGS_MAX_PER_CALL * PARTITION_INFO_REGS_PER_DESC) {
+        throw new FfaDriverError('EINVAL', `bad indices ${start}..${h.currentIndex} of ${count}`);
+      }
+      for (let i = 0; i < n; i++) {
+        const at = 1 + i * perDesc;
+        entries.push(partitionInfoFromRegs(args[at] ?? 0n, args[at + 1] ?? 0n, args[at + 2] ?? 0n));
+      }
+      if (h.currentIndex === h.lastIndex) return { count, entries };
+      start = h.currentIndex + 1;
+      tag = h.tag;
+    }
+  }
+}

@@ -1,0 +1,80 @@
+// What both gRPC transports share: the channel, Attach/Detach, guest memory, status mapping.
+
+import * as grpc from '@grpc/grpc-js';
+import type { Registers } from '../../proto/ffa/index.js';
+import type { AttachReply__Output as AttachReply } from '../../proto/gen/remote_spmc/v1/AttachReply.js';
+import type { CallReply__Output as CallReply } from '../../proto/gen/remote_spmc/v1/CallReply.js';
+import type { ReadMemoryReply__Output as ReadMemoryReply } from '../../proto/gen/remote_spmc/v1/ReadMemoryReply.js';
+import { registersFromWire, registersToWire, spmcClientConstructor, u64FromWire, u64ToWire } from '../../proto/wire.js';
+import { type AttachOptions, TransportError, type TransportErrorCode } from './transport.js';
+
+export function transportError(e: unknown): TransportError {
+  if (e instanceof TransportError) return e;
+  const s = e as Partial<grpc.ServiceError>;
+  if (typeof s.code === 'number') {
+    const name = (grpc.status[s.code] ?? 'UNKNOWN') as TransportErrorCode;
+    return new TransportError(name, s.details || s.message || 'gRPC error');
+  }
+  return new TransportError('UNKNOWN', e instanceof Error ? e.message : String(e));
+}
+
+/** A call's reply registers; a reply with more than 18 is the server's fault, not ours. */
+export function replyRegisters(reply: CallReply): Registers {
+  const x = registersFromWire(reply.x);
+  if (!x) throw new TransportError('INTERNAL', 'reply carries more than 18 registers');
+  return x;
+}
+
+type Unary<Req, Rep> = (req: Req, cb: (err: grpc.ServiceError | null, rep: Rep) => void) => void;
+
+export class SpmcChannel {
+  readonly client: grpc.Client & Record<string, unknown>;
+
+  constructor(address: string, options: grpc.ChannelOptions = {}) {
+    const Client = spmcClientConstructor();
+    this.client = new Client(address, grpc.credentials.createInsecure(), {
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 5_000,
+      ...options,
+    }) as grpc.Client & Record<string, unknown>;
+  }
+
+  unary<Req, Rep>(method: string, req: Req): Promise<Rep> {
+    const fn = (this.client[method] as Unary<Req, Rep>).bind(this.client);
+    return new Promise((resolve, reject) => fn(req, (err, rep) => (err ? reject(transportError(err)) : resolve(rep))));
+  }
+
+  async attach(opts: AttachOptions): Promise<{ session: string; endpointId: number; ramBase: bigint; ramBytes: bigint }> {
+    const rep = await this.unary<object, AttachReply>('Attach', {
+      endpoint_id: opts.endpointId ?? 0,
+      name: opts.name ?? '',
+      vcpu_count: opts.vcpuCount ?? 1,
+      ram_bytes: u64ToWire(opts.ramBytes ?? 0n),
+      properties: opts.properties ?? 0,
+      uuids: opts.uuids ?? [],
+      credential: opts.credential ?? '',
+    });
+    return { session: rep.session, endpointId: rep.endpoint_id, ramBase: u64FromWire(rep.ram_base), ramBytes: u64FromWire(rep.ram_bytes) };
+  }
+
+  async call(session: string, vcpu: number, x: Registers): Promise<Registers> {
+    return replyRegisters(await this.unary<object, CallReply>('Call', { session, vcpu, x: registersToWire(x) }));
+  }
+
+  async readMemory(session: string, address: bigint, length: number): Promise<Uint8Array> {
+    const rep = await this.unary<object, ReadMemoryReply>('ReadMemory', { session, address: u64ToWire(address), length });
+    return new Uint8Array(rep.data);
+  }
+
+  async writeMemory(session: string, address: bigint, data: Uint8Array): Promise<void> {
+    await this.unary<object, object>('WriteMemory', { session, address: u64ToWire(address), data: Buffer.from(data) });
+  }
+
+  async detach(session: string): Promise<void> {
+    await this.unary<object, object>('Detach', { session });
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}

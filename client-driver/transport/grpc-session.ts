@@ -1,0 +1,92 @@
+// The default transport: one Session stream per vCPU, so a vCPU's calls reach the SPMC in order
+// and each costs one message each way on an open stream. Replies come back in request order.
+
+import type * as grpc from '@grpc/grpc-js';
+import type { Registers } from '../../proto/ffa/index.js';
+import type { CallReply__Output as CallReply } from '../../proto/gen/remote_spmc/v1/CallReply.js';
+import { registersToWire } from '../../proto/wire.js';
+import { type SpmcChannel, replyRegisters, transportError } from './grpc-client.js';
+import { type Transport, TransportError } from './transport.js';
+
+interface Waiter {
+  resolve(r: Registers): void;
+  reject(e: Error): void;
+}
+
+class VcpuStream {
+  private readonly stream: grpc.ClientDuplexStream<object, CallReply>;
+  private readonly waiting: Waiter[] = [];
+  broken = false;
+
+  constructor(
+    channel: SpmcChannel,
+    private readonly session: string,
+    private readonly vcpu: number,
+  ) {
+    this.stream = (channel.client['Session'] as () => grpc.ClientDuplexStream<object, CallReply>).call(channel.client);
+    this.stream.on('data', (reply: CallReply) => {
+      const w = this.waiting.shift();
+      if (!w) return;
+      try {
+        w.resolve(replyRegisters(reply));
+      } catch (e) {
+        w.reject(e as Error);
+      }
+    });
+    this.stream.on('error', (e) => this.fail(transportError(e)));
+    this.stream.on('end', () => this.fail(new TransportError('UNAVAILABLE', 'session stream ended')));
+  }
+
+  private fail(e: TransportError): void {
+    this.broken = true;
+    for (const w of this.waiting.splice(0)) w.reject(e);
+  }
+
+  invoke(x: Registers): Promise<Registers> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ resolve, reject });
+      this.stream.write({ session: this.session, vcpu: this.vcpu, x: registersToWire(x) });
+    });
+  }
+
+  end(): void {
+    this.broken = true;
+    this.stream.end();
+  }
+}
+
+export class GrpcSessionTransport implements Transport {
+  private readonly streams = new Map<number, VcpuStream>();
+
+  constructor(
+    private readonly channel: SpmcChannel,
+    private readonly session: string,
+  ) {}
+
+  invoke(x: Registers, vcpu = 0): Promise<Registers> {
+    let s = this.streams.get(vcpu);
+    // A stream that failed (say the server restarted) is replaced on the next call.
+    if (!s || s.broken) {
+      s = new VcpuStream(this.channel, this.session, vcpu);
+      this.streams.set(vcpu, s);
+    }
+    return s.invoke(x);
+  }
+
+  readMemory(address: bigint, length: number): Promise<Uint8Array> {
+    return this.channel.readMemory(this.session, address, length);
+  }
+
+  writeMemory(address: bigint, data: Uint8Array): Promise<void> {
+    return this.channel.writeMemory(this.session, address, data);
+  }
+
+  async detach(): Promise<void> {
+    try {
+      await this.channel.detach(this.session);
+    } finally {
+      for (const s of this.streams.values()) s.end();
+      this.streams.clear();
+    }
+  }
+}

@@ -1,0 +1,87 @@
+// In-process transport: calls go straight into an SPMC instance handed to it. Same semantics
+// and errors as the gRPC transports, without the network.
+
+import { parseUuid, type Registers } from '../../proto/ffa/index.js';
+import { MemoryFault, type Spmc, SpmcError } from '../../server/spmc/spmc.js';
+import { type AttachOptions, type Attachment, type Connector, type Transport, TransportError } from './transport.js';
+
+const CODE_OF_KIND = {
+  'invalid-argument': 'INVALID_ARGUMENT',
+  'already-exists': 'ALREADY_EXISTS',
+  'permission-denied': 'PERMISSION_DENIED',
+  'not-found': 'UNAUTHENTICATED',
+  'resource-exhausted': 'RESOURCE_EXHAUSTED',
+} as const;
+
+function translate(e: unknown): never {
+  if (e instanceof SpmcError) throw new TransportError(CODE_OF_KIND[e.kind], e.message);
+  if (e instanceof MemoryFault) throw new TransportError('PERMISSION_DENIED', e.message);
+  throw e;
+}
+
+class InProcessTransport implements Transport {
+  private attached = true;
+
+  constructor(
+    private readonly spmc: Spmc,
+    private readonly endpointId: number,
+  ) {}
+
+  private check(): void {
+    if (!this.attached) throw new TransportError('UNAUTHENTICATED', 'detached');
+  }
+
+  async invoke(x: Registers, vcpu = 0): Promise<Registers> {
+    this.check();
+    try {
+      return this.spmc.handle(this.endpointId, vcpu, x);
+    } catch (e) {
+      translate(e);
+    }
+  }
+
+  async readMemory(address: bigint, length: number): Promise<Uint8Array> {
+    this.check();
+    try {
+      return this.spmc.readMemory(this.endpointId, address, length);
+    } catch (e) {
+      translate(e);
+    }
+  }
+
+  async writeMemory(address: bigint, data: Uint8Array): Promise<void> {
+    this.check();
+    try {
+      this.spmc.writeMemory(this.endpointId, address, data);
+    } catch (e) {
+      translate(e);
+    }
+  }
+
+  async detach(): Promise<void> {
+    this.check();
+    this.attached = false;
+    this.spmc.detach(this.endpointId);
+  }
+}
+
+export class InProcessConnector implements Connector {
+  constructor(private readonly spmc: Spmc) {}
+
+  async attach(opts: AttachOptions): Promise<Attachment> {
+    try {
+      const ep = this.spmc.attach({ ...opts, uuids: opts.uuids?.map(parseUuid) });
+      return {
+        endpointId: ep.id,
+        ramBase: ep.ram.base,
+        ramBytes: ep.ram.size,
+        transport: new InProcessTransport(this.spmc, ep.id),
+      };
+    } catch (e) {
+      if (e instanceof TypeError) throw new TransportError('INVALID_ARGUMENT', e.message);
+      translate(e);
+    }
+  }
+
+  close(): void {}
+}

@@ -1,0 +1,77 @@
+// An emulated VM: its attachment to an SPMC, its RAM window with a page allocator (the guest's
+// alloc_pages_exact), and its vCPUs.
+
+import { FFA_PAGE_SIZE } from '../proto/ffa/index.js';
+import type { AttachOptions, Connector, Transport } from './transport/transport.js';
+
+const PAGE = BigInt(FFA_PAGE_SIZE);
+
+/** First-fit allocator of whole pages over [base, base + bytes). */
+export class PageAllocator {
+  /** Free runs as [firstPage, endPage) indices into the window. */
+  private free: [number, number][];
+
+  constructor(
+    readonly base: bigint,
+    bytes: bigint,
+  ) {
+    this.free = [[0, Number(bytes / PAGE)]];
+  }
+
+  /** Base address of `count` contiguous pages, or undefined when none are left (-ENOMEM). */
+  alloc(count: number): bigint | undefined {
+    if (!Number.isInteger(count) || count < 1) throw new RangeError(`page count ${count}`);
+    const i = this.free.findIndex(([a, b]) => b - a >= count);
+    if (i < 0) return undefined;
+    const run = this.free[i]!;
+    const first = run[0];
+    run[0] += count;
+    if (run[0] === run[1]) this.free.splice(i, 1);
+    return this.base + BigInt(first) * PAGE;
+  }
+
+  release(address: bigint, count: number): void {
+    const first = Number((address - this.base) / PAGE);
+    this.free.push([first, first + count]);
+    this.free.sort((a, b) => a[0] - b[0]);
+    const merged: [number, number][] = [];
+    for (const r of this.free) {
+      const last = merged[merged.length - 1];
+      if (last && last[1] >= r[0]) last[1] = Math.max(last[1], r[1]);
+      else merged.push([r[0], r[1]]);
+    }
+    this.free = merged;
+  }
+}
+
+export class EmulatedVm {
+  readonly pages: PageAllocator;
+
+  private constructor(
+    readonly id: number,
+    readonly name: string,
+    readonly vcpuCount: number,
+    readonly ramBase: bigint,
+    readonly ramBytes: bigint,
+    readonly transport: Transport,
+  ) {
+    this.pages = new PageAllocator(ramBase, ramBytes);
+  }
+
+  static async attach(connector: Connector, opts: AttachOptions = {}): Promise<EmulatedVm> {
+    const a = await connector.attach(opts);
+    return new EmulatedVm(a.endpointId, opts.name ?? `vm${a.endpointId}`, opts.vcpuCount ?? 1, a.ramBase, a.ramBytes, a.transport);
+  }
+
+  read(address: bigint, length: number): Promise<Uint8Array> {
+    return this.transport.readMemory(address, length);
+  }
+
+  write(address: bigint, data: Uint8Array): Promise<void> {
+    return this.transport.writeMemory(address, data);
+  }
+
+  detach(): Promise<void> {
+    return this.transport.detach();
+  }
+}
