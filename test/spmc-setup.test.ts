@@ -415,3 +415,14 @@ t.test('the caller must be attached and its vCPU must exist', async (t) => {
   t.equal(thrownKind(() => spmc.handle(vm.id, 2, [BigInt(fid('ID_GET'))])), 'invalid-argument');
   t.equal(thrownKind(() => spmc.handle(vm.id, 0, new Array(19).fill(0n))), 'invalid-argument');
 });
+
+t.test('FFA_FEATURES answers for the caller version', async (t) => {
+  const v10 = RawVm.attach(newSpmc(), {}, FFA_VERSION_1_0);
+  for (const id of [fid('SPM_ID_GET'), fid('PARTITION_INFO_GET_REGS', 64)]) {
+    t.equal(errorOf(v10.call({ fn: 'FEATURES', id, inputProperties: 0 })), NOT_SUPPORTED, `0x${id.toString(16)} is newer than v1.0`);
+  }
+  t.equal(v10.call({ fn: 'FEATURES', id: fid('RXTX_MAP', 64), inputProperties: 0 }).fn, 'SUCCESS');
+  const v11 = RawVm.attach(newSpmc(), {}, FFA_VERSION_1_1);
+  t.equal(v11.call({ fn: 'FEATURES', id: fid('SPM_ID_GET'), inputProperties: 0 }).fn, 'SUCCESS');
+  t.equal(errorOf(v11.call({ fn: 'FEATURES', id: fid('PARTITION_INFO_GET_REGS', 64), inputProperties: 0 })), NOT_SUPPORTED);
+});

@@ -4,6 +4,7 @@ import {
   FEATURES_FID_BIT,
   FFA_ERRORS,
   type FfaFunction,
+  FFA_FUNCTIONS,
   ffaError,
   ffaSuccess,
   lookupFid,
@@ -22,6 +23,9 @@ export function featuresAbis(dispatch: () => AbiTable): AbiTable {
         if ((id & FEATURES_FID_BIT) === 0) return notSupported;
         const f = lookupFid(id);
         if (!f) return notSupported;
+        // Report what exists at the caller's negotiated version: a v1.0 driver sees a v1.0 SPMC.
+        const spec: { since: number; until?: number } = FFA_FUNCTIONS[f.fn];
+        if (spec.since > ctx.caller.version || (spec.until !== undefined && spec.until < ctx.caller.version)) return notSupported;
         if (RETURN_ONLY.has(f.fn)) return inputProperties === 0 ? ffaSuccess([0, 0]) : notSupported;
         const handler = dispatch()[f.fn];
         if (!handler) return notSupported;
