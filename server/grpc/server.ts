@@ -236,19 +236,24 @@ export class SpmcGrpcServer {
         fail(e);
       }
     });
+    // A clean half-close ends our side too. A cancel also arrives as 'end' then 'close', with
+    // 'cancelled' last, so whether the client went away is decided once the events have settled.
     stream.on('end', () => {
-      if (done) return;
+      if (!done) stream.end();
       done = true;
-      bound?.streams.delete(stream as grpc.ServerDuplexStream<unknown, unknown>);
-      stream.end();
     });
+    let cancelled = false;
     stream.on('cancelled', () => {
-      if (done) return;
       done = true;
-      if (!bound) return;
-      bound.streams.delete(stream as grpc.ServerDuplexStream<unknown, unknown>);
+      cancelled = true;
+      if (!bound || !bound.streams.delete(stream as grpc.ServerDuplexStream<unknown, unknown>)) return;
       if (bound.streams.size === 0) this.release(bound, 'session stream cancelled');
     });
+    stream.on('close', () =>
+      setImmediate(() => {
+        if (!cancelled) bound?.streams.delete(stream as grpc.ServerDuplexStream<unknown, unknown>);
+      }),
+    );
     stream.on('error', () => {
       done = true;
     });

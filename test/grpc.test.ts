@@ -1,0 +1,192 @@
+// The gRPC service: the driver over real gRPC, transport status codes, bad input, release.
+
+import * as grpc from '@grpc/grpc-js';
+import { service as healthService } from 'grpc-health-check';
+import t from 'tap';
+import { fid, FFA_ERRORS, FFA_VERSION_1_2, toRegisters } from '../proto/ffa/index.js';
+import { SPMC_SERVICE_NAME, spmcServiceDefinition, u64ToWire, registersToWire } from '../proto/wire.js';
+import { FfaDriver } from '../client-driver/driver.js';
+import { SpmcChannel } from '../client-driver/transport/grpc-client.js';
+import { GrpcConnector } from '../client-driver/transport/grpc.js';
+import { TransportError } from '../client-driver/transport/transport.js';
+import { EmulatedVm } from '../client-driver/vm.js';
+import { SpmcGrpcServer } from '../server/grpc/server.js';
+import { parseManifest } from '../server/manifest.js';
+import { Spmc } from '../server/spmc/spmc.js';
+import { defaultManifest } from '../server/manifest.js';
+import { errorOfRegs, SP2_UUID } from './helpers.js';
+
+const REMOTE = parseManifest(
+  JSON.stringify({
+    partitions: [
+      {
+        name: 'remote-sp',
+        id: 0x8010,
+        uuids: ['0badcafe-0000-4000-8000-000000000001'],
+        'ffa-version': '1.2',
+        'execution-ctx-count': 1,
+        'messaging-method': 1,
+        remote: { credential: 'let-me-in-please' },
+      },
+    ],
+  }),
+);
+
+async function startServer() {
+  const spmc = new Spmc({ partitions: [...defaultManifest(), ...REMOTE] });
+  const server = new SpmcGrpcServer(spmc);
+  const port = await server.listen('127.0.0.1:0');
+  return { spmc, server, address: `127.0.0.1:${port}` };
+}
+
+const codeOf = async (p: Promise<unknown>): Promise<string> => {
+  try {
+    await p;
+    return 'OK';
+  } catch (e) {
+    return e instanceof TransportError ? e.code : `not a TransportError: ${(e as Error).message}`;
+  }
+};
+
+t.test('the driver initialises over grpc-session and grpc-unary', async (t) => {
+  const { server, spmc, address } = await startServer();
+  t.teardown(() => server.stop());
+  for (const mode of ['session', 'unary'] as const) {
+    const connector = new GrpcConnector(address, mode);
+    const vm = await EmulatedVm.attach(connector, { name: `vm-${mode}`, vcpuCount: 2 });
+    const drv = new FfaDriver(vm);
+    await drv.init();
+    t.equal(drv.version, FFA_VERSION_1_2, mode);
+    t.equal(drv.vmId, vm.id);
+    t.ok(spmc.endpoint(vm.id)!.mailbox, `${mode}: mailbox mapped`);
+    t.same((await drv.partitionInfoGet(SP2_UUID)).map((p) => p.id), [0x8002]);
+    t.ok(drv.bus.devices().some((d) => d.vmId === 0x8010), 'the remote partition is discoverable');
+    await drv.exit();
+    t.equal(spmc.endpoint(vm.id)!.mailbox, undefined);
+    await vm.detach();
+    t.equal(spmc.endpoint(vm.id), undefined, `${mode}: detach releases the VM`);
+    connector.close();
+  }
+});
+
+t.test('transport errors are gRPC status codes; FF-A errors stay in registers', async (t) => {
+  const { server, address } = await startServer();
+  t.teardown(() => server.stop());
+  const ch = new SpmcChannel(address);
+  t.teardown(() => ch.close());
+  const a = await ch.attach({ vcpuCount: 2 });
+
+  t.equal(await codeOf(ch.call('no-such-session', 0, toRegisters([fid('ID_GET')]))), 'UNAUTHENTICATED');
+  t.equal(await codeOf(ch.call(a.session, 2, toRegisters([fid('ID_GET')]))), 'INVALID_ARGUMENT', 'vcpu >= vcpu_count');
+  const tooMany = ch.unary('Call', { session: a.session, vcpu: 0, x: new Array(19).fill(u64ToWire(0n)) });
+  t.equal(await codeOf(tooMany), 'INVALID_ARGUMENT', 'more than 18 registers');
+  t.equal(await codeOf(ch.readMemory(a.session, a.ramBase, 0)), 'INVALID_ARGUMENT', 'zero-length read');
+  t.equal(await codeOf(ch.readMemory(a.session, a.ramBase, (1 << 20) + 1)), 'INVALID_ARGUMENT', 'oversize read');
+  t.equal(await codeOf(ch.writeMemory(a.session, a.ramBase, new Uint8Array(0))), 'INVALID_ARGUMENT', 'empty write');
+  t.equal(await codeOf(ch.readMemory(a.session, 0x1000n, 4)), 'PERMISSION_DENIED', 'memory fault');
+  t.equal(await codeOf(ch.readMemory(a.session, a.ramBase + a.ramBytes - 2n, 4)), 'PERMISSION_DENIED', 'running off the window');
+  t.equal(await codeOf(ch.attach({ endpointId: a.endpointId })), 'ALREADY_EXISTS');
+  t.equal(await codeOf(ch.attach({ endpointId: 0x8010 })), 'PERMISSION_DENIED', 'remote SP without credential');
+  t.equal(await codeOf(ch.attach({ endpointId: 0x8010, credential: 'wrong-credential' })), 'PERMISSION_DENIED');
+  t.equal(await codeOf(ch.attach({ endpointId: 0x8001, credential: 'anything' })), 'PERMISSION_DENIED', 'a built-in SP');
+  t.equal(await codeOf(ch.attach({ uuids: ['nope'] })), 'INVALID_ARGUMENT');
+  t.equal(await codeOf(ch.attach({ vcpuCount: 1000 })), 'INVALID_ARGUMENT');
+  t.equal(await codeOf(ch.attach({ properties: 0x10 })), 'INVALID_ARGUMENT', 'non-PE partition id type');
+  const sp = await ch.attach({ endpointId: 0x8010, credential: 'let-me-in-please' });
+  t.equal(sp.endpointId, 0x8010, 'a remote SP attaches with its credential');
+  t.equal(await codeOf(ch.attach({ endpointId: 0x8010, credential: 'let-me-in-please' })), 'ALREADY_EXISTS');
+
+  // FF-A errors are answers, not failures.
+  const out = await ch.call(a.session, 0, toRegisters([fid('RX_RELEASE')]));
+  t.equal(errorOfRegs(out), FFA_ERRORS.DENIED);
+  await ch.writeMemory(a.session, a.ramBase, new Uint8Array([1, 2, 3]));
+  t.same([...(await ch.readMemory(a.session, a.ramBase, 3))], [1, 2, 3]);
+  await ch.detach(a.session);
+  t.equal(await codeOf(ch.call(a.session, 0, toRegisters([fid('ID_GET')]))), 'UNAUTHENTICATED', 'detached');
+  t.equal(await codeOf(ch.detach(a.session)), 'UNAUTHENTICATED');
+});
+
+/** A client that sends raw bytes, to feed the server what no protobuf encoder would. */
+function rawClient(address: string) {
+  const def = spmcServiceDefinition();
+  const raw: Record<string, grpc.MethodDefinition<Buffer, Buffer>> = {};
+  for (const [name, m] of Object.entries(def)) {
+    raw[name] = { ...m, requestSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b } as grpc.MethodDefinition<Buffer, Buffer>;
+  }
+  const Ctor = grpc.makeGenericClientConstructor(raw as grpc.ServiceDefinition, 'Raw');
+  return new Ctor(address, grpc.credentials.createInsecure()) as grpc.Client & Record<string, Function>;
+}
+
+t.test('malformed messages are INVALID_ARGUMENT and the server keeps serving', async (t) => {
+  const { server, address } = await startServer();
+  t.teardown(() => server.stop());
+  const ch = new SpmcChannel(address);
+  t.teardown(() => ch.close());
+  const a = await ch.attach({});
+  const raw = rawClient(address);
+  t.teardown(() => raw.close());
+  const garbage = [Buffer.from([0x1a, 0xff, 0xff]), Buffer.from([0xff, 0xff, 0xff, 0xff])];
+  for (const method of ['Attach', 'Call', 'ReadMemory', 'WriteMemory', 'Detach']) {
+    for (const g of garbage) {
+      const code = await new Promise<number>((resolve) =>
+        raw[method]!(g, (err: grpc.ServiceError | null) => resolve(err ? err.code : grpc.status.OK)),
+      );
+      t.equal(grpc.status[code], 'INVALID_ARGUMENT', `${method} ${g.toString('hex')}`);
+    }
+  }
+  // A garbage stream message ends that stream only.
+  const stream = raw['Session']!() as grpc.ClientDuplexStream<Buffer, Buffer>;
+  const status = new Promise<number>((resolve) => stream.on('error', (e: grpc.ServiceError) => resolve(e.code)));
+  stream.write(Buffer.from([0x1a, 0xff]));
+  t.equal(grpc.status[await status], 'INVALID_ARGUMENT');
+  // Garbage registers are an FF-A answer.
+  const out = await ch.call(a.session, 0, toRegisters([0xdeadbeefcafen, 0xffffffffffffffffn, 7n]));
+  t.equal(out[0], 0xffffffffn, 'SMCCC NOT_SUPPORTED');
+  t.equal(errorOfRegs(await ch.call(a.session, 0, toRegisters([fid('ID_GET'), 1]))), FFA_ERRORS.INVALID_PARAMETERS);
+  t.equal((await ch.call(a.session, 0, toRegisters([fid('ID_GET')])))[2], BigInt(a.endpointId), 'still serving');
+});
+
+t.test('a Session stream carries one session; a cancelled one releases its VM', async (t) => {
+  const { server, spmc, address } = await startServer();
+  t.teardown(() => server.stop());
+  const ch = new SpmcChannel(address);
+  t.teardown(() => ch.close());
+  const a = await ch.attach({});
+  const b = await ch.attach({});
+
+  const s1 = (ch.client['Session'] as () => grpc.ClientDuplexStream<object, { x: unknown[] }>).call(ch.client);
+  const first = new Promise((resolve) => s1.once('data', resolve));
+  s1.write({ session: a.session, vcpu: 0, x: registersToWire(toRegisters([fid('ID_GET')])) });
+  await first;
+  const err = new Promise<number>((resolve) => s1.on('error', (e: grpc.ServiceError) => resolve(e.code)));
+  s1.write({ session: b.session, vcpu: 0, x: registersToWire(toRegisters([fid('ID_GET')])) });
+  t.equal(grpc.status[await err], 'INVALID_ARGUMENT', 'switching sessions mid-stream');
+  t.ok(spmc.endpoint(a.endpointId), 'a stream ended by the server leaves the VM');
+
+  const s2 = (ch.client['Session'] as () => grpc.ClientDuplexStream<object, unknown>).call(ch.client);
+  s2.on('error', () => {});
+  const got = new Promise((resolve) => s2.once('data', resolve));
+  s2.write({ session: a.session, vcpu: 0, x: registersToWire(toRegisters([fid('ID_GET')])) });
+  await got;
+  s2.cancel();
+  for (let i = 0; i < 100 && spmc.endpoint(a.endpointId); i++) await new Promise((r) => setTimeout(r, 10));
+  t.equal(spmc.endpoint(a.endpointId), undefined, 'cancelled: released');
+  t.ok(spmc.endpoint(b.endpointId), 'the other VM is untouched');
+  t.equal(server.sessionCount, 1);
+});
+
+t.test('health service and shutdown', async (t) => {
+  const { server, address } = await startServer();
+  const Health = grpc.makeGenericClientConstructor(healthService as grpc.ServiceDefinition, 'Health');
+  const health = new Health(address, grpc.credentials.createInsecure()) as grpc.Client & Record<string, Function>;
+  const check = (svc: string) =>
+    new Promise<string>((resolve) => health['check']!({ service: svc }, (e: grpc.ServiceError | null, r: { status: string }) => resolve(e ? `error ${e.code}` : r.status)));
+  t.equal(await check(''), 'SERVING');
+  t.equal(await check(SPMC_SERVICE_NAME), 'SERVING');
+  const ch = new SpmcChannel(address);
+  const a = await ch.attach({});
+  await server.stop(500);
+  t.equal(await codeOf(ch.call(a.session, 0, toRegisters([fid('ID_GET')]))), 'UNAVAILABLE', 'after stop');
+  health.close();
+  ch.close();
+});
