@@ -1,0 +1,147 @@
+// Server and VMs as separate processes over TCP on 127.0.0.1, as a user runs them.
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+
+const MAIN = fileURLToPath(new URL('../server/main.js', import.meta.url));
+const VM = fileURLToPath(new URL('./fixtures/vm-process.js', import.meta.url));
+
+/** Lines of a child's stdout, parsed as JSON where they are. */
+function jsonLines(child: ChildProcess) {
+  const queue: Record<string, unknown>[] = [];
+  const waiters: ((o: Record<string, unknown>) => void)[] = [];
+  createInterface({ input: child.stdout! }).on('line', (l) => {
+    let o: Record<string, unknown>;
+    try {
+      o = JSON.parse(l);
+    } catch {
+      return;
+    }
+    const w = waiters.shift();
+    if (w) w(o);
+    else queue.push(o);
+  });
+  return {
+    async until(pred: (o: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+      for (;;) {
+        const o = queue.shift() ?? (await new Promise<Record<string, unknown>>((r) => waiters.push(r)));
+        if (pred(o)) return o;
+      }
+    },
+  };
+}
+
+async function startServer(args: string[] = []) {
+  const child = spawn(process.execPath, [MAIN, 'serve', '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const out = jsonLines(child);
+  const listening = await out.until((o) => o.msg === 'listening');
+  return { child, out, grpc: listening.grpc as string, http: listening.http as string };
+}
+
+async function endpoints(http: string): Promise<number> {
+  const r = await fetch(`http://${http}/healthz`);
+  return ((await r.json()) as { endpoints: number }).endpoints;
+}
+
+async function run(args: string[]): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr += d));
+  const [code] = await once(child, 'exit');
+  return { code, stderr };
+}
+
+t.test('a server and two VM processes', async (t) => {
+  const server = await startServer();
+  t.teardown(() => void server.child.kill('SIGKILL'));
+  t.equal(await endpoints(server.http), 4, 'the four SPs of the default manifest');
+
+  const vms = ['vm-a', 'vm-b'].map((name) => {
+    const child = spawn(process.execPath, [VM, server.grpc, name], { stdio: ['pipe', 'pipe', 'inherit'] });
+    t.teardown(() => void child.kill('SIGKILL'));
+    return { child, out: jsonLines(child) };
+  });
+  const ready = await Promise.all(vms.map((v) => v.out.until((o) => o.event === 'ready')));
+  const ids = ready.map((r) => r.vmId as number);
+  t.not(ids[0], ids[1], 'each VM has its own id');
+  t.ok(ready.every((r) => r.version === 0x10002));
+  t.equal(await endpoints(server.http), 6);
+  for (const v of vms) v.child.stdin!.write('go\n');
+  const seen = await Promise.all(vms.map((v) => v.out.until((o) => o.event === 'partitions')));
+  for (const s of seen) t.same(s.ids, [...ids].sort((a, b) => a - b).concat([0x8001, 0x8002, 0x8003, 0x8004]), 'each sees both VMs, then the SPs');
+  const codes = await Promise.all(vms.map((v) => once(v.child, 'exit')));
+  t.same(codes.map(([c]) => c), [0, 0]);
+  t.equal(await endpoints(server.http), 4, 'both detached');
+
+  server.child.kill('SIGTERM');
+  const [code] = await once(server.child, 'exit');
+  t.equal(code, 0, 'SIGTERM stops the server cleanly');
+});
+
+t.test('a VM process that dies is released; the others carry on', async (t) => {
+  const server = await startServer();
+  t.teardown(() => void server.child.kill('SIGKILL'));
+  const start = (name: string) => {
+    const child = spawn(process.execPath, [VM, server.grpc, name], { stdio: ['pipe', 'pipe', 'inherit'] });
+    t.teardown(() => void child.kill('SIGKILL'));
+    return { child, out: jsonLines(child) };
+  };
+  const doomed = start('doomed');
+  const survivor = start('survivor');
+  await doomed.out.until((o) => o.event === 'ready');
+  await survivor.out.until((o) => o.event === 'ready');
+  t.equal(await endpoints(server.http), 6);
+  doomed.child.kill('SIGKILL');
+  let n = 6;
+  for (let i = 0; i < 200 && n !== 5; i++) {
+    await new Promise((r) => setTimeout(r, 25));
+    n = await endpoints(server.http);
+  }
+  t.equal(n, 5, 'the dead VM was released when its stream broke');
+  survivor.child.stdin!.write('go\n');
+  const seen = await survivor.out.until((o) => o.event === 'partitions');
+  t.equal((seen.ids as number[]).length, 5, 'the survivor sees itself and the SPs');
+  const [code] = await once(survivor.child, 'exit');
+  t.equal(code, 0);
+  server.child.kill('SIGINT');
+  t.equal((await once(server.child, 'exit'))[0], 0, 'SIGINT stops it cleanly');
+});
+
+t.test('bad flags and bad manifests: a clear error and exit status 2', async (t) => {
+  const cases: [string[], RegExp][] = [
+    [['serve', '--grpc', 'nohost'], /--grpc: expected HOST:PORT/],
+    [['serve', '--http', '127.0.0.1:70000'], /--http: expected HOST:PORT/],
+    [['serve', '--bogus'], /Unknown option '--bogus'/],
+    [['serve', '--rxtx-max-pages', '64'], /--rxtx-max-pages: expected an integer 1\.\.63/],
+    [['serve', '--log-level', 'loud'], /--log-level/],
+    [['serve', '--manifest', '/nonexistent/manifest.yaml'], /cannot read \/nonexistent\/manifest\.yaml: ENOENT/],
+    [['serve', 'extra'], /Unexpected argument/],
+    [['frobnicate'], /unknown command "frobnicate"/],
+  ];
+  for (const [args, re] of cases) {
+    const r = await run(args);
+    t.equal(r.code, 2, args.join(' '));
+    t.match(r.stderr, re);
+  }
+  const { writeFileSync, mkdtempSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const file = join(mkdtempSync(join(tmpdir(), 'rspmc-')), 'bad.yaml');
+  writeFileSync(file, 'partitions:\n  - name: sp\n    uuids: [not-a-uuid]\n    ffa-version: "1.2"\n    execution-ctx-count: 1\n    messaging-method: 3\n    service: test-service\n');
+  const r = await run(['serve', '--manifest', file, '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0']);
+  t.equal(r.code, 2);
+  t.match(r.stderr, new RegExp(`${file}: partitions\\[0\\]\\.uuids\\[0\\]: "not-a-uuid" is not a UUID`));
+});
+
+t.test('an address in use is a clear error', async (t) => {
+  const server = await startServer();
+  t.teardown(() => void server.child.kill('SIGKILL'));
+  const r = await run(['serve', '--grpc', server.grpc, '--http', '127.0.0.1:0']);
+  t.equal(r.code, 1);
+  t.match(r.stderr, /cannot listen/);
+});
