@@ -82,7 +82,8 @@ export class FfaDriver {
 
   // ---- invoke_ffa_fn ---------------------------------------------------------------------------
 
-  private async raw(x: Registers, vcpu = 0): Promise<Registers> {
+  /** invoke_ffa_fn(): registers in, registers out; transport failures become EIO. */
+  async invokeFfaFn(x: Registers, vcpu = 0): Promise<Registers> {
     try {
       return await this.vm.transport.invoke(x, vcpu);
     } catch (e) {
@@ -93,7 +94,7 @@ export class FfaDriver {
 
   /** One FF-A call built as a value, encoded and decoded for the negotiated version. */
   async call(c: FfaCall, vcpu = 0): Promise<FfaCall> {
-    const reply = await this.raw(encodeCall(c, this.version), vcpu);
+    const reply = await this.invokeFfaFn(encodeCall(c, this.version), vcpu);
     const d = decodeCall(reply, this.version);
     if (!d.ok) throw new FfaDriverError('EIO', `undecodable reply to FFA_${c.fn}: ${d.why}`);
     return d.call;
@@ -166,14 +167,14 @@ export class FfaDriver {
 
   /** ffa_transport_init(): the conduit must speak SMCCC v1.2 (x0..x17). */
   private async transportInit(): Promise<void> {
-    const [w0] = await this.raw(toRegisters([SMCCC_VERSION_FID]));
+    const [w0] = await this.invokeFfaFn(toRegisters([SMCCC_VERSION_FID]));
     const v = Number(w0! & U32);
     if ((v | 0) < 0 || v < SMCCC_VERSION_1_2) throw new FfaDriverError('EOPNOTSUPP', 'SMCCC v1.2 or later is required');
   }
 
   /** ffa_version_check(): ask for our version, accept 1.0..1.2, downgrade a newer minor. */
   private async versionCheck(): Promise<void> {
-    const [w0] = await this.raw(encodeCall({ fn: 'VERSION', requested: this.driverVersion }, this.driverVersion));
+    const [w0] = await this.invokeFfaFn(encodeCall({ fn: 'VERSION', requested: this.driverVersion }, this.driverVersion));
     const fw = Number(w0! & U32);
     if ((fw | 0) === -1) throw new FfaDriverError('EOPNOTSUPP', 'FFA_VERSION not supported');
     if (versionMajor(fw) > versionMajor(this.driverVersion)) {

@@ -1,0 +1,124 @@
+// Foundation benchmarks. Every figure is printed beside a bare grpc-js bidi echo of 18 registers
+// measured in the same run, against servers in another process on 127.0.0.1.
+//
+//   npm run bench [-- --samples N]
+
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
+import { encodeCall, FFA_VERSION_1_2, REGISTER_COUNT, UUID_NIL } from '../proto/ffa/index.js';
+import { spmcServiceDefinition, u64ToWire } from '../proto/wire.js';
+import { FfaDriver } from '../client-driver/driver.js';
+import { GrpcConnector } from '../client-driver/transport/grpc.js';
+import { InProcessConnector } from '../client-driver/transport/in-process.js';
+import { EmulatedVm } from '../client-driver/vm.js';
+import { defaultManifest } from '../server/manifest.js';
+import { Spmc } from '../server/spmc/spmc.js';
+
+const { values } = parseArgs({ options: { samples: { type: 'string', default: '5000' }, rounds: { type: 'string', default: '10' } } });
+const SAMPLES = Number(values.samples);
+const ROUNDS = Number(values.rounds);
+
+type Op = () => Promise<unknown>;
+
+/** Per-call latencies in µs, in alternating rounds so drift hits every series alike. */
+async function measure(ops: Record<string, Op>): Promise<Record<string, number[]>> {
+  const out: Record<string, number[]> = {};
+  for (const [name, op] of Object.entries(ops)) {
+    out[name] = [];
+    for (let i = 0; i < 500; i++) await op(); // warm up
+  }
+  const per = Math.ceil(SAMPLES / ROUNDS);
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const [name, op] of Object.entries(ops)) {
+      for (let i = 0; i < per; i++) {
+        const t0 = process.hrtime.bigint();
+        await op();
+        out[name]!.push(Number(process.hrtime.bigint() - t0) / 1000);
+      }
+    }
+  }
+  return out;
+}
+
+const pct = (xs: number[], p: number): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+};
+
+async function callsPerSecond(op: Op, ms: number): Promise<number> {
+  for (let i = 0; i < 1000; i++) await op();
+  let n = 0;
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    for (let i = 0; i < 100; i++) await op();
+    n += 100;
+  }
+  return n / (ms / 1000);
+}
+
+const servers = spawn(process.execPath, [fileURLToPath(new URL('./servers.js', import.meta.url))], { stdio: ['pipe', 'pipe', 'inherit'] });
+const addr = await new Promise<{ spmc: string; echo: string }>((resolve) =>
+  createInterface({ input: servers.stdout! }).once('line', (l) => resolve(JSON.parse(l))),
+);
+
+// Baseline: a bare bidi echo of 18 registers through the same message types.
+const EchoClient = grpc.makeGenericClientConstructor({ Echo: spmcServiceDefinition()['Session']! }, 'Echo');
+const echoClient = new EchoClient(addr.echo, grpc.credentials.createInsecure()) as grpc.Client & Record<string, () => grpc.ClientDuplexStream<object, object>>;
+const echoStream = echoClient['Echo']!();
+const echoWaiters: (() => void)[] = [];
+echoStream.on('data', () => echoWaiters.shift()?.());
+echoStream.on('error', () => {}); // the server process going away at the end is expected
+const echoMsg = { session: '', vcpu: 0, x: Array.from({ length: REGISTER_COUNT }, (_, i) => u64ToWire(0x84000063n + BigInt(i))) };
+const echo: Op = () => new Promise<void>((resolve) => {
+  echoWaiters.push(resolve);
+  echoStream.write(echoMsg);
+});
+
+// The driver over grpc-session.
+const connector = new GrpcConnector(addr.spmc, 'session');
+const vm = await EmulatedVm.attach(connector, { name: 'bench', vcpuCount: 1 });
+const drv = new FfaDriver(vm);
+await drv.init();
+const versionCall = encodeCall({ fn: 'VERSION', requested: FFA_VERSION_1_2 }, FFA_VERSION_1_2);
+const ffaVersion: Op = () => drv.invokeFfaFn(versionCall);
+const infoAndRelease: Op = async () => {
+  await drv.call({ fn: 'PARTITION_INFO_GET', uuid: UUID_NIL, countOnly: false });
+  await drv.call({ fn: 'RX_RELEASE', vmId: 0 });
+};
+
+const lat = await measure({ echo, ffaVersion, infoAndRelease });
+const e50 = pct(lat.echo!, 50);
+const e99 = pct(lat.echo!, 99);
+const row = (name: string, xs: number[], target?: [number, number]) => {
+  const p50 = pct(xs, 50);
+  const p99 = pct(xs, 99);
+  const r50 = p50 / e50;
+  const r99 = p99 / e99;
+  const verdict = target ? (r50 <= target[0] && r99 <= target[1] ? `  target <= ${target[0]}x / ${target[1]}x: met` : `  target <= ${target[0]}x / ${target[1]}x: MISSED`) : '';
+  console.log(`${name.padEnd(44)} p50 ${p50.toFixed(1).padStart(7)} us (${r50.toFixed(2)}x)   p99 ${p99.toFixed(1).padStart(7)} us (${r99.toFixed(2)}x)${verdict}`);
+};
+console.log(`round trips, ${SAMPLES} samples each, ratios against the echo measured alongside`);
+row('grpc-js bidi echo, 18 registers (baseline)', lat.echo!);
+row('FFA_VERSION via driver, grpc-session', lat.ffaVersion!, [1.25, 1.5]);
+row('PARTITION_INFO_GET + RX_RELEASE, grpc-session', lat.infoAndRelease!);
+
+// In process: the same driver call into an SPMC in this process.
+const local = await EmulatedVm.attach(new InProcessConnector(new Spmc({ partitions: defaultManifest() })), { name: 'local' });
+const localDrv = new FfaDriver(local);
+await localDrv.init();
+const echoRate = await callsPerSecond(echo, 2000);
+const localRate = await callsPerSecond(() => localDrv.invokeFfaFn(versionCall), 2000);
+const ratio = localRate / echoRate;
+console.log(`calls per second: echo ${echoRate.toFixed(0)}, FFA_VERSION in-process ${localRate.toFixed(0)} (${ratio.toFixed(1)}x)  target >= 50x: ${ratio >= 50 ? 'met' : 'MISSED'}`);
+
+await localDrv.exit();
+await drv.exit();
+await vm.detach();
+connector.close();
+echoStream.end();
+await new Promise((resolve) => echoStream.on('status', resolve));
+echoClient.close();
+servers.stdin!.end();
