@@ -7,6 +7,7 @@
 import { Mutex } from 'async-mutex';
 import {
   decodeCall,
+  FFA_ERRORS,
   decodePartitionInfo,
   encodeCall,
   FEATURE_IDS,
@@ -39,10 +40,24 @@ import {
   versionMajor,
   versionMinor,
 } from '../proto/ffa/index.js';
-import { FfaBus } from './bus.js';
+import { type FfaDevice, FfaBus } from './bus.js';
 import { FfaDriverError, ffaToErrno } from './errno.js';
 import { TransportError } from './transport/transport.js';
 import type { EmulatedVm } from './vm.js';
+
+/** A direct request as an endpoint that serves them receives it. */
+export interface DirectRequest {
+  kind: 'req' | 'req2';
+  source: EndpointId;
+  width: 32 | 64;
+  /** w3..w7 (x3..x7) for a request, x4..x17 for a request 2. */
+  args: bigint[];
+  /** The service a request 2 asked for (Nil: the default one). */
+  uuid?: Uuid;
+}
+
+/** Answers a direct request with the response payload (same layout as the request's). */
+export type DirectRequestHandler = (req: DirectRequest, vcpu: number) => Promise<bigint[]> | bigint[];
 
 export interface FfaDriverOptions {
   /** FFA_DRIVER_VERSION: what FFA_VERSION asks for (Linux: 1.2). Lower it to act as an older driver. */
@@ -51,6 +66,10 @@ export interface FfaDriverOptions {
   rxtxBufferSize?: number;
   /** nr_cpu_ids for NOTIFICATION_BITMAP_CREATE (default: the VM's vCPU count). */
   cpuCount?: number;
+  /** Pause before FFA_RUN after an FFA_YIELD (Linux: about 1 ms; default 0). */
+  yieldDelayMs?: number;
+  /** Told when a direct-request handler throws (the request is answered with an empty payload). */
+  onHandlerError?: (e: unknown, req: DirectRequest) => void;
 }
 
 /** Register form of the count-then-fill probe may race with a VM attaching; retry this often. */
@@ -368,6 +387,101 @@ export class FfaDriver {
       if (h.currentIndex === h.lastIndex) return { count, entries };
       start = h.currentIndex + 1;
       tag = h.tag;
+    }
+  }
+
+  // ---- msg ops ---------------------------------------------------------------------------------
+
+  /**
+   * ffa_msg_send_direct_req(): w3..w7 to `to`, waiting through FFA_INTERRUPT and FFA_YIELD with
+   * FFA_RUN. 64-bit unless the device is a 32-bit one; the response payload comes back.
+   */
+  async sendDirectReq(to: FfaDevice | EndpointId, data: readonly bigint[], opts: { vcpu?: number; width?: 32 | 64 } = {}): Promise<bigint[]> {
+    const [dest, mode32] = typeof to === 'number' ? [to, false] : [to.vmId, to.mode32bit];
+    const width = opts.width ?? (mode32 ? 32 : 64);
+    const args = Array.from({ length: 5 }, (_, i) => BigInt.asUintN(width, data[i] ?? 0n));
+    const r = await this.sendAndWait(
+      { fn: 'MSG_SEND_DIRECT_REQ', width, route: { source: this.vmId, destination: dest }, message: { kind: 'partition' }, args },
+      opts.vcpu ?? 0,
+    );
+    if (r.fn === 'MSG_SEND_DIRECT_RESP' && r.width === width) return r.args;
+    throw this.unexpected('MSG_SEND_DIRECT_REQ', r);
+  }
+
+  /** ffa_msg_send_direct_req2(): x4..x17 to the service `uuid` (default: the device's UUID). */
+  async sendDirectReq2(to: FfaDevice | EndpointId, data: readonly bigint[], opts: { vcpu?: number; uuid?: Uuid } = {}): Promise<bigint[]> {
+    if (!this.msgDirectReq2Supported) throw new FfaDriverError('EOPNOTSUPP', 'FFA_MSG_SEND_DIRECT_REQ2 not supported');
+    const dest = typeof to === 'number' ? to : to.vmId;
+    const uuid = opts.uuid ?? (typeof to === 'number' ? UUID_NIL : to.uuid);
+    const args = Array.from({ length: 14 }, (_, i) => BigInt.asUintN(64, data[i] ?? 0n));
+    const r = await this.sendAndWait({ fn: 'MSG_SEND_DIRECT_REQ2', route: { source: this.vmId, destination: dest }, uuid, args }, opts.vcpu ?? 0);
+    if (r.fn === 'MSG_SEND_DIRECT_RESP2') return r.args;
+    throw this.unexpected('MSG_SEND_DIRECT_REQ2', r);
+  }
+
+  /** A handler that throws still answers (an empty payload), so its requester is never left blocked. */
+  private async handleSafely(handler: DirectRequestHandler, req: DirectRequest, vcpu: number): Promise<bigint[]> {
+    try {
+      return await handler(req, vcpu);
+    } catch (e) {
+      this.opts.onHandlerError?.(e, req);
+      return [];
+    }
+  }
+
+  /** ffa_msg_send_wait_for_completion(): give the target its cycles until it answers. */
+  private async sendAndWait(c: FfaCall, vcpu: number): Promise<FfaCall> {
+    let r = await this.call(c, vcpu);
+    while (r.fn === 'INTERRUPT' || r.fn === 'YIELD') {
+      if (r.fn === 'YIELD' && this.opts.yieldDelayMs) await new Promise((res) => setTimeout(res, this.opts.yieldDelayMs));
+      r = await this.call({ fn: 'RUN', target: r.target }, vcpu);
+    }
+    return r;
+  }
+
+  private unexpected(what: string, r: FfaCall): FfaDriverError {
+    if (r.fn === 'ERROR') return new FfaDriverError(ffaToErrno(r.code), `FFA_${what}`, r.code);
+    return new FfaDriverError('EINVAL', `FFA_${what} answered FFA_${r.fn}`);
+  }
+
+  /** ffa_run(): FFA_RUN on a partition's vCPU, again while it is interrupted. */
+  async run(to: FfaDevice | EndpointId, targetVcpu: number, vcpu = 0): Promise<void> {
+    const endpoint = typeof to === 'number' ? to : to.vmId;
+    let r = await this.call({ fn: 'RUN', target: { endpoint, vcpu: targetVcpu } }, vcpu);
+    while (r.fn === 'INTERRUPT') r = await this.call({ fn: 'RUN', target: r.target }, vcpu);
+    if (r.fn === 'ERROR') throw new FfaDriverError(ffaToErrno(r.code), 'FFA_RUN', r.code);
+  }
+
+  /** FFA_YIELD from a partition serving a request: returns once it is run again. */
+  async yield(vcpu = 0, timeout = 0n): Promise<void> {
+    const r = await this.call({ fn: 'YIELD', target: { endpoint: 0, vcpu: 0 }, timeout }, vcpu);
+    if (r.fn === 'ERROR') throw new FfaDriverError(ffaToErrno(r.code), 'FFA_YIELD', r.code);
+  }
+
+  /**
+   * The receive loop of an endpoint that serves direct requests (a partition, or a VM that attached
+   * with the receive property): FFA_MSG_WAIT, then answer each request with its response, which
+   * also waits for the next. Returns when the SPMC stops giving it requests (ABORTED: it left).
+   */
+  async serveDirectRequests(handler: DirectRequestHandler, vcpu = 0): Promise<void> {
+    let ev = await this.call({ fn: 'MSG_WAIT', retainRx: false }, vcpu);
+    for (;;) {
+      if (ev.fn === 'MSG_SEND_DIRECT_REQ') {
+        const args = await this.handleSafely(handler, { kind: 'req', source: ev.route.source, width: ev.width, args: ev.args }, vcpu);
+        ev = await this.call(
+          { fn: 'MSG_SEND_DIRECT_RESP', width: ev.width, route: { source: this.vmId, destination: ev.route.source }, message: ev.message, args },
+          vcpu,
+        );
+      } else if (ev.fn === 'MSG_SEND_DIRECT_REQ2') {
+        const args = await this.handleSafely(handler, { kind: 'req2', source: ev.route.source, width: 64, args: ev.args, uuid: ev.uuid }, vcpu);
+        ev = await this.call({ fn: 'MSG_SEND_DIRECT_RESP2', route: { source: this.vmId, destination: ev.route.source }, args }, vcpu);
+      } else if (ev.fn === 'ERROR') {
+        if (ev.code === FFA_ERRORS.ABORTED) return;
+        throw new FfaDriverError(ffaToErrno(ev.code), 'receive loop', ev.code);
+      } else {
+        // Cycles without a request (FFA_RUN): nothing to do but wait again.
+        ev = await this.call({ fn: 'MSG_WAIT', retainRx: false }, vcpu);
+      }
     }
   }
 }

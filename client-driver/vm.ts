@@ -64,6 +64,11 @@ export class EmulatedVm {
     return new EmulatedVm(a.endpointId, opts.name ?? `vm${a.endpointId}`, opts.vcpuCount ?? 1, a.ramBase, a.ramBytes, a.transport);
   }
 
+  /** An endpoint that already exists (a built-in partition driven in process). */
+  static fromAttachment(a: { endpointId: number; ramBase: bigint; ramBytes: bigint; transport: Transport }, name: string, vcpuCount: number): EmulatedVm {
+    return new EmulatedVm(a.endpointId, name, vcpuCount, a.ramBase, a.ramBytes, a.transport);
+  }
+
   read(address: bigint, length: number): Promise<Uint8Array> {
     return this.transport.readMemory(address, length);
   }

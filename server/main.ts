@@ -7,10 +7,14 @@ import { pino } from 'pino';
 import { buildHttpApp } from './http/app.js';
 import { SpmcGrpcServer } from './grpc/server.js';
 import { defaultManifest, ManifestError, parseManifest } from './manifest.js';
+import { startBuiltinPartitions } from './partitions/index.js';
+import { runRemotePartition } from './partitions/remote.js';
+import { SERVICES } from './partitions/test-service.js';
 import { Spmc, SpmcError } from './spmc/spmc.js';
 import type { PartitionManifest } from './spmc/spmc.js';
 
 const USAGE = `usage: remote-spmc serve [options]
+       remote-spmc partition --id ID [--server HOST:PORT] [--credential SECRET] [--serve SERVICE]
 
   --grpc HOST:PORT         gRPC listen address (default 127.0.0.1:50051)
   --http HOST:PORT         HTTP listen address (default 127.0.0.1:8080)
@@ -18,6 +22,12 @@ const USAGE = `usage: remote-spmc serve [options]
   --rxtx-max-pages N       largest RXTX_MAP page count, 1..63 (default 16)
   --log-level LEVEL        fatal, error, warn, info, debug, trace or silent (default info)
   -h, --help               this text
+
+partition: serve a manifest partition marked remote from this process
+  --server HOST:PORT       the SPMC's gRPC address (default 127.0.0.1:50051)
+  --id ID                  the partition's id, e.g. 0x8010
+  --credential SECRET      its credential (default: $REMOTE_SPMC_CREDENTIAL)
+  --serve SERVICE          the service to run (default test-service)
 `;
 
 class UsageError extends Error {}
@@ -98,6 +108,7 @@ function parseServe(args: string[]): ServeOptions {
 async function serve(opts: ServeOptions): Promise<void> {
   const log = pino({ name: 'remote-spmc', level: opts.logLevel });
   const spmc = new Spmc({ partitions: opts.partitions, limits: { rxtxMaxPages: opts.rxtxMaxPages } });
+  await startBuiltinPartitions(spmc, (id, e) => log.error({ partition: id, err: String(e) }, 'built-in partition failed'));
   const grpcServer = new SpmcGrpcServer(spmc, { logger: log });
   let serving = true;
   const http = await buildHttpApp({ spmc, serving: () => serving });
@@ -129,12 +140,50 @@ async function serve(opts: ServeOptions): Promise<void> {
   process.on('SIGTERM', () => void stop('SIGTERM'));
 }
 
+async function partition(args: string[]): Promise<void> {
+  let v;
+  try {
+    v = parseArgs({
+      args,
+      options: {
+        server: { type: 'string', default: '127.0.0.1:50051' },
+        id: { type: 'string' },
+        credential: { type: 'string' },
+        serve: { type: 'string', default: 'test-service' },
+        'log-level': { type: 'string', default: 'info' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const id = Number(v.id);
+  if (v.id === undefined || !Number.isInteger(id) || id <= 0x8000 || id > 0xffff) throw new UsageError('--id: expected a partition id 0x8001..0xffff');
+  parseHostPort('--server', v.server!);
+  const credential = v.credential ?? process.env.REMOTE_SPMC_CREDENTIAL ?? '';
+  if (!credential) throw new UsageError('--credential (or REMOTE_SPMC_CREDENTIAL) is required');
+  if (!(v.serve! in SERVICES)) throw new UsageError(`--serve: one of ${Object.keys(SERVICES).join(', ')}`);
+  const log = pino({ name: 'remote-spmc-partition', level: v['log-level'] });
+  await runRemotePartition({
+    server: v.server!,
+    id,
+    credential,
+    service: v.serve as keyof typeof SERVICES,
+    log: (msg, obj) => log.info(obj ?? {}, msg),
+  });
+  log.info({}, 'stopped');
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   try {
     switch (command) {
       case 'serve':
         await serve(parseServe(rest));
+        return;
+      case 'partition':
+        await partition(rest);
         return;
       case undefined:
       case '-h':
@@ -155,6 +204,10 @@ async function main(argv: string[]): Promise<void> {
       process.exit(2);
     }
     const err = e as NodeJS.ErrnoException;
+    if (e instanceof Error && e.name === 'TransportError') {
+      process.stderr.write(`remote-spmc: ${e.message}\n`);
+      process.exit(1);
+    }
     if (err.code === 'EADDRINUSE' || err.code === 'EADDRNOTAVAIL' || /No address added|bind/i.test(err.message)) {
       process.stderr.write(`remote-spmc: cannot listen: ${err.message}\n`);
       process.exit(1);

@@ -15,6 +15,8 @@ import {
   UUID_NIL,
 } from '../proto/ffa/index.js';
 import { defaultManifest } from '../server/manifest.js';
+import { startBuiltinPartitions } from '../server/partitions/index.js';
+import { isPending, type Pending } from '../server/spmc/pending.js';
 import { type AttachParams, Spmc } from '../server/spmc/spmc.js';
 import type { SpmcLimits } from '../server/spmc/state.js';
 
@@ -46,13 +48,22 @@ export class RawVm {
     return this.spmc.endpoint(this.id)!.ram.base;
   }
 
+  /** A call that must answer at once. */
   regs(x: (bigint | number)[], vcpu = 0): Registers {
-    return this.spmc.handle(this.id, vcpu, toRegisters(x));
+    const out = this.spmc.handle(this.id, vcpu, toRegisters(x));
+    if (isPending(out)) throw new Error(`call 0x${x[0]!.toString(16)} blocked`);
+    return out;
+  }
+
+  /** A call that may block: the answer now, or the Pending one. */
+  start(c: FfaCall, vcpu = 0): Registers | Pending {
+    return this.spmc.handle(this.id, vcpu, encodeCall(c, this.version));
   }
 
   /** Send a call value and decode what comes back. */
   call(c: FfaCall, vcpu = 0): FfaCall {
     const out = this.spmc.handle(this.id, vcpu, encodeCall(c, this.version));
+    if (isPending(out)) throw new Error(`FFA_${c.fn} blocked`);
     const d = decodeCall(out, this.version);
     if (!d.ok) throw new Error(`undecodable reply ${out.map((v) => v.toString(16))}`);
     return d.call;
@@ -101,3 +112,20 @@ export const successArgs = (c: FfaCall): bigint[] => {
   if (c.fn !== 'SUCCESS') throw new Error(`expected FFA_SUCCESS, got FFA_${c.fn}`);
   return c.args;
 };
+
+/** An SPMC whose built-in partitions are running their receive loops. */
+export async function startedSpmc(limits: Partial<SpmcLimits> = {}, partitions = defaultManifest()): Promise<Spmc> {
+  const spmc = new Spmc({ partitions, limits });
+  await startBuiltinPartitions(spmc, (id, e) => {
+    throw new Error(`partition 0x${id.toString(16)} failed: ${String(e)}`);
+  });
+  return spmc;
+}
+
+/** Settle a call that may block into its decoded answer. */
+export async function settle(out: Registers | Pending, version: FfaVersion = FFA_VERSION_1_2): Promise<FfaCall> {
+  const r = isPending(out) ? await out.answer : out;
+  const d = decodeCall(r, version);
+  if (!d.ok) throw new Error(`undecodable ${r.map((v) => v.toString(16))}`);
+  return d.call;
+}

@@ -2,6 +2,7 @@
 // and errors as the gRPC transports, without the network.
 
 import { parseUuid, type Registers } from '../../proto/ffa/index.js';
+import { isPending } from '../../server/spmc/pending.js';
 import { MemoryFault, type Spmc, SpmcError } from '../../server/spmc/spmc.js';
 import { type AttachOptions, type Attachment, type Connector, type Transport, TransportError } from './transport.js';
 
@@ -33,11 +34,14 @@ class InProcessTransport implements Transport {
 
   async invoke(x: Registers, vcpu = 0): Promise<Registers> {
     this.check();
+    let out;
     try {
-      return this.spmc.handle(this.endpointId, vcpu, x);
+      out = this.spmc.handle(this.endpointId, vcpu, x);
     } catch (e) {
       translate(e);
     }
+    // A blocked vCPU (MSG_WAIT, a direct request, RUN) resumes when another endpoint's call completes it.
+    return isPending(out) ? out.answer : out;
   }
 
   async readMemory(address: bigint, length: number): Promise<Uint8Array> {
@@ -81,6 +85,13 @@ export class InProcessConnector implements Connector {
       if (e instanceof TypeError) throw new TransportError('INVALID_ARGUMENT', e.message);
       translate(e);
     }
+  }
+
+  /** Drive a built-in partition of the manifest: it is already an endpoint, nothing to attach. */
+  partition(id: number): Attachment {
+    const ep = this.spmc.endpoint(id);
+    if (!ep || ep.kind !== 'sp') throw new TransportError('INVALID_ARGUMENT', `0x${id.toString(16)} is not a partition`);
+    return { endpointId: id, ramBase: ep.ram.base, ramBytes: ep.ram.size, transport: new InProcessTransport(this.spmc, id) };
   }
 
   close(): void {}

@@ -49,7 +49,7 @@ export type FfaCall =
   | { fn: 'ID_GET' }
   | { fn: 'MSG_POLL' }
   | { fn: 'MSG_WAIT'; retainRx: boolean }
-  | { fn: 'YIELD'; timeout: bigint }
+  | { fn: 'YIELD'; target: TargetInfo; timeout: bigint }
   | { fn: 'RUN'; target: TargetInfo }
   | { fn: 'MSG_SEND'; route: SrcDst; size: number; flags: number }
   | { fn: 'MSG_SEND_DIRECT_REQ'; width: Width; route: SrcDst; message: DirectMessageKind; args: bigint[] }
@@ -293,8 +293,10 @@ const CODECS: CodecTable = {
     encode: (c, r) => void (r[2] = c.retainRx ? 1n : 0n),
   },
   YIELD: {
-    decode: (r, _w, version) => ({ fn: 'YIELD', timeout: version >= FFA_VERSION_1_2 ? hiLo(r[2]!, r[3]!) : 0n }),
+    // w1 is the target info when the SPMC hands the yield to the requester; a yielding SP leaves it 0.
+    decode: (r, _w, version) => ({ fn: 'YIELD', target: target(r[1]!), timeout: version >= FFA_VERSION_1_2 ? hiLo(r[2]!, r[3]!) : 0n }),
     encode: (c, r) => {
+      r[1] = packTarget(c.target);
       r[2] = c.timeout & U32;
       r[3] = (c.timeout >> 32n) & U32;
     },

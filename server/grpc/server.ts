@@ -21,6 +21,7 @@ import {
   u64FromWire,
   u64ToWire,
 } from '../../proto/wire.js';
+import { isPending, type Pending } from '../spmc/pending.js';
 import { MemoryFault, type Spmc, SpmcError } from '../spmc/spmc.js';
 
 export interface Logger {
@@ -161,20 +162,26 @@ export class SpmcGrpcServer {
     return { session: token, endpoint_id: ep.id, ram_base: u64ToWire(ep.ram.base), ram_bytes: u64ToWire(ep.ram.size) };
   }
 
-  private call(req: CallRequest): object {
+  /** One call: the reply now, or once another endpoint completes the blocked vCPU. */
+  private call(req: CallRequest, onPending?: (p: Pending) => void): object | Promise<object> {
     const s = this.session(req.session);
     const x = registersFromWire(req.x);
     if (!x) throw new StatusError(grpc.status.INVALID_ARGUMENT, `x: at most 18 registers, got ${req.x.length}`);
-    return { x: registersToWire(this.spmc.handle(s.endpointId, req.vcpu, x)) };
+    const out = this.spmc.handle(s.endpointId, req.vcpu, x);
+    if (!isPending(out)) return { x: registersToWire(out) };
+    onPending?.(out);
+    return out.answer.then((r) => ({ x: registersToWire(r) }));
   }
 
   private handlers(): grpc.UntypedServiceImplementation {
     const unary =
-      <Req>(fn: (req: Req) => object) =>
+      <Req>(fn: (req: Req, call: grpc.ServerUnaryCall<Req | Malformed, object>) => object | Promise<object>) =>
       (call: grpc.ServerUnaryCall<Req | Malformed, object>, cb: grpc.sendUnaryData<object>) => {
         try {
           if (isMalformed(call.request)) throw new StatusError(grpc.status.INVALID_ARGUMENT, call.request.malformed);
-          cb(null, fn(call.request));
+          const out = fn(call.request, call);
+          if (out instanceof Promise) out.then((r) => cb(null, r), (e) => cb(toStatus(e)));
+          else cb(null, out);
         } catch (e) {
           cb(toStatus(e));
         }
@@ -186,7 +193,8 @@ export class SpmcGrpcServer {
         this.release(this.session(req.session), 'detach');
         return {};
       }),
-      Call: unary<CallRequest>((req) => this.call(req)),
+      // A client that gives up on a blocked call leaves the model as it is; the answer is dropped.
+      Call: unary<CallRequest>((req, call) => this.call(req, (p) => call.on('cancelled', () => (p.abandoned = true)))),
       ReadMemory: unary<ReadMemoryRequest>((req) => {
         const s = this.session(req.session);
         if (req.length === 0 || req.length > MAX_MEMORY_ACCESS) {
@@ -220,32 +228,65 @@ export class SpmcGrpcServer {
       bound?.streams.delete(stream as grpc.ServerDuplexStream<unknown, unknown>);
       stream.emit('error', toStatus(e));
     };
+    // Calls are answered in order: while one is blocked, later ones wait their turn.
+    const queue: (CallRequest | Malformed)[] = [];
+    let busy: Pending | undefined;
+    let halfClosed = false;
+    const pump = () => {
+      if (!done && !busy && queue.length === 0 && halfClosed) {
+        done = true;
+        stream.end();
+        return;
+      }
+      while (!done && !busy && queue.length > 0) {
+        const req = queue.shift()!;
+        try {
+          if (isMalformed(req)) throw new StatusError(grpc.status.INVALID_ARGUMENT, req.malformed);
+          if (!bound) {
+            bound = this.session(req.session);
+            bound.streams.add(stream as grpc.ServerDuplexStream<unknown, unknown>);
+          } else if (req.session !== bound.token && req.session !== '') {
+            throw new StatusError(grpc.status.INVALID_ARGUMENT, 'a stream carries one session');
+          }
+          if (!this.sessions.has(bound.token)) throw new StatusError(grpc.status.UNAUTHENTICATED, 'session was detached');
+          const out = this.call({ ...req, session: bound.token }, (p) => (busy = p));
+          if (out instanceof Promise) {
+            out.then(
+              (r) => {
+                busy = undefined;
+                if (!done) stream.write(r);
+                pump();
+              },
+              (e) => fail(e),
+            );
+          } else {
+            stream.write(out);
+          }
+        } catch (e) {
+          fail(e);
+        }
+      }
+      if (!done && !busy && queue.length === 0 && halfClosed) {
+        done = true;
+        stream.end();
+      }
+    };
     stream.on('data', (req: CallRequest | Malformed) => {
       if (done) return;
-      try {
-        if (isMalformed(req)) throw new StatusError(grpc.status.INVALID_ARGUMENT, req.malformed);
-        if (!bound) {
-          bound = this.session(req.session);
-          bound.streams.add(stream as grpc.ServerDuplexStream<unknown, unknown>);
-        } else if (req.session !== bound.token && req.session !== '') {
-          throw new StatusError(grpc.status.INVALID_ARGUMENT, 'a stream carries one session');
-        }
-        if (!this.sessions.has(bound.token)) throw new StatusError(grpc.status.UNAUTHENTICATED, 'session was detached');
-        stream.write(this.call({ ...req, session: bound.token }));
-      } catch (e) {
-        fail(e);
-      }
+      queue.push(req);
+      pump();
     });
     // A clean half-close ends our side too. A cancel also arrives as 'end' then 'close', with
     // 'cancelled' last, so whether the client went away is decided once the events have settled.
     stream.on('end', () => {
-      if (!done) stream.end();
-      done = true;
+      halfClosed = true;
+      pump();
     });
     let cancelled = false;
     stream.on('cancelled', () => {
       done = true;
       cancelled = true;
+      if (busy) busy.abandoned = true;
       if (!bound || !bound.streams.delete(stream as grpc.ServerDuplexStream<unknown, unknown>)) return;
       if (bound.streams.size === 0) this.release(bound, 'session stream cancelled');
     });

@@ -8,6 +8,7 @@ import {
   FFA_VERSION_1_0,
 } from '../../proto/ffa/index.js';
 import { AccessTable, type Window } from './memory.js';
+import type { Pending } from './pending.js';
 
 export type EndpointKind = 'vm' | 'sp';
 
@@ -24,6 +25,44 @@ export interface Mailbox {
   rxFunction?: string;
 }
 
+export interface VcpuRef {
+  endpoint: EndpointId;
+  vcpu: number;
+}
+
+/** A direct request a vCPU is serving. */
+export interface DirectRequest {
+  origin: VcpuRef;
+  /** Every endpoint from the first requester up to and including `origin`: a loop is DENIED. */
+  chain: EndpointId[];
+  kind: 'req' | 'req2';
+  framework: boolean;
+  /** The origin left (detached) while this was served: its response goes nowhere. */
+  originGone: boolean;
+}
+
+/**
+ * An execution context. `running`: it may make calls (a VM's vCPU, or an SP handling a request).
+ * `waiting`: in FFA_MSG_WAIT (or after a response), for the next request. `blocked`: it sent a
+ * direct request or ran another vCPU. `preempted`: it yielded and waits for FFA_RUN. `off`: a
+ * partition context that has not reached FFA_MSG_WAIT yet (or whose remote process left).
+ */
+export type VcpuState = 'running' | 'waiting' | 'blocked' | 'preempted' | 'off';
+
+export interface Vcpu {
+  readonly index: number;
+  state: VcpuState;
+  /** The caller's completion while waiting, blocked or preempted. */
+  pending?: Pending;
+  handling?: DirectRequest;
+  /** Whom this vCPU gave cycles to (a request or FFA_RUN), while blocked. */
+  blockedOn?: VcpuRef;
+  /** Who gave this vCPU cycles with FFA_RUN outside any request; its next MSG_WAIT or YIELD goes there. */
+  runBy?: VcpuRef;
+  /** While preempted: the vCPU it yielded to, the only one that may FFA_RUN it again. */
+  yieldedTo?: VcpuRef;
+}
+
 export interface Endpoint {
   readonly id: EndpointId;
   readonly name: string;
@@ -38,13 +77,17 @@ export interface Endpoint {
   readonly ram: Window;
   readonly access: AccessTable;
   mailbox?: Mailbox;
+  readonly vcpus: Vcpu[];
 }
 
 /** Before a VM negotiates, it is taken to be a v1.0 caller (the oldest layouts). */
 export const VM_DEFAULT_VERSION = FFA_VERSION_1_0;
 
-export function newEndpoint(init: Omit<Endpoint, 'access' | 'versionLocked' | 'mailbox'>): Endpoint {
-  const ep: Endpoint = { ...init, access: new AccessTable(), versionLocked: false };
+export function newEndpoint(init: Omit<Endpoint, 'access' | 'versionLocked' | 'mailbox' | 'vcpus'>): Endpoint {
+  // A VM's vCPUs run as soon as it attaches; a partition's contexts start when they first wait.
+  const state: VcpuState = init.kind === 'vm' ? 'running' : 'off';
+  const vcpus = Array.from({ length: init.vcpuCount }, (_, index): Vcpu => ({ index, state }));
+  const ep: Endpoint = { ...init, access: new AccessTable(), versionLocked: false, vcpus };
   ep.access.assign(init.ram.base, init.ram.base + init.ram.size, 'owned', 'rw');
   return ep;
 }

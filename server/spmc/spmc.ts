@@ -10,6 +10,7 @@ import {
   type FfaFunction,
   type FfaVersion,
   ffaError,
+  ffaSuccess,
   FFA_VERSION_IMPLEMENTED,
   isCompatible,
   isSecureId,
@@ -28,11 +29,24 @@ import {
   VM_ID_MIN,
 } from '../../proto/ffa/index.js';
 import { type Endpoint, newEndpoint, VM_DEFAULT_VERSION } from './endpoint.js';
+import { cpuCycleAbis } from './cpu-cycles.js';
 import { featuresAbis } from './features.js';
+import { messagingAbis } from './messaging.js';
+import { Pending } from './pending.js';
 import { mailboxAbis, unmapMailbox } from './mailbox.js';
 import { roundUp } from './memory.js';
 import { partitionAbis } from './partitions.js';
-import { type AbiHandler, type AbiTable, type CallContext, DEFAULT_LIMITS, type SpmcLimits, SpmcState } from './state.js';
+import {
+  type AbiHandler,
+  type AbiTable,
+  type CallContext,
+  DEFAULT_LIMITS,
+  type SpmcLimits,
+  SpmcState,
+  vcpuAt,
+  vcpuRef,
+  wake,
+} from './state.js';
 import { versionAbis } from './versions.js';
 
 /** A secure partition as the manifest declares it (already validated). */
@@ -108,6 +122,8 @@ export class Spmc {
       ...featuresAbis(() => this.abis),
       ...mailboxAbis,
       ...partitionAbis,
+      ...messagingAbis,
+      ...cpuCycleAbis,
     };
     for (const p of config.partitions) this.addPartition(p);
   }
@@ -135,6 +151,10 @@ export class Spmc {
 
   partition(id: EndpointId): PartitionManifest | undefined {
     return this.manifest.get(id);
+  }
+
+  partitions(): PartitionManifest[] {
+    return [...this.manifest.values()];
   }
 
   endpoint(id: EndpointId): Endpoint | undefined {
@@ -210,6 +230,7 @@ export class Spmc {
   detach(id: EndpointId): void {
     const ep = this.state.endpoints.get(id);
     if (!ep) throw new SpmcError('not-found', `no endpoint 0x${id.toString(16)}`);
+    this.releaseVcpus(ep);
     unmapMailbox(ep);
     if (ep.kind === 'sp') {
       this.remoteAttached.delete(id);
@@ -220,14 +241,47 @@ export class Spmc {
     this.state.endpoints.delete(id);
   }
 
-  /** One SMCCC call, atomically against the state. */
-  handle(callerId: EndpointId, vcpu: number, x: readonly bigint[]): Registers {
+  /**
+   * Everything that involved the leaving endpoint's vCPUs ends cleanly: whoever waits on one of
+   * them is answered ABORTED, requests it made are answered into the void, and a partition that
+   * yielded to it gets its cycles back so it can finish.
+   */
+  private releaseVcpus(ep: Endpoint): void {
+    const aborted = ffaError(FFA_ERRORS.ABORTED);
+    for (const v of ep.vcpus) {
+      if (v.handling && !v.handling.originGone) {
+        const origin = vcpuAt(this.state, v.handling.origin);
+        if (origin?.vcpu.state === 'blocked' && origin.vcpu.blockedOn?.endpoint === ep.id) wake(this.state, v.handling.origin, aborted);
+      }
+      if (v.runBy) wake(this.state, v.runBy, aborted);
+      for (const other of this.state.endpoints.values()) {
+        for (const o of other.vcpus) {
+          if (o.handling?.origin.endpoint === ep.id && o.handling.origin.vcpu === v.index) o.handling.originGone = true;
+          if (o.runBy?.endpoint === ep.id && o.runBy.vcpu === v.index) o.runBy = undefined;
+          if (o.state === 'preempted' && o.yieldedTo?.endpoint === ep.id && o.yieldedTo.vcpu === v.index) {
+            o.yieldedTo = undefined;
+            wake(this.state, vcpuRef(other, o), ffaSuccess());
+          }
+        }
+      }
+      // Its own outstanding call is over too.
+      v.pending?.complete(encodeCall(aborted, ep.version));
+      Object.assign(v, { state: ep.kind === 'vm' ? 'running' : 'off', pending: undefined, handling: undefined, blockedOn: undefined, runBy: undefined, yieldedTo: undefined });
+    }
+  }
+
+  /** One SMCCC call, atomically against the state: the answer now, or a Pending one. */
+  handle(callerId: EndpointId, vcpuIndex: number, x: readonly bigint[]): Registers | Pending {
     const caller = this.state.endpoints.get(callerId);
     if (!caller) throw new SpmcError('not-found', `no endpoint 0x${callerId.toString(16)}`);
-    if (!Number.isInteger(vcpu) || vcpu < 0 || vcpu >= caller.vcpuCount) {
-      throw new SpmcError('invalid-argument', `vcpu ${vcpu} is not below vcpu_count ${caller.vcpuCount}`);
+    const vcpu = caller.vcpus[vcpuIndex];
+    if (!Number.isInteger(vcpuIndex) || !vcpu) {
+      throw new SpmcError('invalid-argument', `vcpu ${vcpuIndex} is not below vcpu_count ${caller.vcpuCount}`);
     }
     if (x.length > REGISTER_COUNT) throw new SpmcError('invalid-argument', `at most ${REGISTER_COUNT} registers`);
+    if (vcpu.state !== 'running' && vcpu.state !== 'off') {
+      throw new SpmcError('invalid-argument', `vcpu ${vcpuIndex} is ${vcpu.state} in FFA_${vcpu.pending?.fn ?? '?'}`);
+    }
 
     const decoded = decodeCall(x, caller.version);
     if (!decoded.ok && !decoded.known) {
@@ -243,6 +297,7 @@ export class Spmc {
       ? handler.handle(ctx, decoded.call as never)
       : (handler.onInvalid?.(ctx, decoded) ?? ffaError(decoded.error));
     if (fn !== 'VERSION' && fn !== 'INTERRUPT') caller.versionLocked = true;
+    if ('pending' in reply) return reply.pending;
     return 'raw' in reply ? reply.raw : encodeCall(reply, caller.version);
   }
 

@@ -9,7 +9,9 @@ import {
   type Registers,
   type Width,
 } from '../../proto/ffa/index.js';
-import type { Endpoint } from './endpoint.js';
+import { encodeCall } from '../../proto/ffa/index.js';
+import type { Endpoint, Vcpu, VcpuRef, VcpuState } from './endpoint.js';
+import { Pending } from './pending.js';
 import { PhysicalMemory, WindowAllocator } from './memory.js';
 
 export interface SpmcLimits {
@@ -36,6 +38,8 @@ export class SpmcState {
   readonly endpoints = new Map<EndpointId, Endpoint>();
   readonly memory = new PhysicalMemory();
   readonly windows = new WindowAllocator(RAM_SPACE_START, RAM_SPACE_END, RAM_WINDOW_ALIGN);
+  /** Completions nobody was listening for any more (abandoned calls). */
+  dropped = 0;
 
   constructor(readonly limits: SpmcLimits) {}
 
@@ -48,11 +52,47 @@ export class SpmcState {
 export interface CallContext {
   readonly state: SpmcState;
   readonly caller: Endpoint;
-  readonly vcpu: number;
+  readonly vcpu: Vcpu;
 }
 
-/** A handler answers with an FF-A value (encoded for the caller's version) or raw registers. */
-export type Reply = FfaCall | { raw: Registers };
+/**
+ * A handler answers with an FF-A value (encoded for the caller's version), raw registers, or a
+ * pending answer: the caller's vCPU is blocked until another call completes it.
+ */
+export type Reply = FfaCall | { raw: Registers } | { pending: Pending };
+
+export const vcpuRef = (ep: Endpoint, v: Vcpu): VcpuRef => ({ endpoint: ep.id, vcpu: v.index });
+export const sameVcpu = (a: VcpuRef | undefined, b: VcpuRef): boolean => !!a && a.endpoint === b.endpoint && a.vcpu === b.vcpu;
+
+export function vcpuAt(state: SpmcState, ref: VcpuRef): { ep: Endpoint; vcpu: Vcpu } | undefined {
+  const ep = state.endpoints.get(ref.endpoint);
+  const vcpu = ep?.vcpus[ref.vcpu];
+  return ep && vcpu ? { ep, vcpu } : undefined;
+}
+
+/** Block `vcpu` (waiting, blocked or preempted) and hand its caller the pending answer. */
+export function park(vcpu: Vcpu, how: Exclude<VcpuState, 'running' | 'off'>, fn: string, on?: VcpuRef): Reply {
+  const pending = new Pending(fn);
+  vcpu.state = how;
+  vcpu.pending = pending;
+  vcpu.blockedOn = on;
+  return { pending };
+}
+
+/**
+ * Resume a parked vCPU with `value` (encoded for its endpoint's version). It runs again; whether
+ * anyone still listens (a client may have gone) does not change the model.
+ */
+export function wake(state: SpmcState, ref: VcpuRef, value: FfaCall): void {
+  const at = vcpuAt(state, ref);
+  if (!at || !at.vcpu.pending) return;
+  const { ep, vcpu } = at;
+  const pending = vcpu.pending!;
+  vcpu.state = 'running';
+  vcpu.pending = undefined;
+  vcpu.blockedOn = undefined;
+  if (!pending.complete(encodeCall(value, ep.version))) state.dropped++;
+}
 
 export type InvalidCall = Extract<DecodeResult, { ok: false; known: true }>;
 

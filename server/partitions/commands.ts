@@ -1,0 +1,25 @@
+// The command table of the built-in test partitions: w3 of a direct request picks the command,
+// w4..w7 carry its arguments. One table, used by the partitions, the tests and the README.
+
+export const PARTITION_COMMANDS = {
+  /** Respond with w3..w7 exactly as received. Unknown commands are echoed too. */
+  ECHO: 0x6563686f, // "echo"
+  /**
+   * w4 = the next partition, or a list of hops packed 16 bits each (first hop lowest): send a
+   * 64-bit request to the first hop, FORWARD again with the rest, or ECHO with w5..w7 as its w4..w6
+   * at the last; respond with that partition's response payload. An inner failure is answered as
+   * ERROR with the FF-A code in w4.
+   */
+  FORWARD: 0x66776420, // "fwd "
+  /** Call FFA_YIELD once; once run again, respond as ECHO. */
+  YIELD: 0x796c6420, // "yld "
+  /** Respond with w3 = ERROR and w4 = the FF-A error code given in w5. */
+  ERROR: 0x65727220, // "err "
+} as const;
+
+export type PartitionCommand = keyof typeof PARTITION_COMMANDS;
+
+/** Hops for FORWARD: [0x8002, 0x8003] -> 0x80038002. */
+export function packHops(hops: readonly number[]): bigint {
+  return hops.reduceRight((acc, h) => (acc << 16n) | BigInt(h & 0xffff), 0n);
+}

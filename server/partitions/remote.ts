@@ -1,0 +1,32 @@
+// A partition served by its own process: attach as the manifest's remote partition over
+// grpc-session, then one receive loop per execution context, as a built-in one runs.
+
+import { FfaDriver } from '../../client-driver/driver.js';
+import { GrpcConnector } from '../../client-driver/transport/grpc.js';
+import { EmulatedVm } from '../../client-driver/vm.js';
+import { SERVICES } from './test-service.js';
+
+export interface RemotePartitionOptions {
+  server: string;
+  id: number;
+  credential: string;
+  service: keyof typeof SERVICES;
+  log?: (msg: string, obj?: object) => void;
+}
+
+/** Runs until the SPMC ends the partition's loops (it left, or the server went away). */
+export async function runRemotePartition(opts: RemotePartitionOptions): Promise<void> {
+  const connector = new GrpcConnector(opts.server);
+  try {
+    const probe = await EmulatedVm.attach(connector, { endpointId: opts.id, credential: opts.credential });
+    const driver = new FfaDriver(probe, { onHandlerError: (e) => opts.log?.('handler failed', { err: String(e) }) });
+    await driver.init();
+    const self = (await driver.partitionProbe(new Uint8Array(16))).find((p) => p.id === driver.vmId);
+    const contexts = self?.execContexts ?? 1;
+    opts.log?.('serving', { id: driver.vmId, contexts, service: opts.service });
+    const service = SERVICES[opts.service](driver);
+    await Promise.all(Array.from({ length: contexts }, (_, vcpu) => driver.serveDirectRequests(service, vcpu)));
+  } finally {
+    connector.close();
+  }
+}
