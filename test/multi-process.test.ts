@@ -145,3 +145,78 @@ t.test('an address in use is a clear error', async (t) => {
   t.equal(r.code, 1);
   t.match(r.stderr, /cannot listen/);
 });
+
+t.test('a remote partition in its own process serves VMs, dies mid-request, and comes back', async (t) => {
+  const { DEFAULT_MANIFEST_YAML } = await import('../server/manifest.js');
+  const { writeFileSync, mkdtempSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const { FfaDriver } = await import('../client-driver/driver.js');
+  const { GrpcConnector } = await import('../client-driver/transport/grpc.js');
+  const { EmulatedVm } = await import('../client-driver/vm.js');
+  const { PARTITION_COMMANDS: CMD } = await import('../server/partitions/commands.js');
+  const { FfaDriverError } = await import('../client-driver/errno.js');
+
+  const file = join(mkdtempSync(join(tmpdir(), 'rspmc-')), 'manifest.yaml');
+  writeFileSync(
+    file,
+    `${DEFAULT_MANIFEST_YAML}  - name: remote-echo\n    id: 0x8010\n    uuids: [0badcafe-0000-4000-8000-000000000001]\n    ffa-version: "1.2"\n    execution-ctx-count: 2\n    messaging-method: 0x603\n    remote: {credential: remote-secret-1}\n`,
+  );
+  const server = await startServer(['--manifest', file]);
+  t.teardown(() => void server.child.kill('SIGKILL'));
+  const startPartition = () => {
+    const child = spawn(process.execPath, [MAIN, 'partition', '--server', server.grpc, '--id', '0x8010'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, REMOTE_SPMC_CREDENTIAL: 'remote-secret-1' },
+    });
+    t.teardown(() => void child.kill('SIGKILL'));
+    return { child, out: jsonLines(child) };
+  };
+  let sp = startPartition();
+  const serving = await sp.out.until((o) => o.msg === 'serving');
+  t.equal(serving.contexts, 2, 'one loop per execution context');
+
+  const connector = new GrpcConnector(server.grpc);
+  t.teardown(() => connector.close());
+  const drivers = [];
+  for (const name of ['vm-a', 'vm-b']) {
+    const vm = await EmulatedVm.attach(connector, { name, vcpuCount: 2 });
+    const d = new FfaDriver(vm);
+    await d.init();
+    drivers.push(d);
+  }
+  const [a, b] = drivers as [InstanceType<typeof FfaDriver>, InstanceType<typeof FfaDriver>];
+  t.same(await a.sendDirectReq(0x8010, [BigInt(CMD.ECHO), 1n]), [BigInt(CMD.ECHO), 1n, 0n, 0n, 0n], 'vm-a');
+  t.same(await b.sendDirectReq(0x8010, [BigInt(CMD.ECHO), 2n], { vcpu: 1 }), [BigInt(CMD.ECHO), 2n, 0n, 0n, 0n], 'vm-b on the second context');
+  t.same(await a.sendDirectReq(0x8001, [BigInt(CMD.FORWARD), 0x8010n, 3n]), [BigInt(CMD.ECHO), 3n, 0n, 0n, 0n], 'SP1 forwards to the remote partition');
+
+  // Freeze the partition so the next request is in flight when it dies.
+  sp.child.kill('SIGSTOP');
+  const inFlight = a.sendDirectReq(0x8010, [BigInt(CMD.ECHO), 4n]).then(
+    () => 'answered',
+    (e: unknown) => (e instanceof FfaDriverError ? e.errno : String(e)),
+  );
+  await new Promise((r) => setTimeout(r, 300));
+  sp.child.kill('SIGKILL');
+  t.equal(await inFlight, 'ECANCELED', 'the blocked caller is answered ABORTED');
+  const whileGone = await b.sendDirectReq(0x8010, [0n]).then(() => 'answered', (e: unknown) => (e as InstanceType<typeof FfaDriverError>).errno);
+  t.equal(whileGone, 'EBUSY', 'requests while it is away are BUSY');
+  t.same(await b.sendDirectReq(0x8002, [BigInt(CMD.ECHO), 5n]), [BigInt(CMD.ECHO), 5n, 0n, 0n, 0n], 'the server and the rest carry on');
+
+  sp = startPartition();
+  await sp.out.until((o) => o.msg === 'serving');
+  // Its first FFA_MSG_WAIT may still be on the wire: BUSY until then, as for any partition starting.
+  let echoed: bigint[] | undefined;
+  for (let i = 0; i < 100 && !echoed; i++) {
+    echoed = await a.sendDirectReq(0x8010, [BigInt(CMD.ECHO), 6n]).catch(async (e: InstanceType<typeof FfaDriverError>) => {
+      if (e.errno !== 'EBUSY') throw e;
+      await new Promise((r) => setTimeout(r, 20));
+      return undefined;
+    });
+  }
+  t.same(echoed, [BigInt(CMD.ECHO), 6n, 0n, 0n, 0n], 'attached again and serving');
+  for (const d of drivers) {
+    await d.exit();
+    await d.vm.detach();
+  }
+});

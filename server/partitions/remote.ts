@@ -23,9 +23,11 @@ export async function runRemotePartition(opts: RemotePartitionOptions): Promise<
     await driver.init();
     const self = (await driver.partitionProbe(new Uint8Array(16))).find((p) => p.id === driver.vmId);
     const contexts = self?.execContexts ?? 1;
-    opts.log?.('serving', { id: driver.vmId, contexts, service: opts.service });
     const service = SERVICES[opts.service](driver);
-    await Promise.all(Array.from({ length: contexts }, (_, vcpu) => driver.serveDirectRequests(service, vcpu)));
+    const loops = Array.from({ length: contexts }, (_, vcpu) => driver.serveDirectRequests(service, vcpu));
+    // The loops' first FFA_MSG_WAIT is on its way; requests until it lands are BUSY.
+    opts.log?.('serving', { id: driver.vmId, contexts, service: opts.service });
+    await Promise.all(loops);
   } finally {
     connector.close();
   }
