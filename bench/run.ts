@@ -9,12 +9,14 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { encodeCall, FFA_VERSION_1_2, REGISTER_COUNT, UUID_NIL } from '../proto/ffa/index.js';
-import { spmcServiceDefinition, u64ToWire } from '../proto/wire.js';
+import { fastSpmcServiceDefinition } from '../proto/wire.js';
 import { FfaDriver } from '../client-driver/driver.js';
 import { GrpcConnector } from '../client-driver/transport/grpc.js';
 import { InProcessConnector } from '../client-driver/transport/in-process.js';
 import { EmulatedVm } from '../client-driver/vm.js';
 import { defaultManifest } from '../server/manifest.js';
+import { PARTITION_COMMANDS } from '../server/partitions/commands.js';
+import { startBuiltinPartitions } from '../server/partitions/index.js';
 import { Spmc } from '../server/spmc/spmc.js';
 
 const { values } = parseArgs({ options: { samples: { type: 'string', default: '5000' }, rounds: { type: 'string', default: '10' } } });
@@ -65,13 +67,13 @@ const addr = await new Promise<{ spmc: string; echo: string }>((resolve) =>
 );
 
 // Baseline: a bare bidi echo of 18 registers through the same message types.
-const EchoClient = grpc.makeGenericClientConstructor({ Echo: spmcServiceDefinition()['Session']! }, 'Echo');
+const EchoClient = grpc.makeGenericClientConstructor({ Echo: fastSpmcServiceDefinition()['Session']! }, 'Echo');
 const echoClient = new EchoClient(addr.echo, grpc.credentials.createInsecure()) as grpc.Client & Record<string, () => grpc.ClientDuplexStream<object, object>>;
 const echoStream = echoClient['Echo']!();
 const echoWaiters: (() => void)[] = [];
 echoStream.on('data', () => echoWaiters.shift()?.());
 echoStream.on('error', () => {}); // the server process going away at the end is expected
-const echoMsg = { session: '', vcpu: 0, x: Array.from({ length: REGISTER_COUNT }, (_, i) => u64ToWire(0x84000063n + BigInt(i))) };
+const echoMsg = { session: '', vcpu: 0, x: Array.from({ length: REGISTER_COUNT }, (_, i) => 0x84000063n + BigInt(i)) };
 const echo: Op = () => new Promise<void>((resolve) => {
   echoWaiters.push(resolve);
   echoStream.write(echoMsg);
@@ -89,7 +91,10 @@ const infoAndRelease: Op = async () => {
   await drv.call({ fn: 'RX_RELEASE', vmId: 0 });
 };
 
-const lat = await measure({ echo, ffaVersion, infoAndRelease });
+const ECHO_ARGS = [BigInt(PARTITION_COMMANDS.ECHO), 1n, 2n, 3n, 4n];
+const directReq: Op = () => drv.sendDirectReq(0x8001, ECHO_ARGS);
+
+const lat = await measure({ echo, ffaVersion, infoAndRelease, directReq });
 const e50 = pct(lat.echo!, 50);
 const e99 = pct(lat.echo!, 99);
 const row = (name: string, xs: number[], target?: [number, number]) => {
@@ -104,15 +109,58 @@ console.log(`round trips, ${SAMPLES} samples each, ratios against the echo measu
 row('grpc-js bidi echo, 18 registers (baseline)', lat.echo!);
 row('FFA_VERSION via driver, grpc-session', lat.ffaVersion!, [1.25, 1.5]);
 row('PARTITION_INFO_GET + RX_RELEASE, grpc-session', lat.infoAndRelease!);
+row('DIRECT_REQ_64 ECHO VM -> SP1, grpc-session', lat.directReq!, [1.3, Infinity]);
+
+// 32 VMs at once, each on its own stream, against the echo with 32 streams.
+const PARALLEL = 32;
+const PER_VM = Math.max(200, Math.floor(SAMPLES / 4));
+const echoStreams = Array.from({ length: PARALLEL }, () => {
+  const st = echoClient['Echo']!();
+  const waiters: (() => void)[] = [];
+  st.on('data', () => waiters.shift()?.());
+  st.on('error', () => {});
+  return { st, op: (() => new Promise<void>((resolve) => { waiters.push(resolve); st.write(echoMsg); })) as Op };
+});
+const vmDrivers = await Promise.all(
+  Array.from({ length: PARALLEL }, async (_, i) => {
+    const v = await EmulatedVm.attach(connector, { name: `bench${i}` });
+    const d = new FfaDriver(v);
+    await d.init();
+    return d;
+  }),
+);
+const aggregate = async (ops: Op[]): Promise<number> => {
+  await Promise.all(ops.map(async (op) => { for (let i = 0; i < 100; i++) await op(); }));
+  const t0 = performance.now();
+  await Promise.all(ops.map(async (op) => { for (let i = 0; i < PER_VM; i++) await op(); }));
+  return (ops.length * PER_VM) / ((performance.now() - t0) / 1000);
+};
+const echoAgg = await aggregate(echoStreams.map((e) => e.op));
+const reqAgg = await aggregate(vmDrivers.map((d) => () => d.sendDirectReq(0x8001 + (d.vmId % 2), ECHO_ARGS)));
+const echoAgg2 = await aggregate(echoStreams.map((e) => e.op));
+const echoAggMean = (echoAgg + echoAgg2) / 2;
+const aggRatio = reqAgg / echoAggMean;
+console.log(
+  `${PARALLEL} at once: echo ${echoAggMean.toFixed(0)} calls/s, DIRECT_REQ_64 ECHO ${reqAgg.toFixed(0)} calls/s (${aggRatio.toFixed(2)}x)  target >= 0.8x: ${aggRatio >= 0.8 ? 'met' : 'MISSED'}`,
+);
+for (const d of vmDrivers) {
+  await d.exit();
+  await d.vm.detach();
+}
+for (const e of echoStreams) e.st.end();
 
 // In process: the same driver call into an SPMC in this process.
-const local = await EmulatedVm.attach(new InProcessConnector(new Spmc({ partitions: defaultManifest() })), { name: 'local' });
+const localSpmc = new Spmc({ partitions: defaultManifest() });
+await startBuiltinPartitions(localSpmc);
+const local = await EmulatedVm.attach(new InProcessConnector(localSpmc), { name: 'local' });
 const localDrv = new FfaDriver(local);
 await localDrv.init();
 const echoRate = await callsPerSecond(echo, 2000);
 const localRate = await callsPerSecond(() => localDrv.invokeFfaFn(versionCall), 2000);
 const ratio = localRate / echoRate;
 console.log(`calls per second: echo ${echoRate.toFixed(0)}, FFA_VERSION in-process ${localRate.toFixed(0)} (${ratio.toFixed(1)}x)  target >= 50x: ${ratio >= 50 ? 'met' : 'MISSED'}`);
+const localReqRate = await callsPerSecond(() => localDrv.sendDirectReq(0x8001, ECHO_ARGS), 2000);
+console.log(`DIRECT_REQ_64 ECHO round trips per second in process: ${localReqRate.toFixed(0)} (${(localReqRate / echoRate).toFixed(1)}x the echo)`);
 
 await localDrv.exit();
 await drv.exit();

@@ -2,17 +2,18 @@
 // bare grpc-js bidi echo of the same messages, both on 127.0.0.1.
 
 import * as grpc from '@grpc/grpc-js';
-import { spmcServiceDefinition } from '../proto/wire.js';
+import { fastSpmcServiceDefinition } from '../proto/wire.js';
 import { SpmcGrpcServer } from '../server/grpc/server.js';
 import { defaultManifest } from '../server/manifest.js';
+import { startBuiltinPartitions } from '../server/partitions/index.js';
 import { Spmc } from '../server/spmc/spmc.js';
 
-/** The baseline: the Session method's own (de)serialisers, echoing each request's registers back. */
+/** The baseline: the Session method with its own (de)serialisers, echoing each request's registers. */
 export function startEchoServer(address: string): Promise<{ server: grpc.Server; port: number }> {
-  const session = spmcServiceDefinition()['Session']!;
+  const session = fastSpmcServiceDefinition()['Session']!;
   const server = new grpc.Server();
   server.addService({ Echo: session }, {
-    Echo: (stream: grpc.ServerDuplexStream<{ x: unknown[] }, { x: unknown[] }>) => {
+    Echo: (stream: grpc.ServerDuplexStream<{ x: bigint[] }, { x: bigint[] }>) => {
       stream.on('data', (req) => stream.write({ x: req.x }));
       stream.on('end', () => stream.end());
     },
@@ -23,7 +24,9 @@ export function startEchoServer(address: string): Promise<{ server: grpc.Server;
 }
 
 if (process.argv[1]?.endsWith('servers.js')) {
-  const spmc = new SpmcGrpcServer(new Spmc({ partitions: defaultManifest() }));
+  const model = new Spmc({ partitions: defaultManifest(), limits: { maxVms: 1024 } });
+  await startBuiltinPartitions(model);
+  const spmc = new SpmcGrpcServer(model);
   const spmcPort = await spmc.listen('127.0.0.1:0');
   const echo = await startEchoServer('127.0.0.1:0');
   process.stdout.write(`${JSON.stringify({ spmc: `127.0.0.1:${spmcPort}`, echo: `127.0.0.1:${echo.port}` })}\n`);

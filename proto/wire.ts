@@ -25,7 +25,7 @@ export function spmcServiceDefinition(): grpc.ServiceDefinition {
 }
 
 export function spmcClientConstructor(): grpc.ServiceClientConstructor {
-  return grpc.makeGenericClientConstructor(spmcServiceDefinition(), 'Spmc');
+  return grpc.makeGenericClientConstructor(fastSpmcServiceDefinition(), 'Spmc');
 }
 
 type WireU64 = Long | { low: number; high: number; unsigned: boolean } | number | string;
@@ -40,20 +40,178 @@ export function u64ToWire(v: bigint): { low: number; high: number; unsigned: boo
   return { low: Number(v & U32) | 0, high: Number((v >> 32n) & U32) | 0, unsigned: true };
 }
 
-/** Wire registers to an 18-entry file; undefined if there are more than 18. */
-export function registersFromWire(x: readonly WireU64[] | undefined): Registers | undefined {
-  const n = x?.length ?? 0;
-  if (n > REGISTER_COUNT) return undefined;
-  const r = new Array<bigint>(REGISTER_COUNT).fill(0n);
-  for (let i = 0; i < n; i++) r[i] = u64FromWire(x![i]);
-  return r;
+// ---- The per-call messages, without Long objects ---------------------------------------------
+//
+// CallRequest and CallReply carry every SMCCC call, so they are (de)serialised here straight
+// between protobuf bytes and bigint registers. Field numbers are read from the .proto, and the
+// tests check these bytes against the generic protobuf codec both ways.
+
+/** A CallRequest with its registers as bigint (any count: the 18 limit is the service's check). */
+export interface CallMessage {
+  session: string;
+  vcpu: number;
+  x: bigint[];
 }
 
-/** Registers for the wire, trailing zeros dropped ("missing entries are zero"). */
-export function registersToWire(r: readonly bigint[]): ReturnType<typeof u64ToWire>[] {
-  let n = Math.min(r.length, REGISTER_COUNT);
-  while (n > 1 && r[n - 1] === 0n) n--;
-  const out = new Array<ReturnType<typeof u64ToWire>>(n);
-  for (let i = 0; i < n; i++) out[i] = u64ToWire(r[i]!);
+const WT_VARINT = 0;
+const WT_FIXED64 = 1;
+const WT_LEN = 2;
+const WT_FIXED32 = 5;
+
+let fields: { session: number; vcpu: number; x: number; replyX: number } | undefined;
+function fieldNumbers() {
+  if (!fields) {
+    const call = spmcServiceDefinition()['Call']! as unknown as {
+      requestType: { type: { field: { name: string; number: number }[] } };
+      responseType: { type: { field: { name: string; number: number }[] } };
+    };
+    const num = (list: { name: string; number: number }[], name: string) => list.find((f) => f.name === name)!.number;
+    const req = call.requestType.type.field;
+    fields = { session: num(req, 'session'), vcpu: num(req, 'vcpu'), x: num(req, 'x'), replyX: num(call.responseType.type.field, 'x') };
+  }
+  return fields;
+}
+
+class Cursor {
+  pos = 0;
+  constructor(readonly buf: Buffer) {}
+  varint(): number {
+    let result = 0;
+    let shift = 0;
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= this.buf.length) throw new RangeError('truncated varint');
+      const b = this.buf[this.pos++]!;
+      if (shift < 32) result += (b & 0x7f) * 2 ** shift;
+      if ((b & 0x80) === 0) return result;
+      shift += 7;
+    }
+    throw new RangeError('varint too long');
+  }
+  need(n: number): void {
+    if (n < 0 || this.pos + n > this.buf.length) throw new RangeError('truncated field');
+  }
+  skip(wireType: number): void {
+    if (wireType === WT_VARINT) this.varint();
+    else if (wireType === WT_FIXED64) (this.need(8), (this.pos += 8));
+    else if (wireType === WT_LEN) {
+      const n = this.varint();
+      this.need(n);
+      this.pos += n;
+    } else if (wireType === WT_FIXED32) (this.need(4), (this.pos += 4));
+    else throw new RangeError(`wire type ${wireType}`);
+  }
+}
+
+/** Repeated fixed64, packed or not, appended to `out`. */
+function readFixed64s(c: Cursor, wireType: number, out: bigint[]): void {
+  if (wireType === WT_FIXED64) {
+    c.need(8);
+    out.push(c.buf.readBigUInt64LE(c.pos));
+    c.pos += 8;
+    return;
+  }
+  if (wireType !== WT_LEN) throw new RangeError('x: wrong wire type');
+  const n = c.varint();
+  c.need(n);
+  if (n % 8 !== 0) throw new RangeError('x: packed length is not a multiple of 8');
+  for (const end = c.pos + n; c.pos < end; c.pos += 8) out.push(c.buf.readBigUInt64LE(c.pos));
+}
+
+export function decodeCallRequest(buf: Buffer): CallMessage {
+  const f = fieldNumbers();
+  const c = new Cursor(buf);
+  const m: CallMessage = { session: '', vcpu: 0, x: [] };
+  while (c.pos < buf.length) {
+    const key = c.varint();
+    const field = Math.floor(key / 8);
+    const wt = key & 7;
+    if (field === f.session && wt === WT_LEN) {
+      const n = c.varint();
+      c.need(n);
+      m.session = buf.toString('utf8', c.pos, c.pos + n);
+      c.pos += n;
+    } else if (field === f.vcpu && wt === WT_VARINT) {
+      m.vcpu = c.varint() >>> 0;
+    } else if (field === f.x) {
+      readFixed64s(c, wt, m.x);
+    } else {
+      c.skip(wt);
+    }
+  }
+  return m;
+}
+
+function varintBytes(v: number): number[] {
+  const out: number[] = [];
+  let n = v >>> 0;
+  while (n > 0x7f) {
+    out.push((n & 0x7f) | 0x80);
+    n >>>= 7;
+  }
+  out.push(n);
   return out;
+}
+
+/** Packed registers as field `field`, trailing zeros dropped ("missing entries are zero"). */
+function packedRegisters(field: number, x: readonly bigint[]): Buffer {
+  let n = x.length;
+  while (n > 0 && x[n - 1] === 0n) n--;
+  if (n === 0) return Buffer.alloc(0);
+  const head = [...varintBytes((field << 3) | WT_LEN), ...varintBytes(n * 8)];
+  const buf = Buffer.allocUnsafe(head.length + n * 8);
+  buf.set(head);
+  for (let i = 0; i < n; i++) buf.writeBigUInt64LE(BigInt.asUintN(64, x[i]!), head.length + i * 8);
+  return buf;
+}
+
+export function encodeCallRequest(m: CallMessage): Buffer {
+  const f = fieldNumbers();
+  const parts: Buffer[] = [];
+  if (m.session) {
+    const s = Buffer.from(m.session, 'utf8');
+    parts.push(Buffer.from([...varintBytes((f.session << 3) | WT_LEN), ...varintBytes(s.length)]), s);
+  }
+  if (m.vcpu) parts.push(Buffer.from([...varintBytes((f.vcpu << 3) | WT_VARINT), ...varintBytes(m.vcpu)]));
+  parts.push(packedRegisters(f.x, m.x));
+  return Buffer.concat(parts);
+}
+
+export function encodeCallReply(x: readonly bigint[]): Buffer {
+  return packedRegisters(fieldNumbers().replyX, x);
+}
+
+export function decodeCallReply(buf: Buffer): bigint[] {
+  const f = fieldNumbers();
+  const c = new Cursor(buf);
+  const x: bigint[] = [];
+  while (c.pos < buf.length) {
+    const key = c.varint();
+    if (Math.floor(key / 8) === f.replyX) readFixed64s(c, key & 7, x);
+    else c.skip(key & 7);
+  }
+  return x;
+}
+
+/** The service definition with the per-call messages on the bigint codec above. */
+export function fastSpmcServiceDefinition(): grpc.ServiceDefinition {
+  const def = spmcServiceDefinition();
+  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = { ...def };
+  for (const name of ['Call', 'Session']) {
+    out[name] = {
+      ...def[name]!,
+      requestSerialize: (m: CallMessage) => encodeCallRequest(m),
+      requestDeserialize: decodeCallRequest,
+      responseSerialize: (m: { x: bigint[] }) => encodeCallReply(m.x),
+      responseDeserialize: (b: Buffer) => ({ x: decodeCallReply(b) }),
+    } as grpc.MethodDefinition<unknown, unknown>;
+  }
+  return out as grpc.ServiceDefinition;
+}
+
+/** Pad to the 18-entry register file; undefined if there are more than 18. */
+export function registerFile(x: readonly bigint[]): Registers | undefined {
+  if (x.length > REGISTER_COUNT) return undefined;
+  const r = new Array<bigint>(REGISTER_COUNT).fill(0n);
+  for (let i = 0; i < x.length; i++) r[i] = x[i]!;
+  return r;
 }

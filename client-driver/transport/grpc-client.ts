@@ -3,9 +3,8 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Registers } from '../../proto/ffa/index.js';
 import type { AttachReply__Output as AttachReply } from '../../proto/gen/remote_spmc/v1/AttachReply.js';
-import type { CallReply__Output as CallReply } from '../../proto/gen/remote_spmc/v1/CallReply.js';
 import type { ReadMemoryReply__Output as ReadMemoryReply } from '../../proto/gen/remote_spmc/v1/ReadMemoryReply.js';
-import { registersFromWire, registersToWire, spmcClientConstructor, u64FromWire, u64ToWire } from '../../proto/wire.js';
+import { type CallMessage, registerFile, spmcClientConstructor, u64FromWire, u64ToWire } from '../../proto/wire.js';
 import { type AttachOptions, TransportError, type TransportErrorCode } from './transport.js';
 
 export function transportError(e: unknown): TransportError {
@@ -19,8 +18,8 @@ export function transportError(e: unknown): TransportError {
 }
 
 /** A call's reply registers; a reply with more than 18 is the server's fault, not ours. */
-export function replyRegisters(reply: CallReply): Registers {
-  const x = registersFromWire(reply.x);
+export function replyRegisters(reply: { x: bigint[] }): Registers {
+  const x = registerFile(reply.x);
   if (!x) throw new TransportError('INTERNAL', 'reply carries more than 18 registers');
   return x;
 }
@@ -58,7 +57,7 @@ export class SpmcChannel {
   }
 
   async call(session: string, vcpu: number, x: Registers): Promise<Registers> {
-    return replyRegisters(await this.unary<object, CallReply>('Call', { session, vcpu, x: registersToWire(x) }));
+    return replyRegisters(await this.unary<CallMessage, { x: bigint[] }>('Call', { session, vcpu, x }));
   }
 
   async readMemory(session: string, address: bigint, length: number): Promise<Uint8Array> {

@@ -3,8 +3,7 @@
 
 import type * as grpc from '@grpc/grpc-js';
 import type { Registers } from '../../proto/ffa/index.js';
-import type { CallReply__Output as CallReply } from '../../proto/gen/remote_spmc/v1/CallReply.js';
-import { registersToWire } from '../../proto/wire.js';
+import type { CallMessage } from '../../proto/wire.js';
 import { type SpmcChannel, replyRegisters, transportError } from './grpc-client.js';
 import { type Transport, TransportError } from './transport.js';
 
@@ -14,7 +13,7 @@ interface Waiter {
 }
 
 class VcpuStream {
-  private readonly stream: grpc.ClientDuplexStream<object, CallReply>;
+  private readonly stream: grpc.ClientDuplexStream<CallMessage, { x: bigint[] }>;
   private readonly waiting: Waiter[] = [];
   broken = false;
 
@@ -23,8 +22,8 @@ class VcpuStream {
     private readonly session: string,
     private readonly vcpu: number,
   ) {
-    this.stream = (channel.client['Session'] as () => grpc.ClientDuplexStream<object, CallReply>).call(channel.client);
-    this.stream.on('data', (reply: CallReply) => {
+    this.stream = (channel.client['Session'] as () => grpc.ClientDuplexStream<CallMessage, { x: bigint[] }>).call(channel.client);
+    this.stream.on('data', (reply: { x: bigint[] }) => {
       const w = this.waiting.shift();
       if (!w) return;
       try {
@@ -45,7 +44,7 @@ class VcpuStream {
   invoke(x: Registers): Promise<Registers> {
     return new Promise((resolve, reject) => {
       this.waiting.push({ resolve, reject });
-      this.stream.write({ session: this.session, vcpu: this.vcpu, x: registersToWire(x) });
+      this.stream.write({ session: this.session, vcpu: this.vcpu, x });
     });
   }
 

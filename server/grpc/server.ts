@@ -8,16 +8,15 @@ import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { type EndpointId, parseUuid, isUuidString } from '../../proto/ffa/index.js';
 import type { AttachRequest__Output as AttachRequest } from '../../proto/gen/remote_spmc/v1/AttachRequest.js';
-import type { CallRequest__Output as CallRequest } from '../../proto/gen/remote_spmc/v1/CallRequest.js';
 import type { DetachRequest__Output as DetachRequest } from '../../proto/gen/remote_spmc/v1/DetachRequest.js';
 import type { ReadMemoryRequest__Output as ReadMemoryRequest } from '../../proto/gen/remote_spmc/v1/ReadMemoryRequest.js';
 import type { WriteMemoryRequest__Output as WriteMemoryRequest } from '../../proto/gen/remote_spmc/v1/WriteMemoryRequest.js';
 import {
+  type CallMessage as CallRequest,
+  fastSpmcServiceDefinition,
   MAX_MEMORY_ACCESS,
-  registersFromWire,
-  registersToWire,
+  registerFile,
   SPMC_SERVICE_NAME,
-  spmcServiceDefinition,
   u64FromWire,
   u64ToWire,
 } from '../../proto/wire.js';
@@ -165,12 +164,12 @@ export class SpmcGrpcServer {
   /** One call: the reply now, or once another endpoint completes the blocked vCPU. */
   private call(req: CallRequest, onPending?: (p: Pending) => void): object | Promise<object> {
     const s = this.session(req.session);
-    const x = registersFromWire(req.x);
+    const x = registerFile(req.x);
     if (!x) throw new StatusError(grpc.status.INVALID_ARGUMENT, `x: at most 18 registers, got ${req.x.length}`);
     const out = this.spmc.handle(s.endpointId, req.vcpu, x);
-    if (!isPending(out)) return { x: registersToWire(out) };
+    if (!isPending(out)) return { x: out };
     onPending?.(out);
-    return out.answer.then((r) => ({ x: registersToWire(r) }));
+    return out.answer.then((r) => ({ x: r }));
   }
 
   private handlers(): grpc.UntypedServiceImplementation {
@@ -303,7 +302,7 @@ export class SpmcGrpcServer {
 
 /** The service definition with request parsing that reports malformed input instead of throwing. */
 function guardedDefinition(): grpc.ServiceDefinition {
-  const def = spmcServiceDefinition();
+  const def = fastSpmcServiceDefinition();
   const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   for (const [name, method] of Object.entries(def)) {
     out[name] = {
