@@ -190,3 +190,37 @@ t.test('health service and shutdown', async (t) => {
   health.close();
   ch.close();
 });
+
+t.test('an abandoned call leaves the model consistent', async (t) => {
+  const { startedSpmc } = await import('./helpers.js');
+  const spmc = await startedSpmc();
+  const server = new SpmcGrpcServer(spmc);
+  const address = `127.0.0.1:${await server.listen('127.0.0.1:0')}`;
+  t.teardown(() => server.stop(200));
+  const ch = new SpmcChannel(address);
+  t.teardown(() => ch.close());
+  const [waiter, receiver, sender] = await Promise.all([0x101, 0x101, 0x100].map((properties) => ch.attach({ properties })));
+  for (const s of [waiter, receiver, sender]) await ch.call(s!.session, 0, toRegisters([fid('VERSION'), 0x10002]));
+  const settled = async (id: number, state: string) => {
+    for (let i = 0; i < 100 && spmc.endpoint(id)!.vcpus[0]!.state !== state; i++) await new Promise((r) => setTimeout(r, 10));
+    return spmc.endpoint(id)!.vcpus[0]!.state;
+  };
+  const req = (to: number) => toRegisters([fid('MSG_SEND_DIRECT_REQ', 64), (sender!.endpointId << 16) | to, 0, 1]);
+
+  // A waiter that gives up stops waiting: a request to it is BUSY, not lost.
+  t.equal(await codeOf(ch.call(waiter!.session, 0, toRegisters([fid('MSG_WAIT')]), { deadline: Date.now() + 100 })), 'DEADLINE_EXCEEDED');
+  t.equal(await settled(waiter!.endpointId, 'running'), 'running');
+  t.equal(errorOfRegs(await ch.call(sender!.session, 0, req(waiter!.endpointId))), FFA_ERRORS.BUSY);
+
+  // A requester that gives up: the receiver is not disturbed, and the late answer is dropped.
+  const wait = ch.call(receiver!.session, 0, toRegisters([fid('MSG_WAIT')]));
+  await settled(receiver!.endpointId, 'waiting');
+  t.equal(await codeOf(ch.call(sender!.session, 0, req(receiver!.endpointId), { deadline: Date.now() + 100 })), 'DEADLINE_EXCEEDED');
+  const got = await wait;
+  t.equal(Number(got[0]), fid('MSG_SEND_DIRECT_REQ', 64), 'the receiver still got the request');
+  const dropped = spmc.state.dropped;
+  void ch.call(receiver!.session, 0, toRegisters([fid('MSG_SEND_DIRECT_RESP', 64), (receiver!.endpointId << 16) | sender!.endpointId, 0, 2])).catch(() => {});
+  t.equal(await settled(sender!.endpointId, 'running'), 'running', 'the requester runs again');
+  t.equal(spmc.state.dropped, dropped + 1, 'its answer was dropped');
+  t.equal((await ch.call(sender!.session, 0, toRegisters([fid('ID_GET')])))[2], BigInt(sender!.endpointId));
+});

@@ -24,7 +24,7 @@ export function replyRegisters(reply: { x: bigint[] }): Registers {
   return x;
 }
 
-type Unary<Req, Rep> = (req: Req, cb: (err: grpc.ServiceError | null, rep: Rep) => void) => void;
+type Unary<Req, Rep> = (req: Req, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, rep: Rep) => void) => void;
 
 export class SpmcChannel {
   readonly client: grpc.Client & Record<string, unknown>;
@@ -38,9 +38,9 @@ export class SpmcChannel {
     }) as grpc.Client & Record<string, unknown>;
   }
 
-  unary<Req, Rep>(method: string, req: Req): Promise<Rep> {
+  unary<Req, Rep>(method: string, req: Req, options: grpc.CallOptions = {}): Promise<Rep> {
     const fn = (this.client[method] as Unary<Req, Rep>).bind(this.client);
-    return new Promise((resolve, reject) => fn(req, (err, rep) => (err ? reject(transportError(err)) : resolve(rep))));
+    return new Promise((resolve, reject) => fn(req, options, (err, rep) => (err ? reject(transportError(err)) : resolve(rep))));
   }
 
   async attach(opts: AttachOptions): Promise<{ session: string; endpointId: number; ramBase: bigint; ramBytes: bigint }> {
@@ -56,8 +56,9 @@ export class SpmcChannel {
     return { session: rep.session, endpointId: rep.endpoint_id, ramBase: u64FromWire(rep.ram_base), ramBytes: u64FromWire(rep.ram_bytes) };
   }
 
-  async call(session: string, vcpu: number, x: Registers): Promise<Registers> {
-    return replyRegisters(await this.unary<CallMessage, { x: bigint[] }>('Call', { session, vcpu, x }));
+  /** One call; `options.deadline` gives up on a call that blocks too long (the SPMC drops its answer). */
+  async call(session: string, vcpu: number, x: Registers, options: grpc.CallOptions = {}): Promise<Registers> {
+    return replyRegisters(await this.unary<CallMessage, { x: bigint[] }>('Call', { session, vcpu, x }, options));
   }
 
   async readMemory(session: string, address: bigint, length: number): Promise<Uint8Array> {

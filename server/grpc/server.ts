@@ -193,7 +193,7 @@ export class SpmcGrpcServer {
         return {};
       }),
       // A client that gives up on a blocked call leaves the model as it is; the answer is dropped.
-      Call: unary<CallRequest>((req, call) => this.call(req, (p) => call.on('cancelled', () => (p.abandoned = true)))),
+      Call: unary<CallRequest>((req, call) => this.call(req, (p) => call.on('cancelled', () => p.abandon()))),
       ReadMemory: unary<ReadMemoryRequest>((req) => {
         const s = this.session(req.session);
         if (req.length === 0 || req.length > MAX_MEMORY_ACCESS) {
@@ -285,7 +285,7 @@ export class SpmcGrpcServer {
     stream.on('cancelled', () => {
       done = true;
       cancelled = true;
-      if (busy) busy.abandoned = true;
+      busy?.abandon();
       if (!bound || !bound.streams.delete(stream as grpc.ServerDuplexStream<unknown, unknown>)) return;
       if (bound.streams.size === 0) this.release(bound, 'session stream cancelled');
     });

@@ -51,6 +51,8 @@ export type VcpuState = 'running' | 'waiting' | 'blocked' | 'preempted' | 'off';
 
 export interface Vcpu {
   readonly index: number;
+  /** What it falls back to when nothing holds it: a VM's vCPU runs, a partition's context is off. */
+  readonly idle: 'running' | 'off';
   state: VcpuState;
   /** The caller's completion while waiting, blocked or preempted. */
   pending?: Pending;
@@ -85,8 +87,8 @@ export const VM_DEFAULT_VERSION = FFA_VERSION_1_0;
 
 export function newEndpoint(init: Omit<Endpoint, 'access' | 'versionLocked' | 'mailbox' | 'vcpus'>): Endpoint {
   // A VM's vCPUs run as soon as it attaches; a partition's contexts start when they first wait.
-  const state: VcpuState = init.kind === 'vm' ? 'running' : 'off';
-  const vcpus = Array.from({ length: init.vcpuCount }, (_, index): Vcpu => ({ index, state }));
+  const idle = init.kind === 'vm' ? 'running' : 'off';
+  const vcpus = Array.from({ length: init.vcpuCount }, (_, index): Vcpu => ({ index, idle, state: idle }));
   const ep: Endpoint = { ...init, access: new AccessTable(), versionLocked: false, vcpus };
   ep.access.assign(init.ram.base, init.ram.base + init.ram.size, 'owned', 'rw');
   return ep;

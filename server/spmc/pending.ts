@@ -7,8 +7,9 @@ export class Pending {
   readonly answer: Promise<Registers>;
   private settle!: (r: Registers) => void;
   private done = false;
-  /** The transport gave up on it (client went away); a later completion is dropped. */
-  abandoned = false;
+  private gaveUp = false;
+  /** Set by the model: what abandoning means for the blocked vCPU. */
+  onAbandon?: () => void;
 
   constructor(
     /** The function the caller is blocked in, for state views and the trace. */
@@ -21,12 +22,23 @@ export class Pending {
     return this.done;
   }
 
+  get abandoned(): boolean {
+    return this.gaveUp;
+  }
+
+  /** The transport gave up on it (the client went away or its deadline passed). */
+  abandon(): void {
+    if (this.gaveUp || this.done) return;
+    this.gaveUp = true;
+    this.onAbandon?.();
+  }
+
   /** Deliver the answer; false when nobody is listening any more (or it was already answered). */
   complete(r: Registers): boolean {
     if (this.done) return false;
     this.done = true;
     this.settle(r);
-    return !this.abandoned;
+    return !this.gaveUp;
   }
 }
 

@@ -266,7 +266,7 @@ export class Spmc {
       }
       // Its own outstanding call is over too.
       v.pending?.complete(encodeCall(aborted, ep.version));
-      Object.assign(v, { state: ep.kind === 'vm' ? 'running' : 'off', pending: undefined, handling: undefined, blockedOn: undefined, runBy: undefined, yieldedTo: undefined });
+      Object.assign(v, { state: v.idle, pending: undefined, handling: undefined, blockedOn: undefined, runBy: undefined, yieldedTo: undefined });
     }
   }
 

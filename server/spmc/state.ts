@@ -76,6 +76,15 @@ export function park(vcpu: Vcpu, how: Exclude<VcpuState, 'running' | 'off'>, fn:
   vcpu.state = how;
   vcpu.pending = pending;
   vcpu.blockedOn = on;
+  if (how === 'waiting') {
+    // Nobody will see a request delivered to an abandoned wait: stop waiting, so senders get BUSY.
+    // (An abandoned request or run stays blocked until answered; the answer is then dropped.)
+    pending.onAbandon = () => {
+      if (vcpu.pending !== pending) return;
+      vcpu.pending = undefined;
+      vcpu.state = vcpu.idle;
+    };
+  }
   return { pending };
 }
 
