@@ -6,6 +6,21 @@
 
 import { Mutex } from 'async-mutex';
 import {
+  COMPOSITE_HEADER_SIZE,
+  CONSTITUENT_SIZE,
+  type Constituent,
+  decodeCompositeHeader,
+  decodeConstituents,
+  decodeMemTransaction,
+  encodeConstituents,
+  encodeMemRelinquish,
+  encodeMemTransaction,
+  MEM_ATTR_NORMAL_WB_IS,
+  MEM_FLAGS,
+  MEM_PERM,
+  MEM_TRANSACTION_TYPES,
+  memDescriptorLayout,
+  type MemTransactionType,
   decodeCall,
   FFA_ERRORS,
   decodePartitionInfo,
@@ -44,6 +59,36 @@ import { type FfaDevice, FfaBus } from './bus.js';
 import { FfaDriverError, ffaToErrno } from './errno.js';
 import { TransportError } from './transport/transport.js';
 import type { EmulatedVm } from './vm.js';
+
+/** ffa_mem_ops_args: who gets the memory, and which. */
+export interface MemOpsArgs {
+  receivers: { id: EndpointId; permissions: number; impdef?: [bigint, bigint] }[];
+  regions: readonly Constituent[];
+  flags?: number;
+  tag?: bigint;
+}
+
+/** What a borrower asks for and gets back. */
+export interface MemRetrieveArgs {
+  handle: bigint;
+  sender: EndpointId;
+  type?: MemTransactionType;
+  tag?: bigint;
+  /** Permissions byte for our own access descriptor (default: RW, with NX for lend and donate). */
+  permissions?: number;
+  flags?: number;
+  /** Every borrower of the transaction (default: just us). */
+  receivers?: EndpointId[];
+}
+
+export interface RetrievedMemory {
+  handle: bigint;
+  sender: EndpointId;
+  attributes: number;
+  flags: number;
+  permissions: number;
+  constituents: Constituent[];
+}
 
 /** A direct request as an endpoint that serves them receives it. */
 export interface DirectRequest {
@@ -483,5 +528,116 @@ export class FfaDriver {
         ev = await this.call({ fn: 'MSG_WAIT', retainRx: false }, vcpu);
       }
     }
+  }
+
+  // ---- mem ops -----------------------------------------------------------------------------------
+
+  /** ffa_memory_share(): Normal write-back inner-shareable memory, the owner keeps access. */
+  memShare(args: MemOpsArgs): Promise<bigint> {
+    return this.memSend('MEM_SHARE', args, MEM_ATTR_NORMAL_WB_IS);
+  }
+
+  /** ffa_memory_lend(): the owner loses access until reclaim (attributes left to the borrower). */
+  memLend(args: MemOpsArgs): Promise<bigint> {
+    return this.memSend('MEM_LEND', args, 0);
+  }
+
+  /** Ownership moves to the one borrower for good. */
+  memDonate(args: MemOpsArgs): Promise<bigint> {
+    return this.memSend('MEM_DONATE', args, 0);
+  }
+
+  /** ffa_setup_and_transmit(): the descriptor in TX, fragmented when it does not fit. */
+  private async memSend(fn: 'MEM_SHARE' | 'MEM_LEND' | 'MEM_DONATE', args: MemOpsArgs, attributes: number): Promise<bigint> {
+    const width = this.memOpsNative ? 64 : 32;
+    const whole = encodeMemTransaction(
+      {
+        sender: this.vmId,
+        attributes,
+        flags: args.flags ?? 0,
+        tag: args.tag ?? 0n,
+        receivers: args.receivers.map((r) => ({ receiver: r.id, permissions: r.permissions, impdef: r.impdef })),
+        constituents: args.regions,
+      },
+      this.version,
+    );
+    const layout = memDescriptorLayout(this.version, args.receivers.length);
+    const headerLen = layout.composite + COMPOSITE_HEADER_SIZE;
+    if (headerLen > this.rxtxBufSize) throw new FfaDriverError('ENXIO', 'descriptor header does not fit the TX buffer');
+    return this.txLock.runExclusive(async () => {
+      // Each fragment is whole constituents, and fills the buffer before the next one starts.
+      const perFrag = Math.floor(this.rxtxBufSize / CONSTITUENT_SIZE) * CONSTITUENT_SIZE;
+      let len = Math.min(whole.length, headerLen + Math.floor((this.rxtxBufSize - headerLen) / CONSTITUENT_SIZE) * CONSTITUENT_SIZE);
+      await this.vm.write(this.txBuffer, whole.subarray(0, len));
+      let r = await this.call({ fn, width, totalLength: whole.length, fragmentLength: len, buffer: { address: 0n, pageCount: 0 } });
+      let sent = len;
+      while (r.fn === 'MEM_FRAG_RX') {
+        if (sent >= whole.length) throw new FfaDriverError('EINVAL', 'SPMC asked for more than the descriptor holds');
+        len = Math.min(perFrag, whole.length - sent);
+        await this.vm.write(this.txBuffer, whole.subarray(sent, sent + len));
+        r = await this.call({ fn: 'MEM_FRAG_TX', handle: r.handle, fragmentLength: len, endpoint: 0 });
+        sent += len;
+      }
+      if (r.fn === 'SUCCESS') return (r.args[0]! & U32) | ((r.args[1]! & U32) << 32n);
+      throw this.unexpected(fn, r);
+    });
+  }
+
+  /** ffa_memory_reclaim() */
+  async memReclaim(handle: bigint, flags = 0): Promise<void> {
+    await this.success({ fn: 'MEM_RECLAIM', handle, flags });
+  }
+
+  /** FFA_MEM_RETRIEVE_REQ, then FFA_MEM_FRAG_RX until the whole response is in. */
+  async memRetrieve(args: MemRetrieveArgs): Promise<RetrievedMemory> {
+    const type = args.type ?? 'share';
+    const ownPerm = args.permissions ?? (MEM_PERM.DATA_RW | (type === 'share' ? 0 : MEM_PERM.INSTRUCTION_NX << MEM_PERM.INSTRUCTION_SHIFT));
+    const receivers = (args.receivers ?? [this.vmId]).map((id) => ({ receiver: id, permissions: id === this.vmId ? ownPerm : 0 }));
+    const req = encodeMemTransaction(
+      {
+        sender: args.sender,
+        attributes: 0,
+        flags: (args.flags ?? 0) | (MEM_TRANSACTION_TYPES[type] << MEM_FLAGS.TYPE_SHIFT),
+        handle: args.handle,
+        tag: args.tag ?? 0n,
+        receivers,
+      },
+      this.version,
+    );
+    const width = this.memOpsNative ? 64 : 32;
+    return this.txLock.runExclusive(() =>
+      this.rxLock.runExclusive(async () => {
+        await this.vm.write(this.txBuffer, req);
+        const r = await this.call({ fn: 'MEM_RETRIEVE_REQ', width, totalLength: req.length, fragmentLength: req.length, buffer: { address: 0n, pageCount: 0 } });
+        if (r.fn !== 'MEM_RETRIEVE_RESP') throw this.unexpected('MEM_RETRIEVE_REQ', r);
+        const resp = new Uint8Array(r.totalLength);
+        let got = 0;
+        let fragLen = r.fragmentLength;
+        for (;;) {
+          if (fragLen === 0 || got + fragLen > resp.length || fragLen > this.rxtxBufSize) throw new FfaDriverError('EINVAL', 'bad retrieve fragment');
+          resp.set(await this.vm.read(this.rxBuffer, fragLen), got);
+          got += fragLen;
+          await this.success({ fn: 'RX_RELEASE', vmId: 0 });
+          if (got === resp.length) break;
+          const next = await this.call({ fn: 'MEM_FRAG_RX', handle: args.handle, fragmentOffset: got, endpoint: 0 });
+          if (next.fn !== 'MEM_FRAG_TX') throw this.unexpected('MEM_FRAG_RX', next);
+          fragLen = next.fragmentLength;
+        }
+        const tx = decodeMemTransaction(resp, this.version);
+        const own = tx.receivers[0];
+        if (!own || own.compositeOffset === 0) throw new FfaDriverError('EINVAL', 'retrieve response without a region');
+        const head = decodeCompositeHeader(resp, own.compositeOffset);
+        const { constituents } = decodeConstituents(resp, own.compositeOffset + COMPOSITE_HEADER_SIZE, head.constituentCount);
+        return { handle: args.handle, sender: tx.sender, attributes: tx.attributes, flags: tx.flags, permissions: own.permissions, constituents };
+      }),
+    );
+  }
+
+  /** FFA_MEM_RELINQUISH of our access to `handle`. */
+  async memRelinquish(handle: bigint, flags = 0): Promise<void> {
+    await this.txLock.runExclusive(async () => {
+      await this.vm.write(this.txBuffer, encodeMemRelinquish({ handle, flags, endpoints: [this.vmId] }));
+      await this.success({ fn: 'MEM_RELINQUISH' });
+    });
   }
 }

@@ -54,11 +54,15 @@ export type FfaCall =
   | { fn: 'MSG_SEND'; route: SrcDst; size: number; flags: number }
   | { fn: 'MSG_SEND_DIRECT_REQ'; width: Width; route: SrcDst; message: DirectMessageKind; args: bigint[] }
   | { fn: 'MSG_SEND_DIRECT_RESP'; width: Width; route: SrcDst; message: DirectMessageKind; args: bigint[] }
-  | { fn: 'MEM_DONATE' | 'MEM_LEND' | 'MEM_SHARE' | 'MEM_RETRIEVE_REQ'; width: Width; totalLength: number; fragmentLength: number; buffer: MemBuffer }
+  | MemSendCall<'MEM_DONATE'>
+  | MemSendCall<'MEM_LEND'>
+  | MemSendCall<'MEM_SHARE'>
+  | MemSendCall<'MEM_RETRIEVE_REQ'>
   | { fn: 'MEM_RETRIEVE_RESP'; totalLength: number; fragmentLength: number }
   | { fn: 'MEM_RELINQUISH' }
   | { fn: 'MEM_RECLAIM'; handle: bigint; flags: number }
-  | { fn: 'MEM_OP_PAUSE' | 'MEM_OP_RESUME'; handle: bigint }
+  | { fn: 'MEM_OP_PAUSE'; handle: bigint }
+  | { fn: 'MEM_OP_RESUME'; handle: bigint }
   | { fn: 'MEM_FRAG_RX'; handle: bigint; fragmentOffset: number; endpoint: EndpointId }
   | { fn: 'MEM_FRAG_TX'; handle: bigint; fragmentLength: number; endpoint: EndpointId }
   | { fn: 'NORMAL_WORLD_RESUME' }
@@ -82,6 +86,15 @@ export type FfaCall =
   | { fn: 'MSG_SEND_DIRECT_RESP2'; route: SrcDst; args: bigint[] }
   | { fn: 'NS_RES_INFO_GET'; width: Width; raw: bigint[] }
   | { fn: 'ABORT'; width: Width; raw: bigint[] };
+
+/** DONATE/LEND/SHARE/RETRIEVE_REQ: lengths, and the buffer (0/0 = the TX buffer). */
+export interface MemSendCall<F extends 'MEM_DONATE' | 'MEM_LEND' | 'MEM_SHARE' | 'MEM_RETRIEVE_REQ'> {
+  fn: F;
+  width: Width;
+  totalLength: number;
+  fragmentLength: number;
+  buffer: MemBuffer;
+}
 
 export interface NotificationGetFlags {
   sp: boolean;

@@ -8,3 +8,4 @@ export * from './endpoints.js';
 export * from './features.js';
 export * from './partition-info.js';
 export * from './calls.js';
+export * from './memory.js';

@@ -15,7 +15,16 @@ export const PARTITION_COMMANDS = {
   YIELD: 0x796c6420, // "yld "
   /** Respond with w3 = ERROR and w4 = the FF-A error code given in w5. */
   ERROR: 0x65727220, // "err "
+  /**
+   * w4/w5 = handle low/high, w6 = pattern byte, w7 = transaction type (1 share, 2 lend, 3 donate):
+   * retrieve it from the requester, write the pattern over every byte, read it back, relinquish
+   * unless donated; respond w4 = 0 or the FF-A error code.
+   */
+  MEM: 0x6d656d20, // "mem "
 } as const;
+
+/** MEM's w7: the transaction types, as FF-A numbers them. */
+export const MEM_COMMAND_TYPES = { 1: 'share', 2: 'lend', 3: 'donate' } as const;
 
 export type PartitionCommand = keyof typeof PARTITION_COMMANDS;
 

@@ -4,7 +4,10 @@
 import { errorCodeToWord, U32 } from '../../proto/ffa/index.js';
 import type { DirectRequestHandler, FfaDriver } from '../../client-driver/driver.js';
 import { FfaDriverError } from '../../client-driver/errno.js';
-import { PARTITION_COMMANDS as CMD } from './commands.js';
+import { TransportError } from '../../client-driver/transport/transport.js';
+import { MAX_MEMORY_ACCESS } from '../../proto/wire.js';
+import { FFA_ERRORS, FFA_PAGE_SIZE } from '../../proto/ffa/index.js';
+import { PARTITION_COMMANDS as CMD, MEM_COMMAND_TYPES } from './commands.js';
 
 export function testService(drv: FfaDriver): DirectRequestHandler {
   return async (req, vcpu) => {
@@ -27,10 +30,36 @@ export function testService(drv: FfaDriver): DirectRequestHandler {
         return req.args;
       case CMD.ERROR:
         return [w3, w5 & U32, 0n, 0n, 0n];
+      case CMD.MEM:
+        return [w3, await memCommand(drv, req.source, (w4 & U32) | ((w5 & U32) << 32n), Number(w6 & 0xffn), Number(w7 & U32)), 0n, 0n, 0n];
       default:
         return req.args;
     }
   };
+}
+
+/** Retrieve, fill with `pattern`, check, relinquish (unless donated): 0 or the FF-A error, as a word. */
+async function memCommand(drv: FfaDriver, sender: number, handle: bigint, pattern: number, typeNumber: number): Promise<bigint> {
+  const type = MEM_COMMAND_TYPES[typeNumber as keyof typeof MEM_COMMAND_TYPES];
+  if (!type) return errorCodeToWord(FFA_ERRORS.INVALID_PARAMETERS);
+  try {
+    const mem = await drv.memRetrieve({ handle, sender, type });
+    for (const c of mem.constituents) {
+      const bytes = BigInt(c.pageCount) * BigInt(FFA_PAGE_SIZE);
+      for (let off = 0n; off < bytes; off += BigInt(MAX_MEMORY_ACCESS)) {
+        const n = Number(bytes - off < BigInt(MAX_MEMORY_ACCESS) ? bytes - off : BigInt(MAX_MEMORY_ACCESS));
+        await drv.vm.write(c.address + off, new Uint8Array(n).fill(pattern));
+        const back = await drv.vm.read(c.address + off, n);
+        if (!back.every((b) => b === pattern)) return errorCodeToWord(FFA_ERRORS.ABORTED);
+      }
+    }
+    if (type !== 'donate') await drv.memRelinquish(handle);
+    return 0n;
+  } catch (e) {
+    if (e instanceof FfaDriverError && e.ffaError !== undefined) return errorCodeToWord(e.ffaError);
+    if (e instanceof TransportError) return errorCodeToWord(FFA_ERRORS.ABORTED); // a fault on its memory
+    throw e;
+  }
 }
 
 export const SERVICES = { 'test-service': testService } as const;

@@ -12,7 +12,7 @@ import {
 import type { AbiTable, CallContext, Reply } from './state.js';
 
 /** Interfaces the SPMC only ever returns to a VM; the ACS requires them to be reported. */
-const RETURN_ONLY: ReadonlySet<FfaFunction> = new Set<FfaFunction>(['ERROR', 'SUCCESS', 'INTERRUPT']);
+const RETURN_ONLY: ReadonlySet<FfaFunction> = new Set<FfaFunction>(['ERROR', 'SUCCESS', 'INTERRUPT', 'MEM_RETRIEVE_RESP']);
 
 export function featuresAbis(dispatch: () => AbiTable): AbiTable {
   return {

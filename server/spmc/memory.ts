@@ -77,6 +77,10 @@ export class PhysicalMemory {
 export type AccessState =
   /** RAM the endpoint owns and uses alone. */
   | 'owned'
+  /** RAM it owns and has shared: still its own, but not exclusively (cannot be sent again). */
+  | 'shared'
+  /** Memory another endpoint shared or lent to it. */
+  | 'borrowed'
   /** Its TX buffer: still RW for it, but out of its exclusive use (cannot be shared or lent). */
   | 'mailbox-tx'
   /** Its RX buffer: read-only for it; the partition manager writes it. */

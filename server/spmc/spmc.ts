@@ -32,6 +32,8 @@ import { type Endpoint, newEndpoint, VM_DEFAULT_VERSION } from './endpoint.js';
 import { cpuCycleAbis } from './cpu-cycles.js';
 import { featuresAbis } from './features.js';
 import { messagingAbis } from './messaging.js';
+import { releaseMemory } from './memory-share.js';
+import { memoryAbis } from './memory-abis.js';
 import { Pending } from './pending.js';
 import { mailboxAbis, unmapMailbox } from './mailbox.js';
 import { roundUp } from './memory.js';
@@ -65,6 +67,8 @@ export interface PartitionManifest {
 export interface SpmcConfig {
   partitions: PartitionManifest[];
   limits?: Partial<SpmcLimits>;
+  /** Seeds memory handles; the server gives a secure random value (tests a fixed one). */
+  handleSeed?: bigint;
 }
 
 export interface AttachParams {
@@ -116,7 +120,7 @@ export class Spmc {
   private readonly remoteAttached = new Set<EndpointId>();
 
   constructor(config: SpmcConfig) {
-    this.state = new SpmcState({ ...DEFAULT_LIMITS, ...config.limits });
+    this.state = new SpmcState({ ...DEFAULT_LIMITS, ...config.limits }, config.handleSeed ?? 0x5eed5eed5eed5eedn);
     this.abis = {
       ...versionAbis,
       ...featuresAbis(() => this.abis),
@@ -124,6 +128,7 @@ export class Spmc {
       ...partitionAbis,
       ...messagingAbis,
       ...cpuCycleAbis,
+      ...memoryAbis,
     };
     for (const p of config.partitions) this.addPartition(p);
   }
@@ -232,13 +237,13 @@ export class Spmc {
     if (!ep) throw new SpmcError('not-found', `no endpoint 0x${id.toString(16)}`);
     this.releaseVcpus(ep);
     unmapMailbox(ep);
+    releaseMemory(this.state, ep);
     if (ep.kind === 'sp') {
       this.remoteAttached.delete(id);
       return;
     }
-    this.state.memory.zero(ep.ram.base, ep.ram.size);
-    this.state.windows.free(ep.ram);
     this.state.endpoints.delete(id);
+    this.state.retireWindow(ep.ram);
   }
 
   /**

@@ -12,9 +12,16 @@ import {
 import { encodeCall } from '../../proto/ffa/index.js';
 import type { Endpoint, Vcpu, VcpuRef, VcpuState } from './endpoint.js';
 import { Pending } from './pending.js';
-import { PhysicalMemory, WindowAllocator } from './memory.js';
+import { PhysicalMemory, type Window, WindowAllocator } from './memory.js';
+import { MemShares } from './memory-share.js';
 
 export interface SpmcLimits {
+  /** Borrowers per memory transaction. */
+  maxBorrowers: number;
+  /** Fragments of one memory transaction descriptor. */
+  maxFragments: number;
+  /** Memory transactions alive at once. */
+  maxTransactions: number;
   /** RXTX_MAP: largest page count accepted, reported in FEATURES(RXTX_MAP) to v1.2 callers (1..63). */
   rxtxMaxPages: number;
   /** Largest RAM window a VM may ask for at attach. */
@@ -24,6 +31,9 @@ export interface SpmcLimits {
 }
 
 export const DEFAULT_LIMITS: SpmcLimits = {
+  maxBorrowers: 4,
+  maxFragments: 20,
+  maxTransactions: 256,
   rxtxMaxPages: 16,
   maxRamBytes: 64n << 30n,
   maxVms: 256,
@@ -40,8 +50,33 @@ export class SpmcState {
   readonly windows = new WindowAllocator(RAM_SPACE_START, RAM_SPACE_END, RAM_WINDOW_ALIGN);
   /** Completions nobody was listening for any more (abandoned calls). */
   dropped = 0;
+  readonly shares: MemShares;
+  /** RAM windows of endpoints that left while others still held pages in them. */
+  private readonly orphanWindows: Window[] = [];
 
-  constructor(readonly limits: SpmcLimits) {}
+  constructor(
+    readonly limits: SpmcLimits,
+    handleSeed: bigint,
+  ) {
+    this.shares = new MemShares(handleSeed);
+  }
+
+  /** Free a leaving endpoint's window, unless pages of it are still borrowed or donated elsewhere. */
+  retireWindow(win: Window): void {
+    this.orphanWindows.push(win);
+    this.reapWindows();
+  }
+
+  reapWindows(): void {
+    for (const win of [...this.orphanWindows]) {
+      const end = win.base + win.size;
+      const inUse = [...this.endpoints.values()].some((ep) => ep.access.list().some((r) => r.base < end && r.limit > win.base));
+      if (inUse) continue;
+      this.memory.zero(win.base, win.size);
+      this.windows.free(win);
+      this.orphanWindows.splice(this.orphanWindows.indexOf(win), 1);
+    }
+  }
 
   /** VMs then SPs, each in ID order: the order PARTITION_INFO_GET reports them. */
   orderedEndpoints(): Endpoint[] {
