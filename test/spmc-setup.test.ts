@@ -113,7 +113,7 @@ t.test('FFA_FEATURES', async (t) => {
   });
   t.test('NOT_SUPPORTED for what it does not handle', async (t) => {
     const { vm } = setup();
-    for (const id of [fid('MEM_SHARE', 64), fid('MSG_POLL'), fid('RX_ACQUIRE'), 0x84000000, 0, 0x840000e0, 0xc4000063]) {
+    for (const id of [fid('MSG_SEND2'), fid('NOTIFICATION_BIND'), fid('MSG_POLL'), fid('RX_ACQUIRE'), 0x84000000, 0, 0x840000e0, 0xc4000063]) {
       t.equal(errorOf(features(vm, id)), NOT_SUPPORTED, `0x${id.toString(16)}`);
     }
   });
@@ -401,7 +401,7 @@ t.test('FFA_PARTITION_INFO_GET_REGS', async (t) => {
 t.test('unknown function IDs', async (t) => {
   const { vm } = setup();
   t.equal(errorOfRegs(vm.regs([0x840000e0])), NOT_SUPPORTED, 'in the FF-A range: FFA_ERROR(NOT_SUPPORTED)');
-  t.equal(errorOfRegs(vm.regs([fid('MEM_SHARE', 64)])), NOT_SUPPORTED, 'defined but not handled yet');
+  t.equal(errorOfRegs(vm.regs([fid('MSG_SEND2')])), NOT_SUPPORTED, 'defined but not handled yet');
   const out = vm.regs([0x82000010, 1, 2, 3]);
   t.equal(out[0], BigInt(SMCCC_NOT_SUPPORTED), 'outside: -1 in x0');
   t.ok(out.slice(1).every((v) => v === 0n));
