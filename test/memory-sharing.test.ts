@@ -311,3 +311,106 @@ t.test('leaving mid-transaction', async (t) => {
   spmc.detach(c.id); // half sent: dropped
   t.equal(spmc.state.shares.size, 0, 'nothing leaks');
 });
+
+t.test('property: no VM touches a page another owns unless a transaction gave it access', async (t) => {
+  const spmc = await startedSpmc();
+  const vms = [0, 1, 2].map(() => MemVm.make(spmc));
+  type Page = { owner: MemVm; ownerAccess: boolean; borrowers: Map<MemVm, 'rw' | 'ro'>; busy: boolean };
+  const pages = new Map<bigint, Page>();
+  for (const v of vms) for (let i = 0; i < 6; i++) pages.set(v.region(i).address, { owner: v, ownerAccess: true, borrowers: new Map(), busy: false });
+  type Tx = { type: 'share' | 'lend' | 'donate'; sender: MemVm; to: MemVm; perm: 'rw' | 'ro'; page: bigint; retrieved: boolean };
+  const txs = new Map<bigint, Tx>();
+  let seed = 12345;
+  const rand = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) % n;
+  const pick = <T>(xs: T[]): T | undefined => (xs.length ? xs[rand(xs.length)] : undefined);
+  const mismatches: string[] = [];
+
+  const check = (step: number) => {
+    for (const [addr, p] of pages) {
+      for (const v of vms) {
+        const mayRead = (p.owner === v && p.ownerAccess) || p.borrowers.has(v);
+        const mayWrite = (p.owner === v && p.ownerAccess) || p.borrowers.get(v) === 'rw';
+        let canRead = true;
+        let canWrite = true;
+        try {
+          const byte = spmc.readMemory(v.id, addr, 1);
+          try {
+            spmc.writeMemory(v.id, addr, byte);
+          } catch {
+            canWrite = false;
+          }
+        } catch {
+          canRead = false;
+          canWrite = false;
+        }
+        if (canRead !== mayRead || canWrite !== mayWrite) mismatches.push(`step ${step}: vm ${v.id} page ${addr.toString(16)} read ${canRead}/${mayRead} write ${canWrite}/${mayWrite}`);
+      }
+    }
+  };
+
+  let steps = 0;
+  for (let step = 0; step < 250 && mismatches.length === 0; step++) {
+    const op = rand(5);
+    if (op <= 1) {
+      const sender = vms[rand(3)]!;
+      const mine = [...pages].filter(([, p]) => p.owner === sender && p.ownerAccess && !p.busy && p.borrowers.size === 0);
+      const entry = pick(mine);
+      if (!entry) continue;
+      const to = pick(vms.filter((v) => v !== sender))!;
+      const type = (['share', 'lend', 'donate'] as const)[rand(3)]!;
+      const perm = rand(2) ? 'rw' : 'ro';
+      const region = { address: entry[0], pageCount: 1 };
+      const fn = type === 'share' ? 'MEM_SHARE' : type === 'lend' ? 'MEM_LEND' : 'MEM_DONATE';
+      const permissions = type === 'donate' ? 0 : perm === 'rw' ? RW : RO;
+      const r = sender.send(fn, sender.desc({ receivers: [{ receiver: to.id, permissions }], constituents: [region], attributes: type === 'share' ? MEM_ATTR_NORMAL_WB_IS : 0 }));
+      const h = handleOf(r);
+      txs.set(h, { type, sender, to, perm: type === 'donate' ? 'rw' : perm, page: entry[0], retrieved: false });
+      entry[1].busy = true;
+      if (type !== 'share') entry[1].ownerAccess = false;
+      // A page already in a transaction cannot be sent again.
+      const again = sender.send('MEM_SHARE', sender.desc({ receivers: [{ receiver: to.id, permissions: RW }], constituents: [region] }));
+      if (errorOf(again) !== DENIED) mismatches.push(`step ${step}: resend was ${again.fn}`);
+    } else if (op === 2) {
+      const entry = pick([...txs].filter(([, x]) => !x.retrieved));
+      if (!entry) continue;
+      const [h, x] = entry;
+      const typeFlag = { share: 1, lend: 2, donate: 3 }[x.type] << MEM_FLAGS.TYPE_SHIFT;
+      const permissions = (x.perm === 'rw' ? RW : RO) | (x.type === 'share' ? 0 : NX);
+      const r = x.to.retrieve(h, x.sender.id, { flags: typeFlag, receivers: [{ receiver: x.to.id, permissions: x.type === 'donate' ? NX : permissions }] });
+      if (r.fn !== 'MEM_RETRIEVE_RESP') mismatches.push(`step ${step}: retrieve gave ${r.fn}`);
+      x.to.releaseRx();
+      const p = pages.get(x.page)!;
+      if (x.type === 'donate') {
+        Object.assign(p, { owner: x.to, ownerAccess: true, busy: false });
+        txs.delete(h);
+      } else {
+        p.borrowers.set(x.to, x.perm);
+        x.retrieved = true;
+      }
+    } else if (op === 3) {
+      const entry = pick([...txs].filter(([, x]) => x.retrieved));
+      if (!entry) continue;
+      const [h, x] = entry;
+      if (x.to.relinquish(h).fn !== 'SUCCESS') mismatches.push(`step ${step}: relinquish failed`);
+      pages.get(x.page)!.borrowers.delete(x.to);
+      x.retrieved = false;
+    } else {
+      const entry = pick([...txs]);
+      if (!entry) continue;
+      const [h, x] = entry;
+      const r = x.sender.reclaim(h);
+      if (x.retrieved) {
+        if (errorOf(r) !== DENIED) mismatches.push(`step ${step}: reclaim while retrieved gave ${r.fn}`);
+        continue;
+      }
+      if (r.fn !== 'SUCCESS') mismatches.push(`step ${step}: reclaim failed`);
+      Object.assign(pages.get(x.page)!, { ownerAccess: true, busy: false });
+      txs.delete(h);
+    }
+    check(step);
+    steps++;
+  }
+  t.ok(steps > 120, `${steps} operations were checked`);
+  t.same(mismatches.slice(0, 5), [], 'the access table matched the per-page model at every step');
+  t.ok(txs.size >= 0 && spmc.state.shares.size === txs.size, 'the SPMC holds exactly the live transactions');
+});

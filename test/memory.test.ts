@@ -50,3 +50,23 @@ t.test('window allocator: first fit, aligned, reuses freed space', async (t) => 
   t.equal(w.allocate(0x200000n)!.base, 0x40000000n, 'the hole is reused');
   t.equal(w.allocate(0x10000000n), undefined, 'no room');
 });
+
+t.test('access table: many changes in one pass agree with one at a time', async (t) => {
+  const one = new AccessTable();
+  const many = new AccessTable();
+  for (const a of [one, many]) {
+    a.assign(0n, 0x100000n, 'owned', 'rw');
+    a.assign(0x200000n, 0x300000n, 'owned', 'rw');
+  }
+  const changes = [
+    { base: 0x1000n, limit: 0x3000n, to: { state: 'shared' as const, perm: 'rw' as const } },
+    { base: 0x5000n, limit: 0x6000n },
+    { base: 0xff000n, limit: 0x201000n, to: { state: 'borrowed' as const, perm: 'ro' as const } },
+    { base: 0x3000n, limit: 0x4000n, to: { state: 'shared' as const, perm: 'rw' as const } },
+  ];
+  for (const c of changes) (c.to ? one.assign(c.base, c.limit, c.to.state, c.to.perm) : one.remove(c.base, c.limit));
+  many.update(changes);
+  t.same(many.list(), one.list());
+  t.ok(many.allows(0x1000n, 0x4000n, 'rw', ['shared']), 'adjacent shared spans merged');
+  t.notOk(many.touches(0x5000n, 0x6000n), 'removed');
+});

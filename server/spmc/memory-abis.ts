@@ -150,12 +150,9 @@ function completeSend(ctx: CallContext, share: MemShare): Reply {
 
   share.constituents = constituents;
   share.saved = constituents.map((c) => ({ base: rangeOf(c)[0], limit: rangeOf(c)[1], state: 'owned' as const, perm: 'rw' as const }));
-  for (const c of constituents) {
-    const [base, limit] = rangeOf(c);
-    if (share.type === 'share') caller.access.assign(base, limit, 'shared', 'rw');
-    else caller.access.remove(base, limit);
-    if (share.header.flags & MEM_FLAGS.CLEAR) state.memory.zero(base, limit - base);
-  }
+  const to = share.type === 'share' ? { state: 'shared' as const, perm: 'rw' as const } : undefined;
+  caller.access.update(share.saved.map((r) => ({ base: r.base, limit: r.limit, to })));
+  if (share.header.flags & MEM_FLAGS.CLEAR) for (const r of share.saved) state.memory.zero(r.base, r.limit - r.base);
   share.complete = true;
   share.bytes = new Uint8Array(0);
   return handleReply(share.handle);
@@ -317,14 +314,11 @@ function retrieveReq(ctx: CallContext, call: CallOf<'MEM_RETRIEVE_REQ'>): Reply 
   const grantedByte = data | ((share.type === 'share' ? MEM_PERM.INSTRUCTION_NX : instr) << MEM_PERM.INSTRUCTION_SHIFT);
   b.response = retrieveResponse(share, b, caller.version, grantedByte, (share.header.flags & MEM_FLAGS.CLEAR) !== 0);
   b.granted = granted;
-  if (share.type !== 'donate') for (const c of share.constituents) caller.access.assign(...rangeOf(c), 'borrowed', granted);
+  if (share.type !== 'donate') caller.access.update(share.constituents.map((c) => ({ base: rangeOf(c)[0], limit: rangeOf(c)[1], to: { state: 'borrowed' as const, perm: granted } })));
   return deliverResponse(ctx, share, b, 'MEM_RETRIEVE_RESP');
 }
 
-const overlapsAny = (ep: Endpoint, c: Constituent) => {
-  const [base, limit] = rangeOf(c);
-  return ep.access.list().some((r) => r.base < limit && r.limit > base);
-};
+const overlapsAny = (ep: Endpoint, c: Constituent) => ep.access.touches(...rangeOf(c));
 
 /** Write the next response fragment to the borrower's RX; the last one completes the retrieval. */
 function deliverResponse(ctx: CallContext, share: MemShare, b: Borrower, fn: 'MEM_RETRIEVE_RESP' | 'MEM_FRAG_TX'): Reply {
@@ -340,7 +334,7 @@ function deliverResponse(ctx: CallContext, share: MemShare, b: Borrower, fn: 'ME
     b.response = undefined;
     if (share.type === 'donate') {
       // Ownership moves for good; nothing is left to reclaim.
-      for (const c of share.constituents) caller.access.assign(...rangeOf(c), 'owned', 'rw');
+      caller.access.update(share.constituents.map((c) => ({ base: rangeOf(c)[0], limit: rangeOf(c)[1], to: { state: 'owned' as const, perm: 'rw' as const } })));
       state.shares.byHandle.delete(share.handle);
     }
   }

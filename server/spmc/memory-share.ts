@@ -82,12 +82,8 @@ export class MemShares {
 export function reclaim(state: SpmcState, share: MemShare, clear: boolean): void {
   const owner = share.senderGone ? undefined : state.endpoints.get(share.sender);
   if (share.complete) {
-    for (const c of share.constituents) {
-      const [base, limit] = rangeOf(c);
-      if (clear) state.memory.zero(base, limit - base);
-      owner?.access.remove(base, limit);
-    }
-    if (owner) for (const r of share.saved) owner.access.assign(r.base, r.limit, r.state, r.perm);
+    if (clear) for (const c of share.constituents) state.memory.zero(rangeOf(c)[0], rangeOf(c)[1] - rangeOf(c)[0]);
+    owner?.access.update(share.saved.map((r) => ({ base: r.base, limit: r.limit, to: { state: r.state, perm: r.perm } })));
   }
   state.shares.byHandle.delete(share.handle);
   if (share.senderGone) state.reapWindows();
@@ -96,7 +92,7 @@ export function reclaim(state: SpmcState, share: MemShare, clear: boolean): void
 /** Take a borrower's access away (relinquish, explicit or because it left). */
 export function dropBorrowerAccess(state: SpmcState, share: MemShare, b: Borrower): void {
   const ep = state.endpoints.get(b.id);
-  if (ep && share.type !== 'donate') for (const c of share.constituents) ep.access.remove(...rangeOf(c));
+  if (ep && share.type !== 'donate') ep.access.update(share.constituents.map((c) => ({ base: rangeOf(c)[0], limit: rangeOf(c)[1] })));
   b.retrieved = 'no';
   b.response = undefined;
   b.delivered = 0;

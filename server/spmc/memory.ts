@@ -108,7 +108,7 @@ export class AccessTable {
   covering(base: bigint, limit: bigint): AccessRange[] | undefined {
     const out: AccessRange[] = [];
     let at = base;
-    for (let i = this.indexAt(base); i < this.ranges.length && at < limit; i++) {
+    for (let i = this.firstEndingAfter(base); i < this.ranges.length && at < limit; i++) {
       const r = this.ranges[i]!;
       if (r.base > at) return undefined;
       if (r.limit <= at) continue;
@@ -125,56 +125,100 @@ export class AccessTable {
     return parts.every((p) => (need === 'ro' || p.perm === 'rw') && (!states || states.includes(p.state)));
   }
 
+  /** True when any byte of [base, limit) is covered. */
+  touches(base: bigint, limit: bigint): boolean {
+    const i = this.firstEndingAfter(base);
+    return i < this.ranges.length && this.ranges[i]!.base < limit;
+  }
+
   /** Give [base, limit) the state and permission, replacing whatever covered it. */
   assign(base: bigint, limit: bigint, state: AccessState, perm: Permission): void {
-    this.remove(base, limit);
-    const after = this.ranges.findIndex((r) => r.base > base);
-    this.ranges.splice(after < 0 ? this.ranges.length : after, 0, { base, limit, state, perm });
-    this.merge();
+    const at = this.removeAt(base, limit);
+    this.ranges.splice(at, 0, { base, limit, state, perm });
+    // Merge with the neighbours only: the rest of the table is untouched.
+    const same = (x: AccessRange | undefined, y: AccessRange | undefined) =>
+      !!x && !!y && x.limit === y.base && x.state === y.state && x.perm === y.perm;
+    let i = at;
+    if (same(this.ranges[i - 1], this.ranges[i])) {
+      this.ranges[i - 1] = { ...this.ranges[i - 1]!, limit: this.ranges[i]!.limit };
+      this.ranges.splice(i, 1);
+      i--;
+    }
+    if (same(this.ranges[i], this.ranges[i + 1])) {
+      this.ranges[i] = { ...this.ranges[i]!, limit: this.ranges[i + 1]!.limit };
+      this.ranges.splice(i + 1, 1);
+    }
   }
 
-  /** Make [base, limit) inaccessible. */
-  remove(base: bigint, limit: bigint): void {
-    const next: AccessRange[] = [];
+  /**
+   * Many changes in one pass (a transaction's constituents): each span gets `to`, or becomes
+   * inaccessible without it. Spans must not overlap. Costs O(table + changes), not their product.
+   */
+  update(changes: readonly { base: bigint; limit: bigint; to?: { state: AccessState; perm: Permission } }[]): void {
+    const cs = [...changes].sort((a, b) => (a.base < b.base ? -1 : a.base > b.base ? 1 : 0));
+    const kept: AccessRange[] = [];
+    let j = 0;
     for (const r of this.ranges) {
-      if (r.limit <= base || r.base >= limit) {
-        next.push(r);
-        continue;
+      while (j < cs.length && cs[j]!.limit <= r.base) j++;
+      let start = r.base;
+      for (let k = j; k < cs.length && cs[k]!.base < r.limit; k++) {
+        if (cs[k]!.base > start) kept.push({ ...r, base: start, limit: cs[k]!.base });
+        if (cs[k]!.limit > start) start = cs[k]!.limit;
       }
-      if (r.base < base) next.push({ ...r, limit: base });
-      if (r.limit > limit) next.push({ ...r, base: limit });
+      if (start < r.limit) kept.push({ ...r, base: start });
     }
-    this.ranges = next;
-  }
-
-  clear(): void {
-    this.ranges = [];
-  }
-
-  /** Index of the last range starting at or before `a` (or 0). */
-  private indexAt(a: bigint): number {
-    let lo = 0;
-    let hi = this.ranges.length - 1;
-    let ans = 0;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.ranges[mid]!.base <= a) {
-        ans = mid;
-        lo = mid + 1;
-      } else hi = mid - 1;
+    const added = cs.filter((c) => c.to).map((c) => ({ base: c.base, limit: c.limit, ...c.to! }));
+    const all: AccessRange[] = [];
+    for (let a = 0, b = 0; a < kept.length || b < added.length; ) {
+      all.push(b >= added.length || (a < kept.length && kept[a]!.base < added[b]!.base) ? kept[a++]! : added[b++]!);
     }
-    return ans;
-  }
-
-  private merge(): void {
     const out: AccessRange[] = [];
-    for (const r of this.ranges) {
+    for (const r of all) {
       const prev = out[out.length - 1];
       if (prev && prev.limit === r.base && prev.state === r.state && prev.perm === r.perm) prev.limit = r.limit;
       else out.push({ ...r });
     }
     this.ranges = out;
   }
+
+  /** Make [base, limit) inaccessible. */
+  remove(base: bigint, limit: bigint): void {
+    this.removeAt(base, limit);
+  }
+
+  clear(): void {
+    this.ranges = [];
+  }
+
+  /** Cut [base, limit) out; returns the index where a range starting at `base` would go. */
+  private removeAt(base: bigint, limit: bigint): number {
+    let i = this.firstEndingAfter(base);
+    const replaced: AccessRange[] = [];
+    let j = i;
+    for (; j < this.ranges.length && this.ranges[j]!.base < limit; j++) {
+      const r = this.ranges[j]!;
+      if (r.base < base) replaced.push({ ...r, limit: base });
+      if (r.limit > limit) replaced.push({ ...r, base: limit });
+    }
+    this.ranges.splice(i, j - i, ...replaced);
+    // Insert after a left-over piece that starts before `base`.
+    if (replaced.length > 0 && replaced[0]!.base < base) i++;
+    return i;
+  }
+
+  /** Index of the first range whose end lies after `a`. */
+  private firstEndingAfter(a: bigint): number {
+    let lo = 0;
+    let hi = this.ranges.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.ranges[mid]!.limit <= a) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+
 }
 
 export interface Window {
