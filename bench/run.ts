@@ -19,7 +19,7 @@ import { PARTITION_COMMANDS } from '../server/partitions/commands.js';
 import { startBuiltinPartitions } from '../server/partitions/index.js';
 import { Spmc } from '../server/spmc/spmc.js';
 
-const { values } = parseArgs({ options: { samples: { type: 'string', default: '5000' }, rounds: { type: 'string', default: '10' } } });
+const { values } = parseArgs({ options: { samples: { type: 'string', default: '10000' }, rounds: { type: 'string', default: '20' } } });
 const SAMPLES = Number(values.samples);
 const ROUNDS = Number(values.rounds);
 

@@ -159,7 +159,8 @@ export class FfaDriver {
   /** One FF-A call built as a value, encoded and decoded for the negotiated version. */
   async call(c: FfaCall, vcpu = 0): Promise<FfaCall> {
     const reply = await this.invokeFfaFn(encodeCall(c, this.version), vcpu);
-    const d = decodeCall(reply, this.version);
+    // Replies are the partition manager's own encoding: read them, as Linux does, without judging MBZ.
+    const d = decodeCall(reply, this.version, false);
     if (!d.ok) throw new FfaDriverError('EIO', `undecodable reply to FFA_${c.fn}: ${d.why}`);
     return d.call;
   }

@@ -141,43 +141,65 @@ export function decodeCallRequest(buf: Buffer): CallMessage {
   return m;
 }
 
-function varintBytes(v: number): number[] {
-  const out: number[] = [];
+const varintLength = (v: number): number => (v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5);
+
+function putVarint(buf: Buffer, at: number, v: number): number {
   let n = v >>> 0;
   while (n > 0x7f) {
-    out.push((n & 0x7f) | 0x80);
+    buf[at++] = (n & 0x7f) | 0x80;
     n >>>= 7;
   }
-  out.push(n);
-  return out;
+  buf[at++] = n;
+  return at;
 }
 
-/** Packed registers as field `field`, trailing zeros dropped ("missing entries are zero"). */
-function packedRegisters(field: number, x: readonly bigint[]): Buffer {
+/** Registers without trailing zeros ("missing entries are zero"). */
+function significant(x: readonly bigint[]): number {
   let n = x.length;
   while (n > 0 && x[n - 1] === 0n) n--;
-  if (n === 0) return Buffer.alloc(0);
-  const head = [...varintBytes((field << 3) | WT_LEN), ...varintBytes(n * 8)];
-  const buf = Buffer.allocUnsafe(head.length + n * 8);
-  buf.set(head);
-  for (let i = 0; i < n; i++) buf.writeBigUInt64LE(BigInt.asUintN(64, x[i]!), head.length + i * 8);
-  return buf;
+  return n;
 }
+
+/** Packed registers as field `field`, written at `at`; returns the end. */
+function putRegisters(buf: Buffer, at: number, field: number, x: readonly bigint[], n: number): number {
+  if (n === 0) return at;
+  at = putVarint(buf, at, (field << 3) | WT_LEN);
+  at = putVarint(buf, at, n * 8);
+  for (let i = 0; i < n; i++, at += 8) buf.writeBigUInt64LE(BigInt.asUintN(64, x[i]!), at);
+  return at;
+}
+
+const registersSize = (field: number, n: number) => (n === 0 ? 0 : varintLength((field << 3) | WT_LEN) + varintLength(n * 8) + n * 8);
 
 export function encodeCallRequest(m: CallMessage): Buffer {
   const f = fieldNumbers();
-  const parts: Buffer[] = [];
-  if (m.session) {
-    const s = Buffer.from(m.session, 'utf8');
-    parts.push(Buffer.from([...varintBytes((f.session << 3) | WT_LEN), ...varintBytes(s.length)]), s);
+  const session = m.session ? Buffer.from(m.session, 'utf8') : undefined;
+  const n = significant(m.x);
+  const size =
+    (session ? varintLength((f.session << 3) | WT_LEN) + varintLength(session.length) + session.length : 0) +
+    (m.vcpu ? varintLength((f.vcpu << 3) | WT_VARINT) + varintLength(m.vcpu) : 0) +
+    registersSize(f.x, n);
+  const buf = Buffer.allocUnsafe(size);
+  let at = 0;
+  if (session) {
+    at = putVarint(buf, at, (f.session << 3) | WT_LEN);
+    at = putVarint(buf, at, session.length);
+    at += session.copy(buf, at);
   }
-  if (m.vcpu) parts.push(Buffer.from([...varintBytes((f.vcpu << 3) | WT_VARINT), ...varintBytes(m.vcpu)]));
-  parts.push(packedRegisters(f.x, m.x));
-  return Buffer.concat(parts);
+  if (m.vcpu) {
+    at = putVarint(buf, at, (f.vcpu << 3) | WT_VARINT);
+    at = putVarint(buf, at, m.vcpu);
+  }
+  putRegisters(buf, at, f.x, m.x, n);
+  return buf;
 }
 
 export function encodeCallReply(x: readonly bigint[]): Buffer {
-  return packedRegisters(fieldNumbers().replyX, x);
+  const field = fieldNumbers().replyX;
+  const n = significant(x);
+  const buf = Buffer.allocUnsafe(registersSize(field, n));
+  putRegisters(buf, 0, field, x, n);
+  return buf;
 }
 
 export function decodeCallReply(buf: Buffer): bigint[] {

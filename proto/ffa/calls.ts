@@ -519,8 +519,11 @@ export function callWidth(c: FfaCall): Width {
 
 /** Registers for a call value, as the caller's version lays them out. */
 export function encodeCall(c: FfaCall, version: FfaVersion): Registers {
+  return encodeInto(zeroRegisters(), c, version);
+}
+
+function encodeInto(r: Registers, c: FfaCall, version: FfaVersion): Registers {
   const width = callWidth(c);
-  const r = zeroRegisters();
   r[0] = BigInt(fid(c.fn, width));
   const used = registersUsed(c.fn, width, version);
   (CODECS[c.fn] as Codec<FfaFunction>).encode(c as never, r, version, used);
@@ -528,8 +531,14 @@ export function encodeCall(c: FfaCall, version: FfaVersion): Registers {
   return r;
 }
 
-/** Decode x0..x17 as sent by a caller of the given version. */
-export function decodeCall(x: readonly bigint[], version: FfaVersion): DecodeResult {
+const SCRATCH_IN = zeroRegisters();
+const SCRATCH_OUT = zeroRegisters();
+
+/**
+ * Decode x0..x17 as sent by a caller of the given version. `checkMbz: false` reads the fields only:
+ * for what the partition manager hands an endpoint, which its own encoder built.
+ */
+export function decodeCall(x: readonly bigint[], version: FfaVersion, checkMbz = true): DecodeResult {
   const fidValue = normalizeFid(x[0] ?? 0n);
   const id = lookupFid(fidValue);
   if (!id) {
@@ -544,12 +553,13 @@ export function decodeCall(x: readonly bigint[], version: FfaVersion): DecodeRes
   }
   const { fn, width } = id;
   const used = registersUsed(fn, width, version);
-  // SMC32: only w0..w7 count, upper halves ignored.
-  const r = zeroRegisters();
+  // SMC32: only w0..w7 count, upper halves ignored. (Scratch files: decode keeps no reference to them.)
+  const r = SCRATCH_IN.fill(0n);
   for (let i = 1; i < used; i++) r[i] = width === 32 ? (x[i] ?? 0n) & U32 : (x[i] ?? 0n);
   const call = (CODECS[fn] as Codec<FfaFunction>).decode(r, width, version, used);
+  if (!checkMbz) return { ok: true, call, fid: fidValue, width };
 
-  const back = encodeCall(call, version);
+  const back = encodeInto(SCRATCH_OUT.fill(0n), call, version);
   for (let i = 1; i < used; i++) {
     if (back[i] !== r[i]) {
       const extra = r[i]! & ~back[i]!;
