@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `remote-spmc serve`: configuration, manifest, start and stop.
 
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
@@ -12,6 +13,7 @@ import { runRemotePartition } from './partitions/remote.js';
 import { SERVICES } from './partitions/test-service.js';
 import { Spmc, SpmcError } from './spmc/spmc.js';
 import type { PartitionManifest } from './spmc/spmc.js';
+import type { SpmcLimits } from './spmc/state.js';
 
 const USAGE = `usage: remote-spmc serve [options]
        remote-spmc partition --id ID [--server HOST:PORT] [--credential SECRET] [--serve SERVICE]
@@ -20,6 +22,9 @@ const USAGE = `usage: remote-spmc serve [options]
   --http HOST:PORT         HTTP listen address (default 127.0.0.1:8080)
   --manifest FILE          partition manifest, YAML or JSON (default: the embedded ACS topology)
   --rxtx-max-pages N       largest RXTX_MAP page count, 1..63 (default 16)
+  --mem-max-borrowers N    borrowers per memory transaction (default 4)
+  --mem-max-fragments N    fragments per memory transaction descriptor (default 20)
+  --mem-max-transactions N memory transactions alive at once (default 256)
   --log-level LEVEL        fatal, error, warn, info, debug, trace or silent (default info)
   -h, --help               this text
 
@@ -51,7 +56,7 @@ interface ServeOptions {
   grpc: HostPort;
   http: HostPort;
   partitions: PartitionManifest[];
-  rxtxMaxPages: number;
+  limits: Partial<SpmcLimits>;
   logLevel: string;
 }
 
@@ -65,6 +70,9 @@ function parseServe(args: string[]): ServeOptions {
         http: { type: 'string', default: '127.0.0.1:8080' },
         manifest: { type: 'string' },
         'rxtx-max-pages': { type: 'string', default: '16' },
+        'mem-max-borrowers': { type: 'string', default: '4' },
+        'mem-max-fragments': { type: 'string', default: '20' },
+        'mem-max-transactions': { type: 'string', default: '256' },
         'log-level': { type: 'string', default: 'info' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -79,8 +87,18 @@ function parseServe(args: string[]): ServeOptions {
     process.stdout.write(USAGE);
     process.exit(0);
   }
-  const pages = Number(v['rxtx-max-pages']);
-  if (!Number.isInteger(pages) || pages < 1 || pages > 63) throw new UsageError('--rxtx-max-pages: expected an integer 1..63');
+  const int = (flag: string, min: number, max: number): number => {
+    const n = Number(v[flag as keyof typeof v]);
+    if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${flag}: expected an integer ${min}..${max}`);
+    return n;
+  };
+  const pages = int('rxtx-max-pages', 1, 63);
+  const limits = {
+    rxtxMaxPages: pages,
+    maxBorrowers: int('mem-max-borrowers', 1, 64),
+    maxFragments: int('mem-max-fragments', 1, 4096),
+    maxTransactions: int('mem-max-transactions', 1, 1 << 20),
+  };
   const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
   if (!levels.includes(v['log-level']!)) throw new UsageError(`--log-level: expected one of ${levels.join(', ')}`);
 
@@ -100,14 +118,15 @@ function parseServe(args: string[]): ServeOptions {
     grpc: parseHostPort('--grpc', v.grpc!),
     http: parseHostPort('--http', v.http!),
     partitions,
-    rxtxMaxPages: pages,
+    limits,
     logLevel: v['log-level']!,
   };
 }
 
 async function serve(opts: ServeOptions): Promise<void> {
   const log = pino({ name: 'remote-spmc', level: opts.logLevel });
-  const spmc = new Spmc({ partitions: opts.partitions, limits: { rxtxMaxPages: opts.rxtxMaxPages } });
+  // Memory handles start from a secret seed, so one VM cannot guess another's.
+  const spmc = new Spmc({ partitions: opts.partitions, limits: opts.limits, handleSeed: randomBytes(8).readBigUInt64LE() });
   await startBuiltinPartitions(spmc, (id, e) => log.error({ partition: id, err: String(e) }, 'built-in partition failed'));
   const grpcServer = new SpmcGrpcServer(spmc, { logger: log });
   let serving = true;
