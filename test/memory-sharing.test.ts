@@ -255,6 +255,7 @@ t.test('access follows the operation: share, lend, donate', async (t) => {
   // Lend: the owner loses access until reclaim.
   const lend = handleOf(a.send('MEM_LEND', a.desc({ receivers: [{ receiver: b.id, permissions: RW }], attributes: 0, flags: MEM_FLAGS.CLEAR })));
   t.throws(() => spmc.readMemory(a.id, page, 1), /may not read/, 'lent memory is not the owner’s');
+  t.match(spmc.state.faults.at(-1), { endpoint: a.id, address: page, length: 1, access: 'read' }, 'the fault is recorded');
   b.retrieve(lend, a.id, { receivers: [{ receiver: b.id, permissions: RW | NX }], flags: MEM_FLAGS.CLEAR });
   b.releaseRx();
   t.same([...spmc.readMemory(b.id, page, 3)], [0, 0, 0], 'cleared as the lender asked');

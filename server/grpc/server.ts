@@ -142,6 +142,16 @@ export class SpmcGrpcServer {
     this.log.info({ endpoint: s.endpointId, why }, 'endpoint released');
   }
 
+  /** A memory access; a fault is logged before it goes back as PERMISSION_DENIED. */
+  private guarded<T>(s: Session, access: () => T): T {
+    try {
+      return access();
+    } catch (e) {
+      if (e instanceof MemoryFault) this.log.warn({ endpoint: s.endpointId, address: `0x${e.address.toString(16)}`, length: e.length, access: e.access }, 'memory fault');
+      throw e;
+    }
+  }
+
   private attach(req: AttachRequest): object {
     if (this.stopping) throw new StatusError(grpc.status.UNAVAILABLE, 'server shutting down');
     const bad = req.uuids.find((u) => !isUuidString(u));
@@ -199,14 +209,14 @@ export class SpmcGrpcServer {
         if (req.length === 0 || req.length > MAX_MEMORY_ACCESS) {
           throw new StatusError(grpc.status.INVALID_ARGUMENT, `length must be 1..${MAX_MEMORY_ACCESS}`);
         }
-        return { data: Buffer.from(this.spmc.readMemory(s.endpointId, u64FromWire(req.address), req.length)) };
+        return { data: Buffer.from(this.guarded(s, () => this.spmc.readMemory(s.endpointId, u64FromWire(req.address), req.length))) };
       }),
       WriteMemory: unary<WriteMemoryRequest>((req) => {
         const s = this.session(req.session);
         if (req.data.length === 0 || req.data.length > MAX_MEMORY_ACCESS) {
           throw new StatusError(grpc.status.INVALID_ARGUMENT, `data must be 1..${MAX_MEMORY_ACCESS} bytes`);
         }
-        this.spmc.writeMemory(s.endpointId, u64FromWire(req.address), new Uint8Array(req.data));
+        this.guarded(s, () => this.spmc.writeMemory(s.endpointId, u64FromWire(req.address), new Uint8Array(req.data)));
         return {};
       }),
       Session: (stream: grpc.ServerDuplexStream<CallRequest | Malformed, object>) => this.sessionStream(stream),

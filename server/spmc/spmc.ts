@@ -43,6 +43,7 @@ import {
   type AbiTable,
   type CallContext,
   DEFAULT_LIMITS,
+  FAULT_LOG_SIZE,
   type SpmcLimits,
   SpmcState,
   vcpuAt,
@@ -309,15 +310,23 @@ export class Spmc {
   /** Guest read, checked against the endpoint's access table. */
   readMemory(id: EndpointId, address: bigint, length: number): Uint8Array {
     const ep = this.requireEndpoint(id);
-    if (!ep.access.allows(address, address + BigInt(length), 'ro')) throw new MemoryFault(id, address, length, 'read');
+    if (!ep.access.allows(address, address + BigInt(length), 'ro')) throw this.fault(id, address, length, 'read');
     return this.state.memory.read(address, length);
   }
 
   /** Guest write, checked against the endpoint's access table. */
   writeMemory(id: EndpointId, address: bigint, data: Uint8Array): void {
     const ep = this.requireEndpoint(id);
-    if (!ep.access.allows(address, address + BigInt(data.length), 'rw')) throw new MemoryFault(id, address, data.length, 'write');
+    if (!ep.access.allows(address, address + BigInt(data.length), 'rw')) throw this.fault(id, address, data.length, 'write');
     this.state.memory.write(address, data);
+  }
+
+  /** Record a fault (kept in a bounded log) and return it to throw. */
+  private fault(endpoint: EndpointId, address: bigint, length: number, access: 'read' | 'write'): MemoryFault {
+    const log = this.state.faults;
+    log.push({ seq: ++this.state.faultCount, endpoint, address, length, access });
+    if (log.length > FAULT_LOG_SIZE) log.splice(0, log.length - FAULT_LOG_SIZE);
+    return new MemoryFault(endpoint, address, length, access);
   }
 
   private requireEndpoint(id: EndpointId): Endpoint {

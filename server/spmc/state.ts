@@ -50,6 +50,9 @@ export class SpmcState {
   readonly windows = new WindowAllocator(RAM_SPACE_START, RAM_SPACE_END, RAM_WINDOW_ALIGN);
   /** Completions nobody was listening for any more (abandoned calls). */
   dropped = 0;
+  /** The latest memory faults, oldest first (bounded). */
+  readonly faults: MemoryFaultRecord[] = [];
+  faultCount = 0;
   readonly shares: MemShares;
   /** RAM windows of endpoints that left while others still held pages in them. */
   private readonly orphanWindows: Window[] = [];
@@ -83,6 +86,17 @@ export class SpmcState {
     return [...this.endpoints.values()].sort((a, b) => a.id - b.id);
   }
 }
+
+export interface MemoryFaultRecord {
+  /** Running number of the fault since start. */
+  seq: number;
+  endpoint: EndpointId;
+  address: bigint;
+  length: number;
+  access: 'read' | 'write';
+}
+
+export const FAULT_LOG_SIZE = 1000;
 
 export interface CallContext {
   readonly state: SpmcState;
