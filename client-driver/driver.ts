@@ -12,7 +12,6 @@ import {
   decodeCompositeHeader,
   decodeConstituents,
   decodeMemTransaction,
-  encodeConstituents,
   encodeMemRelinquish,
   encodeMemTransaction,
   MEM_ATTR_NORMAL_WB_IS,

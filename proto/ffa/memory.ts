@@ -261,16 +261,6 @@ export function encodeMemTransaction(d: MemDescriptorInit, version: FfaVersion):
   return out;
 }
 
-export function encodeConstituents(constituents: readonly Constituent[]): Uint8Array {
-  const out = new Uint8Array(constituents.length * CONSTITUENT_SIZE);
-  const dv = view(out);
-  constituents.forEach((c, i) => {
-    dv.setBigUint64(i * CONSTITUENT_SIZE, c.address, true);
-    dv.setUint32(i * CONSTITUENT_SIZE + 8, c.pageCount, true);
-  });
-  return out;
-}
-
 export interface MemRelinquish {
   handle: bigint;
   flags: number;

@@ -4,14 +4,14 @@
 // (the caller blocks); FFA_MSG_WAIT, a response or FFA_YIELD hands them back.
 
 import { FFA_ERRORS, ffaError, ffaSuccess, type FfaCall } from '../../proto/ffa/index.js';
-import type { Endpoint, Vcpu } from './endpoint.js';
+import type { Vcpu } from './endpoint.js';
 import type { AbiTable, SpmcState } from './state.js';
 import { park, sameVcpu, vcpuRef, wake } from './state.js';
 
 const { INVALID_PARAMETERS, DENIED, BUSY } = FFA_ERRORS;
 
 /** Put `vcpu` back to waiting for its next request; whoever ran it gets `handBack`. */
-export function waitForNext(state: SpmcState, ep: Endpoint, vcpu: Vcpu, fn: string, handBack: FfaCall) {
+export function waitForNext(state: SpmcState, vcpu: Vcpu, fn: string, handBack: FfaCall) {
   if (vcpu.runBy) {
     wake(state, vcpu.runBy, handBack);
     vcpu.runBy = undefined;
@@ -30,7 +30,7 @@ export const cpuCycleAbis: AbiTable = {
         mb.rxProducer = undefined;
         mb.rxFunction = undefined;
       }
-      return waitForNext(state, caller, vcpu, 'MSG_WAIT', call);
+      return waitForNext(state, vcpu, 'MSG_WAIT', call);
     },
   },
 

@@ -72,7 +72,7 @@ function sendResponse(ctx: CallContext, call: ResponseCall): Reply {
   if (!req.originGone) wake(state, req.origin, call);
   else state.dropped++;
   // A response ends the cycle: the responder waits for its next request.
-  return waitForNext(state, caller, vcpu, call.fn, call);
+  return waitForNext(state, vcpu, call.fn, call);
 }
 
 export const messagingAbis: AbiTable = {
