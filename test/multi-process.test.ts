@@ -51,8 +51,12 @@ async function endpoints(http: string): Promise<number> {
 async function run(args: string[]): Promise<{ code: number | null; stderr: string }> {
   const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
+  child.stdout!.resume();
   child.stderr!.on('data', (d) => (stderr += d));
+  // A command that should fail at once but keeps running is a failure, not a hung test.
+  const guard = setTimeout(() => child.kill('SIGKILL'), 20_000);
   const [code] = await once(child, 'exit');
+  clearTimeout(guard);
   return { code, stderr };
 }
 
