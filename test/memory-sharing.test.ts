@@ -415,3 +415,47 @@ t.test('property: no VM touches a page another owns unless a transaction gave it
   t.same(mismatches.slice(0, 5), [], 'the access table matched the per-page model at every step');
   t.ok(txs.size >= 0 && spmc.state.shares.size === txs.size, 'the SPMC holds exactly the live transactions');
 });
+
+t.test('retrieve responses in fragments: FRAG_RX checks', async (t) => {
+  const { spmc, a, b } = await world();
+  const c = MemVm.make(spmc);
+  const constituents = Array.from({ length: 400 }, (_, i) => a.region(i * 2));
+  const d = a.desc({ receivers: [{ receiver: b.id, permissions: RW }], constituents });
+  let r = a.send('MEM_SHARE', d.subarray(0, 4096), { total: d.length, frag: 4096 });
+  const handle = r.fn === 'MEM_FRAG_RX' ? r.handle : 0n;
+  spmc.writeMemory(a.id, a.ramBase, d.subarray(4096));
+  r = a.call({ fn: 'MEM_FRAG_TX', handle, fragmentLength: d.length - 4096, endpoint: 0 });
+  t.equal(handleOf(r), handle, 'sent in two fragments');
+  const first = b.retrieve(handle, a.id);
+  t.ok(first.fn === 'MEM_RETRIEVE_RESP' && first.fragmentLength === 4096 && first.totalLength > 4096, 'the first 4 KiB of the response');
+  const fragRx = (vm: MemVm, offset: number, endpoint = 0) => vm.call({ fn: 'MEM_FRAG_RX', handle, fragmentOffset: offset, endpoint });
+  t.equal(errorOf(fragRx(b, 4096)), BUSY, 'RX still full');
+  b.releaseRx();
+  t.equal(errorOf(fragRx(b, 4096, b.id)), INVALID_PARAMETERS, 'an endpoint ID from a VM');
+  t.equal(errorOf(fragRx(b, 4000)), INVALID_PARAMETERS, 'wrong offset');
+  t.equal(errorOf(fragRx(c, 4096)), INVALID_PARAMETERS, 'not a borrower');
+  t.equal(errorOf(b.relinquish(handle)), INVALID_PARAMETERS, 'not fully retrieved yet');
+  const next = fragRx(b, 4096);
+  t.ok(next.fn === 'MEM_FRAG_TX' && next.handle === handle && next.fragmentLength > 0, 'FRAG_TX with the next piece');
+  b.releaseRx();
+  t.equal(errorOf(fragRx(b, 8192)), INVALID_PARAMETERS, 'nothing left to fetch');
+  t.equal(b.relinquish(handle).fn, 'SUCCESS');
+  t.equal(a.reclaim(handle).fn, 'SUCCESS');
+});
+
+t.test('retrieve: clear flags with read-only access, and the multi-borrower bypass', async (t) => {
+  const { spmc, a, b } = await world();
+  const c = MemVm.make(spmc);
+  const lend = handleOf(
+    a.send('MEM_LEND', a.desc({ receivers: [{ receiver: b.id, permissions: RO }, { receiver: c.id, permissions: RO }], flags: MEM_FLAGS.CLEAR })),
+  );
+  const both = [{ receiver: b.id, permissions: RO }, { receiver: c.id, permissions: RO }];
+  t.equal(errorOf(b.retrieve(lend, a.id, { receivers: both, flags: MEM_FLAGS.CLEAR })), DENIED, 'clear with read-only access');
+  t.equal(errorOf(b.retrieve(lend, a.id, { receivers: [{ receiver: b.id, permissions: RO }] })), INVALID_PARAMETERS, 'one receiver listed without the bypass flag');
+  const bypass = b.retrieve(lend, a.id, { receivers: [{ receiver: b.id, permissions: RO }], flags: MEM_FLAGS.BYPASS_MULTI_BORROWER });
+  t.equal(bypass.fn, 'MEM_RETRIEVE_RESP', 'v1.2 bypass: the retriever lists only itself');
+  b.releaseRx();
+  t.equal(errorOf(b.relinquish(lend, [b.id], 1)), DENIED, 'clear on relinquish with read-only access');
+  t.equal(b.relinquish(lend).fn, 'SUCCESS');
+  t.equal(a.reclaim(lend).fn, 'SUCCESS');
+});
