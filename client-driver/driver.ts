@@ -444,7 +444,8 @@ export class FfaDriver {
   async sendDirectReq(to: FfaDevice | EndpointId, data: readonly bigint[], opts: { vcpu?: number; width?: 32 | 64 } = {}): Promise<bigint[]> {
     const [dest, mode32] = typeof to === 'number' ? [to, false] : [to.vmId, to.mode32bit];
     const width = opts.width ?? (mode32 ? 32 : 64);
-    const args = Array.from({ length: 5 }, (_, i) => BigInt.asUintN(width, data[i] ?? 0n));
+    const args: bigint[] = [];
+    for (let i = 0; i < 5; i++) args.push(BigInt.asUintN(width, data[i] ?? 0n));
     const r = await this.sendAndWait(
       { fn: 'MSG_SEND_DIRECT_REQ', width, route: { source: this.vmId, destination: dest }, message: { kind: 'partition' }, args },
       opts.vcpu ?? 0,

@@ -14,10 +14,14 @@ const CODE_OF_KIND = {
   'resource-exhausted': 'RESOURCE_EXHAUSTED',
 } as const;
 
+function toTransportError(e: unknown): unknown {
+  if (e instanceof SpmcError) return new TransportError(CODE_OF_KIND[e.kind], e.message);
+  if (e instanceof MemoryFault) return new TransportError('PERMISSION_DENIED', e.message);
+  return e;
+}
+
 function translate(e: unknown): never {
-  if (e instanceof SpmcError) throw new TransportError(CODE_OF_KIND[e.kind], e.message);
-  if (e instanceof MemoryFault) throw new TransportError('PERMISSION_DENIED', e.message);
-  throw e;
+  throw toTransportError(e);
 }
 
 class InProcessTransport implements Transport {
@@ -32,16 +36,16 @@ class InProcessTransport implements Transport {
     if (!this.attached) throw new TransportError('UNAUTHENTICATED', 'detached');
   }
 
-  async invoke(x: Registers, vcpu = 0): Promise<Registers> {
-    this.check();
+  invoke(x: Registers, vcpu = 0): Promise<Registers> {
     let out;
     try {
+      this.check();
       out = this.spmc.handle(this.endpointId, vcpu, x);
     } catch (e) {
-      translate(e);
+      return Promise.reject(toTransportError(e));
     }
     // A blocked vCPU (MSG_WAIT, a direct request, RUN) resumes when another endpoint's call completes it.
-    return isPending(out) ? out.answer : out;
+    return isPending(out) ? out.answer : Promise.resolve(out);
   }
 
   async readMemory(address: bigint, length: number): Promise<Uint8Array> {
