@@ -8,7 +8,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
-import { encodeCall, FFA_VERSION_1_2, REGISTER_COUNT, UUID_NIL } from '../proto/ffa/index.js';
+import { encodeCall, fid, FFA_PAGE_SIZE, FFA_VERSION_1_2, REGISTER_COUNT, UUID_NIL } from '../proto/ffa/index.js';
 import { fastSpmcServiceDefinition } from '../proto/wire.js';
 import { FfaDriver } from '../client-driver/driver.js';
 import { GrpcConnector } from '../client-driver/transport/grpc.js';
@@ -81,7 +81,7 @@ const echoStream = echoClient['Echo']!();
 const echoWaiters: (() => void)[] = [];
 echoStream.on('data', () => echoWaiters.shift()?.());
 echoStream.on('error', () => {}); // the server process going away at the end is expected
-const echoMsg = { session: '', vcpu: 0, x: Array.from({ length: REGISTER_COUNT }, (_, i) => 0x84000063n + BigInt(i)) };
+const echoMsg = { session: '', vcpu: 0, x: Array.from({ length: REGISTER_COUNT }, (_, i) => BigInt(fid('VERSION')) + BigInt(i)) };
 const echo: Op = () => new Promise<void>((resolve) => {
   echoWaiters.push(resolve);
   echoStream.write(echoMsg);
@@ -202,7 +202,7 @@ const perCycleUs = async (op: Op, n: number) => {
 const base = memOwner.vm.pages.alloc(262144 + 8000)!; // 1 GiB + room for 4,000 scattered pages
 const small = await perCycleUs(cycle(memOwner, memBorrower, [{ address: base, pageCount: 1 }]), 2000);
 const huge = await perCycleUs(cycle(memOwner, memBorrower, [{ address: base, pageCount: 262144 }]), 2000);
-const scattered = Array.from({ length: 4000 }, (_, i) => ({ address: base + (262144n + BigInt(i) * 2n) * 4096n, pageCount: 1 }));
+const scattered = Array.from({ length: 4000 }, (_, i) => ({ address: base + (262144n + BigInt(i) * 2n) * BigInt(FFA_PAGE_SIZE), pageCount: 1 }));
 const many = await perCycleUs(cycle(memOwner, memBorrower, scattered), 20);
 console.log(`memory cycle in process: 4 KiB ${small.toFixed(1)} us, 1 GiB ${huge.toFixed(1)} us (${(huge / small).toFixed(2)}x)  target <= 2x: ${huge / small <= 2 ? 'met' : 'MISSED'}`);
 console.log(`memory cycle in process, 4,000 constituents: ${many.toFixed(0)} us (${((many - small) / 4000).toFixed(2)} us per constituent)`);

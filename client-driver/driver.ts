@@ -25,6 +25,7 @@ import {
   decodePartitionInfo,
   encodeCall,
   FEATURE_IDS,
+  FEATURES_FID_BIT,
   type EndpointId,
   type FfaCall,
   type FfaVersion,
@@ -175,7 +176,7 @@ export class FfaDriver {
   /** FFA_FEATURES: [w2, w3] interface properties. */
   async features(id: number, inputProperties = 0): Promise<[number, number]> {
     // A feature ID (bit 31 clear) takes no input properties (ffa_features()).
-    if ((id & 0x80000000) === 0 && inputProperties !== 0) throw new FfaDriverError('EINVAL', 'feature IDs take no input properties');
+    if ((id & FEATURES_FID_BIT) === 0 && inputProperties !== 0) throw new FfaDriverError('EINVAL', 'feature IDs take no input properties');
     const [w2 = 0n, w3 = 0n] = await this.success({ fn: 'FEATURES', id, inputProperties });
     return [Number(w2 & U32), Number(w3 & U32)];
   }

@@ -8,6 +8,7 @@ import { pino } from 'pino';
 import { buildHttpApp } from './http/app.js';
 import { SpmcGrpcServer } from './grpc/server.js';
 import { defaultManifest, ManifestError, parseManifest } from './manifest.js';
+import { SPMC_ID } from '../proto/ffa/index.js';
 import { startBuiltinPartitions } from './partitions/index.js';
 import { runRemotePartition } from './partitions/remote.js';
 import { SERVICES } from './partitions/test-service.js';
@@ -178,7 +179,7 @@ async function partition(args: string[]): Promise<void> {
     throw new UsageError((e as Error).message);
   }
   const id = Number(v.id);
-  if (v.id === undefined || !Number.isInteger(id) || id <= 0x8000 || id > 0xffff) throw new UsageError('--id: expected a partition id 0x8001..0xffff');
+  if (v.id === undefined || !Number.isInteger(id) || id <= SPMC_ID || id > 0xffff) throw new UsageError('--id: expected a partition id 0x8001..0xffff');
   parseHostPort('--server', v.server!);
   const credential = v.credential ?? process.env.REMOTE_SPMC_CREDENTIAL ?? '';
   if (!credential) throw new UsageError('--credential (or REMOTE_SPMC_CREDENTIAL) is required');

@@ -19,6 +19,7 @@ import { packPair, pairHigh, pairLow, REGISTER_COUNT, type Registers, U32, zeroR
 import { type Uuid, uuidFromPair, uuidFromWords, uuidToPair, uuidToWords } from './uuid.js';
 import { type FfaVersion, FFA_VERSION_1_1, FFA_VERSION_1_2 } from './version.js';
 import type { EndpointId } from './endpoints.js';
+import { RXTX_PAGE_COUNT_MASK } from './features.js';
 
 /** (endpoint << 16) | vCPU */
 export interface TargetInfo {
@@ -276,11 +277,11 @@ const CODECS: CodecTable = {
     encode: (c, r) => void (r[1] = BigInt(c.vmId & 0xffff)),
   },
   RXTX_MAP: {
-    decode: (r, width) => ({ fn: 'RXTX_MAP', width, tx: r[1]!, rx: r[2]!, pageCount: lo32(r[3]!) & 0x3f }),
+    decode: (r, width) => ({ fn: 'RXTX_MAP', width, tx: r[1]!, rx: r[2]!, pageCount: lo32(r[3]!) & RXTX_PAGE_COUNT_MASK }),
     encode: (c, r) => {
       r[1] = c.tx;
       r[2] = c.rx;
-      r[3] = BigInt(c.pageCount & 0x3f);
+      r[3] = BigInt(c.pageCount & RXTX_PAGE_COUNT_MASK);
     },
   },
   RXTX_UNMAP: {

@@ -56,6 +56,8 @@ export const MEM_ATTR = {
   TYPE_DEVICE: 0x1 << 4,
   TYPE_NORMAL: 0x2 << 4,
   NS: 1 << 6,
+  /** Bits a sender may set ([5:0]; the NS bit is the relayer's). */
+  DEFINED_MASK: 0x3f,
 } as const;
 
 /** Normal, write-back, inner shareable: what Hafnium wants for a share. */

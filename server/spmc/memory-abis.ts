@@ -16,6 +16,7 @@ import {
   EMAD_SIZE_V1_2,
   encodeMemTransaction,
   FFA_ERRORS,
+  FFA_PAGE_SIZE,
   FFA_VERSION_1_0,
   FFA_VERSION_1_1,
   FFA_VERSION_1_2,
@@ -46,7 +47,7 @@ import type { AbiTable, CallContext, Reply, SpmcState } from './state.js';
 
 const { INVALID_PARAMETERS, DENIED, NO_MEMORY, BUSY } = FFA_ERRORS;
 const fail = (code: number): Reply => ffaError(code);
-const PAGE = 4096n;
+const PAGE = BigInt(FFA_PAGE_SIZE);
 
 const TYPE_OF = { MEM_SHARE: 'share', MEM_LEND: 'lend', MEM_DONATE: 'donate' } as const;
 type SendCall = CallOf<'MEM_SHARE'> | CallOf<'MEM_LEND'> | CallOf<'MEM_DONATE'>;
@@ -118,7 +119,7 @@ function validateSendHeader(ctx: CallContext, type: MemTransactionType, frag: Ui
     if (type === 'donate' ? data !== MEM_PERM.DATA_NOT_SPECIFIED : data === MEM_PERM.DATA_NOT_SPECIFIED) return { error: INVALID_PARAMETERS };
     if (r.flags !== 0) return { error: INVALID_PARAMETERS };
   }
-  if (tx.attributes & MEM_ATTR.NS || tx.attributes & ~0x3f) return { error: INVALID_PARAMETERS };
+  if (tx.attributes & MEM_ATTR.NS || tx.attributes & ~MEM_ATTR.DEFINED_MASK) return { error: INVALID_PARAMETERS };
   const memType = tx.attributes & MEM_ATTR.TYPE_MASK;
   const typeRequired = type === 'share' || (type === 'lend' && tx.receivers.length > 1);
   if (!typeRequired && memType !== MEM_ATTR.TYPE_NOT_SPECIFIED) return { error: INVALID_PARAMETERS };

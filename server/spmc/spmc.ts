@@ -7,6 +7,7 @@ import {
   type EndpointId,
   errorRegisters,
   FFA_ERRORS,
+  FFA_PAGE_SIZE,
   type FfaFunction,
   type FfaVersion,
   ffaError,
@@ -111,7 +112,7 @@ export class MemoryFault extends Error {
 export const VM_DEFAULT_RAM = 64n << 20n;
 export const MAX_VCPUS = 64;
 export const MAX_UUIDS = 8;
-const PAGE = 4096n;
+const PAGE = BigInt(FFA_PAGE_SIZE);
 
 export class Spmc {
   readonly state: SpmcState;
