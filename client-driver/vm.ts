@@ -1,7 +1,7 @@
 // An emulated VM: its attachment to an SPMC, its RAM window with a page allocator (the guest's
 // alloc_pages_exact), and its vCPUs.
 
-import { FFA_PAGE_SIZE, PARTITION_PROPERTIES } from '../proto/ffa/index.js';
+import { FFA_PAGE_SIZE } from '../proto/ffa/index.js';
 import type { AttachOptions, Connector, Transport } from './transport/transport.js';
 
 const PAGE = BigInt(FFA_PAGE_SIZE);
@@ -58,9 +58,9 @@ export class EmulatedVm {
     this.pages = new PageAllocator(ramBase, ramBytes);
   }
 
-  /** Attach; a VM is an AArch64 guest unless `properties` says otherwise. */
+  /** Attach; without `properties` the SPMC makes it the usual AArch64 guest that sends direct requests. */
   static async attach(connector: Connector, opts: AttachOptions = {}): Promise<EmulatedVm> {
-    const a = await connector.attach({ properties: PARTITION_PROPERTIES.AARCH64_EXEC, ...opts });
+    const a = await connector.attach(opts);
     return new EmulatedVm(a.endpointId, opts.name ?? `vm${a.endpointId}`, opts.vcpuCount ?? 1, a.ramBase, a.ramBytes, a.transport);
   }
 

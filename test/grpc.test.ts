@@ -199,7 +199,7 @@ t.test('an abandoned call leaves the model consistent', async (t) => {
   t.teardown(() => server.stop(200));
   const ch = new SpmcChannel(address);
   t.teardown(() => ch.close());
-  const [waiter, receiver, sender] = await Promise.all([0x101, 0x101, 0x100].map((properties) => ch.attach({ properties })));
+  const [waiter, receiver, sender] = await Promise.all([0x101, 0x101, 0].map((properties) => ch.attach({ properties })));
   for (const s of [waiter, receiver, sender]) await ch.call(s!.session, 0, toRegisters([fid('VERSION'), 0x10002]));
   const settled = async (id: number, state: string) => {
     for (let i = 0; i < 100 && spmc.endpoint(id)!.vcpus[0]!.state !== state; i++) await new Promise((r) => setTimeout(r, 10));

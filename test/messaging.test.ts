@@ -259,3 +259,20 @@ t.test('PARTITION_INFO_GET shows each caller what it may do', async (t) => {
   t.ok(visibleProperties(spmc.endpoint(b.id)!, spmc.endpoint(vm.id)!) & P.DIRECT_REQ_RECV, 'another VM does');
   t.ok(visibleProperties(spmc.endpoint(SP2)!, spmc.endpoint(SP1)!) & P.DIRECT_REQ_SEND, 'an SP sees another SP as a sender');
 });
+
+t.test('messaging methods: FEATURES and the calls follow the caller’s properties', async (t) => {
+  const spmc = await startedSpmc();
+  const feature = (vm: RawVm, fn: Parameters<typeof fid>[0], width: 32 | 64 = 64) => vm.call({ fn: 'FEATURES', id: fid(fn, width), inputProperties: 0 }).fn;
+  const plain = RawVm.attach(spmc, {}); // the default guest: AArch64, sends both forms
+  t.same(spmc.endpoint(plain.id)!.properties, P.AARCH64_EXEC | P.DIRECT_REQ_SEND | P.DIRECT_REQ2_SEND, 'default VM properties');
+  t.equal(feature(plain, 'MSG_SEND_DIRECT_REQ'), 'SUCCESS');
+  t.equal(feature(plain, 'MSG_SEND_DIRECT_REQ', 32), 'SUCCESS');
+  t.equal(feature(plain, 'MSG_SEND_DIRECT_REQ2'), 'SUCCESS');
+  t.equal(feature(plain, 'MSG_SEND_DIRECT_RESP'), 'ERROR', 'it receives none');
+  t.equal(feature(plain, 'MSG_SEND_DIRECT_RESP2'), 'ERROR');
+  const receiver = RawVm.attach(spmc, { properties: P.DIRECT_REQ_RECV | P.AARCH64_EXEC });
+  t.equal(feature(receiver, 'MSG_SEND_DIRECT_RESP'), 'SUCCESS');
+  t.equal(feature(receiver, 'MSG_SEND_DIRECT_REQ'), 'ERROR', 'it sends none');
+  t.equal(errorOf(await send(receiver, req(receiver, SP1, [BigInt(CMD.ECHO)]))), DENIED, 'a VM without the send property');
+  t.equal(errorOf(await send(receiver, req2(receiver, SP1, [1n]))), DENIED);
+});

@@ -35,12 +35,12 @@ function sendRequest(ctx: CallContext, call: RequestCall, route: SrcDst, uuid?: 
   if (framework) return ffaError(INVALID_PARAMETERS);
   if (uuid && !isNilUuid(uuid) && !receiver.uuids.some((u) => uuidEquals(u, uuid))) return ffaError(INVALID_PARAMETERS);
 
-  // Messaging methods. A VM's own sending rights are the hypervisor's business, and it allows all.
+  // Messaging methods, from the manifest for partitions and from attach for VMs.
   const recvBit = req2 ? P.DIRECT_REQ2_RECV : P.DIRECT_REQ_RECV;
   const sendBit = req2 ? P.DIRECT_REQ2_SEND : P.DIRECT_REQ_SEND;
   if (req2 && (caller.version < FFA_VERSION_1_2 || receiver.version < FFA_VERSION_1_2)) return ffaError(DENIED);
   if ((receiver.properties & recvBit) === 0) return ffaError(DENIED);
-  if (caller.kind === 'sp' && (caller.properties & sendBit) === 0) return ffaError(DENIED);
+  if ((caller.properties & sendBit) === 0) return ffaError(DENIED);
 
   // A request back into the call chain would deadlock it.
   const chain = vcpu.handling ? [...vcpu.handling.chain, caller.id] : [caller.id];
@@ -75,9 +75,15 @@ function sendResponse(ctx: CallContext, call: ResponseCall): Reply {
   return waitForNext(state, vcpu, call.fn, call);
 }
 
+/** FFA_FEATURES reports a messaging function to an endpoint whose messaging method includes it (the ACS's rule). */
+const ifCaller =
+  (bit: number) =>
+  ({ caller }: CallContext, _w: number, props: number): [number, number] | undefined =>
+    props === 0 && (caller.properties & bit) !== 0 ? [0, 0] : undefined;
+
 export const messagingAbis: AbiTable = {
-  MSG_SEND_DIRECT_REQ: { handle: (ctx, call) => sendRequest(ctx, call, call.route) },
-  MSG_SEND_DIRECT_REQ2: { handle: (ctx, call) => sendRequest(ctx, call, call.route, call.uuid) },
-  MSG_SEND_DIRECT_RESP: { handle: (ctx, call) => sendResponse(ctx, call) },
-  MSG_SEND_DIRECT_RESP2: { handle: (ctx, call) => sendResponse(ctx, call) },
+  MSG_SEND_DIRECT_REQ: { handle: (ctx, call) => sendRequest(ctx, call, call.route), features: ifCaller(P.DIRECT_REQ_SEND) },
+  MSG_SEND_DIRECT_REQ2: { handle: (ctx, call) => sendRequest(ctx, call, call.route, call.uuid), features: ifCaller(P.DIRECT_REQ2_SEND) },
+  MSG_SEND_DIRECT_RESP: { handle: (ctx, call) => sendResponse(ctx, call), features: ifCaller(P.DIRECT_REQ_RECV) },
+  MSG_SEND_DIRECT_RESP2: { handle: (ctx, call) => sendResponse(ctx, call), features: ifCaller(P.DIRECT_REQ2_RECV) },
 };

@@ -17,6 +17,7 @@ import {
   isSecureId,
   isVmId,
   PARTITION_ID_TYPE_MASK,
+  PARTITION_PROPERTIES as P,
   PARTITION_PROPERTIES_MASK_V1_1,
   type Registers,
   REGISTER_COUNT,
@@ -110,6 +111,7 @@ export class MemoryFault extends Error {
 }
 
 export const VM_DEFAULT_RAM = 64n << 20n;
+export const VM_DEFAULT_PROPERTIES = P.AARCH64_EXEC | P.DIRECT_REQ_SEND | P.DIRECT_REQ2_SEND;
 export const MAX_VCPUS = 64;
 export const MAX_UUIDS = 8;
 const PAGE = BigInt(FFA_PAGE_SIZE);
@@ -184,7 +186,8 @@ export class Spmc {
     if (ramBytes > this.state.limits.maxRamBytes) {
       throw new SpmcError('invalid-argument', `ram_bytes above the ${this.state.limits.maxRamBytes} byte limit`);
     }
-    const properties = params.properties ?? 0;
+    // 0 asks for the usual guest: AArch64, sending direct requests (both forms), receiving none.
+    const properties = params.properties || VM_DEFAULT_PROPERTIES;
     if ((properties & ~PARTITION_PROPERTIES_MASK_V1_1) !== 0 || (properties & PARTITION_ID_TYPE_MASK) !== 0) {
       throw new SpmcError('invalid-argument', `properties 0x${properties.toString(16)} set reserved bits or a non-PE id type`);
     }
