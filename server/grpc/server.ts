@@ -242,11 +242,6 @@ export class SpmcGrpcServer {
     let busy: Pending | undefined;
     let halfClosed = false;
     const pump = () => {
-      if (!done && !busy && queue.length === 0 && halfClosed) {
-        done = true;
-        stream.end();
-        return;
-      }
       while (!done && !busy && queue.length > 0) {
         const req = queue.shift()!;
         try {
@@ -275,6 +270,7 @@ export class SpmcGrpcServer {
           fail(e);
         }
       }
+      // Half-closed and nothing left to answer: end our side too.
       if (!done && !busy && queue.length === 0 && halfClosed) {
         done = true;
         stream.end();
