@@ -78,7 +78,9 @@ t.test('a server and two VM processes', async (t) => {
   for (const v of vms) v.child.stdin!.write('go\n');
   const seen = await Promise.all(vms.map((v) => v.out.until((o) => o.event === 'partitions')));
   for (const s of seen) t.same(s.ids, [...ids].sort((a, b) => a - b).concat([0x8001, 0x8002, 0x8003, 0x8004]), 'each sees both VMs, then the SPs');
-  const codes = await Promise.all(vms.map((v) => once(v.child, 'exit')));
+  const exits = vms.map((v) => once(v.child, 'exit'));
+  for (const v of vms) v.child.stdin!.write('exit\n');
+  const codes = await Promise.all(exits);
   t.same(codes.map(([c]) => c), [0, 0]);
   t.equal(await endpoints(server.http), 4, 'both detached');
 
@@ -110,7 +112,9 @@ t.test('a VM process that dies is released; the others carry on', async (t) => {
   survivor.child.stdin!.write('go\n');
   const seen = await survivor.out.until((o) => o.event === 'partitions');
   t.equal((seen.ids as number[]).length, 5, 'the survivor sees itself and the SPs');
-  const [code] = await once(survivor.child, 'exit');
+  const exited = once(survivor.child, 'exit');
+  survivor.child.stdin!.write('exit\n');
+  const [code] = await exited;
   t.equal(code, 0);
   server.child.kill('SIGINT');
   t.equal((await once(server.child, 'exit'))[0], 0, 'SIGINT stops it cleanly');
