@@ -1,6 +1,6 @@
 // The arm_ffa bus: partitions as devices, client drivers bound to them by UUID.
 
-import { type EndpointId, formatUuid, isNilUuid, parseUuid, type Uuid, uuidEquals } from '../proto/ffa/index.js';
+import { type EndpointId, isNilUuid, parseUuid, type Uuid, uuidEquals } from '../proto/ffa/index.js';
 import { FfaDriverError } from './errno.js';
 
 export interface FfaDevice {
@@ -99,6 +99,3 @@ export class FfaBus {
     await drv?.remove?.(dev);
   }
 }
-
-export const describeDevice = (d: FfaDevice): string =>
-  `${d.name} partition 0x${d.vmId.toString(16).padStart(4, '0')} ${formatUuid(d.uuid)}`;

@@ -20,6 +20,7 @@ import { type Uuid, uuidFromPair, uuidFromWords, uuidToPair, uuidToWords } from 
 import { type FfaVersion, FFA_VERSION_1_1, FFA_VERSION_1_2 } from './version.js';
 import type { EndpointId } from './endpoints.js';
 import { RXTX_PAGE_COUNT_MASK } from './features.js';
+import { PARTITION_INFO_FLAG_COUNT_ONLY } from './partition-info.js';
 
 /** (endpoint << 16) | vCPU */
 export interface TargetInfo {
@@ -293,11 +294,11 @@ const CODECS: CodecTable = {
     decode: (r, _w, version) => ({
       fn: 'PARTITION_INFO_GET',
       uuid: uuidFromWords(r.slice(1, 5)),
-      countOnly: version >= FFA_VERSION_1_1 && bit(r[5]!, 0),
+      countOnly: version >= FFA_VERSION_1_1 && (Number(r[5]! & U32) & PARTITION_INFO_FLAG_COUNT_ONLY) !== 0,
     }),
     encode: (c, r) => {
       uuidToWords(c.uuid).forEach((v, i) => (r[1 + i] = v));
-      r[5] = c.countOnly ? 1n : 0n;
+      r[5] = c.countOnly ? BigInt(PARTITION_INFO_FLAG_COUNT_ONLY) : 0n;
     },
   },
   ID_GET: none('ID_GET'),

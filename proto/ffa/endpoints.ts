@@ -13,7 +13,6 @@ export const SECURE_ID_BIT = 0x8000;
 
 export const isSecureId = (id: EndpointId): boolean => (id & SECURE_ID_BIT) !== 0;
 export const isVmId = (id: EndpointId): boolean => id >= VM_ID_MIN && id <= VM_ID_MAX;
-export const formatEndpointId = (id: EndpointId): string => `0x${id.toString(16).padStart(4, '0')}`;
 
 /** Partition properties (u32) of the partition-info descriptor. */
 export const PARTITION_PROPERTIES = {
@@ -35,11 +34,3 @@ export const PARTITION_ID_TYPE_MASK = 0x3 << PARTITION_ID_TYPE_SHIFT;
 /** Property bits defined for a reader of each version; the rest are MBZ in what it receives. */
 export const PARTITION_PROPERTIES_MASK_V1_0 = 0x7;
 export const PARTITION_PROPERTIES_MASK_V1_1 = 0x7ff;
-
-export type PartitionPropertyName = keyof typeof PARTITION_PROPERTIES;
-
-export function propertyNames(props: number): PartitionPropertyName[] {
-  return (Object.entries(PARTITION_PROPERTIES) as [PartitionPropertyName, number][])
-    .filter(([, bit]) => (props & bit) !== 0)
-    .map(([n]) => n);
-}

@@ -29,7 +29,3 @@ export const errorCodeToWord = (code: number): bigint => BigInt.asUintN(32, BigI
 export function errorName(code: number): string {
   return nameByCode.get(code) ?? `UNKNOWN(${code})`;
 }
-
-export function isFfaErrorCode(code: number): code is FfaErrorCode {
-  return nameByCode.has(code);
-}

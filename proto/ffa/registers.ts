@@ -4,7 +4,6 @@ export const REGISTER_COUNT = 18;
 export type Registers = bigint[];
 
 export const U32 = 0xffffffffn;
-export const U64 = 0xffffffffffffffffn;
 
 export function zeroRegisters(): Registers {
   return new Array<bigint>(REGISTER_COUNT).fill(0n);
@@ -18,11 +17,7 @@ export function toRegisters(x: readonly (bigint | number)[]): Registers {
   return r;
 }
 
-export const w = (r: readonly bigint[], i: number): number => Number((r[i] ?? 0n) & U32);
-
 /** Target info / src-dst packing: high half-word in [31:16], low in [15:0]. */
 export const packPair = (high: number, low: number): bigint => BigInt((((high & 0xffff) << 16) | (low & 0xffff)) >>> 0);
 export const pairHigh = (v: bigint): number => Number((v >> 16n) & 0xffffn);
 export const pairLow = (v: bigint): number => Number(v & 0xffffn);
-
-export const formatReg = (v: bigint): string => `0x${v.toString(16)}`;

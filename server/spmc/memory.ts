@@ -186,10 +186,6 @@ export class AccessTable {
     this.removeAt(base, limit);
   }
 
-  clear(): void {
-    this.ranges = [];
-  }
-
   /** Cut [base, limit) out; returns the index where a range starting at `base` would go. */
   private removeAt(base: bigint, limit: bigint): number {
     let i = this.firstEndingAfter(base);
