@@ -3,12 +3,11 @@
 import t from 'tap';
 import { FFA_VERSION_1_1, PARTITION_PROPERTIES as P, parseUuid } from '../proto/ffa/index.js';
 import { FfaDriver } from '../client-driver/driver.js';
-import { FfaDriverError } from '../client-driver/errno.js';
 import { GrpcConnector } from '../client-driver/transport/grpc.js';
 import { EmulatedVm } from '../client-driver/vm.js';
 import { SpmcGrpcServer } from '../server/grpc/server.js';
 import { PARTITION_COMMANDS as CMD, packHops } from '../server/partitions/commands.js';
-import { SP1_UUID, SP2_UUID, startedSpmc } from './helpers.js';
+import { errnoOf, SP1_UUID, SP2_UUID, startedSpmc } from './helpers.js';
 
 async function topology() {
   const spmc = await startedSpmc();
@@ -22,7 +21,6 @@ async function topology() {
   return { spmc, server, connector, stop };
 }
 
-const errnoOf = (p: Promise<unknown>) => p.then(() => 'none', (e: unknown) => (e instanceof FfaDriverError ? e.errno : String(e)));
 
 t.test('sendDirectReq and sendDirectReq2 through the bus devices', async (t) => {
   const { connector, stop } = await topology();

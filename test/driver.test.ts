@@ -23,21 +23,13 @@ import { FfaDriverError, ffaToErrno } from '../client-driver/errno.js';
 import { InProcessConnector } from '../client-driver/transport/in-process.js';
 import type { Transport } from '../client-driver/transport/transport.js';
 import { EmulatedVm } from '../client-driver/vm.js';
-import { newSpmc, SP1_UUID, SP2_UUID, SP3_UUID } from './helpers.js';
+import { errnoOf, newSpmc, SP1_UUID, SP2_UUID, SP3_UUID } from './helpers.js';
 
 async function vmOn(spmc = newSpmc(), opts = {}) {
   const vm = await EmulatedVm.attach(new InProcessConnector(spmc), { vcpuCount: 2, ...opts });
   return { spmc, vm };
 }
 
-const errnoOf = async (p: Promise<unknown>): Promise<string> => {
-  try {
-    await p;
-    return 'none';
-  } catch (e) {
-    return e instanceof FfaDriverError ? e.errno : `not an FfaDriverError: ${(e as Error).message}`;
-  }
-};
 
 t.test('init follows the Linux order and leaves the VM ready', async (t) => {
   const { spmc, vm } = await vmOn();

@@ -8,13 +8,12 @@ import { SPMC_SERVICE_NAME, spmcServiceDefinition } from '../proto/wire.js';
 import { FfaDriver } from '../client-driver/driver.js';
 import { SpmcChannel } from '../client-driver/transport/grpc-client.js';
 import { GrpcConnector } from '../client-driver/transport/grpc.js';
-import { TransportError } from '../client-driver/transport/transport.js';
 import { EmulatedVm } from '../client-driver/vm.js';
 import { SpmcGrpcServer } from '../server/grpc/server.js';
 import { parseManifest } from '../server/manifest.js';
 import { Spmc } from '../server/spmc/spmc.js';
 import { defaultManifest } from '../server/manifest.js';
-import { errorOfRegs, SP2_UUID } from './helpers.js';
+import { codeOf, errorOfRegs, SP2_UUID } from './helpers.js';
 
 const REMOTE = parseManifest(
   JSON.stringify({
@@ -39,14 +38,6 @@ async function startServer() {
   return { spmc, server, address: `127.0.0.1:${port}` };
 }
 
-const codeOf = async (p: Promise<unknown>): Promise<string> => {
-  try {
-    await p;
-    return 'OK';
-  } catch (e) {
-    return e instanceof TransportError ? e.code : `not a TransportError: ${(e as Error).message}`;
-  }
-};
 
 t.test('the driver initialises over grpc-session and grpc-unary', async (t) => {
   const { server, spmc, address } = await startServer();

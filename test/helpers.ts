@@ -14,6 +14,8 @@ import {
   U32,
   UUID_NIL,
 } from '../proto/ffa/index.js';
+import { FfaDriverError } from '../client-driver/errno.js';
+import { TransportError } from '../client-driver/transport/transport.js';
 import { defaultManifest } from '../server/manifest.js';
 import { startBuiltinPartitions } from '../server/partitions/index.js';
 import { isPending, type Pending } from '../server/spmc/pending.js';
@@ -128,4 +130,24 @@ export async function settle(out: Registers | Pending, version: FfaVersion = FFA
   const d = decodeCall(r, version);
   if (!d.ok) throw new Error(`undecodable ${r.map((v) => v.toString(16))}`);
   return d.call;
+}
+
+/** The errno a driver operation failed with, or 'none'. */
+export async function errnoOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'none';
+  } catch (e) {
+    return e instanceof FfaDriverError ? e.errno : `not an FfaDriverError: ${(e as Error).message}`;
+  }
+}
+
+/** The transport status a call failed with, or 'OK'. */
+export async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'OK';
+  } catch (e) {
+    return e instanceof TransportError ? e.code : `not a TransportError: ${(e as Error).message}`;
+  }
 }
