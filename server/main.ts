@@ -3,7 +3,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { pino } from 'pino';
 import { buildHttpApp } from './http/app.js';
 import { SpmcGrpcServer } from './grpc/server.js';
@@ -53,6 +53,22 @@ export function parseHostPort(flag: string, value: string): HostPort {
 
 const formatHostPort = (h: HostPort): string => (h.host.includes(':') ? `[${h.host}]:${h.port}` : `${h.host}:${h.port}`);
 
+/** parseArgs, strict, with its complaints as usage errors. */
+function parseFlags<T extends ParseArgsConfig['options']>(args: string[], options: T) {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function checkLogLevel(level: string): string {
+  if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}`);
+  return level;
+}
+
 interface ServeOptions {
   grpc: HostPort;
   http: HostPort;
@@ -62,28 +78,17 @@ interface ServeOptions {
 }
 
 function parseServe(args: string[]): ServeOptions {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      options: {
-        grpc: { type: 'string', default: '127.0.0.1:50051' },
-        http: { type: 'string', default: '127.0.0.1:8080' },
-        manifest: { type: 'string' },
-        'rxtx-max-pages': { type: 'string', default: '16' },
-        'mem-max-borrowers': { type: 'string', default: '4' },
-        'mem-max-fragments': { type: 'string', default: '20' },
-        'mem-max-transactions': { type: 'string', default: '256' },
-        'log-level': { type: 'string', default: 'info' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    });
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
-  const v = parsed.values;
+  const v = parseFlags(args, {
+    grpc: { type: 'string', default: '127.0.0.1:50051' },
+    http: { type: 'string', default: '127.0.0.1:8080' },
+    manifest: { type: 'string' },
+    'rxtx-max-pages': { type: 'string', default: '16' },
+    'mem-max-borrowers': { type: 'string', default: '4' },
+    'mem-max-fragments': { type: 'string', default: '20' },
+    'mem-max-transactions': { type: 'string', default: '256' },
+    'log-level': { type: 'string', default: 'info' },
+    help: { type: 'boolean', short: 'h' },
+  });
   if (v.help) {
     process.stdout.write(USAGE);
     process.exit(0);
@@ -100,8 +105,6 @@ function parseServe(args: string[]): ServeOptions {
     maxFragments: int('mem-max-fragments', 1, 4096),
     maxTransactions: int('mem-max-transactions', 1, 1 << 20),
   };
-  const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-  if (!levels.includes(v['log-level']!)) throw new UsageError(`--log-level: expected one of ${levels.join(', ')}`);
 
   let partitions: PartitionManifest[];
   if (v.manifest !== undefined) {
@@ -120,7 +123,7 @@ function parseServe(args: string[]): ServeOptions {
     http: parseHostPort('--http', v.http!),
     partitions,
     limits,
-    logLevel: v['log-level']!,
+    logLevel: checkLogLevel(v['log-level']!),
   };
 }
 
@@ -161,30 +164,20 @@ async function serve(opts: ServeOptions): Promise<void> {
 }
 
 async function partition(args: string[]): Promise<void> {
-  let v;
-  try {
-    v = parseArgs({
-      args,
-      options: {
-        server: { type: 'string', default: '127.0.0.1:50051' },
-        id: { type: 'string' },
-        credential: { type: 'string' },
-        serve: { type: 'string', default: 'test-service' },
-        'log-level': { type: 'string', default: 'info' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  const v = parseFlags(args, {
+    server: { type: 'string', default: '127.0.0.1:50051' },
+    id: { type: 'string' },
+    credential: { type: 'string' },
+    serve: { type: 'string', default: 'test-service' },
+    'log-level': { type: 'string', default: 'info' },
+  });
   const id = Number(v.id);
   if (v.id === undefined || !Number.isInteger(id) || id <= SPMC_ID || id > 0xffff) throw new UsageError('--id: expected a partition id 0x8001..0xffff');
   parseHostPort('--server', v.server!);
   const credential = v.credential ?? process.env.REMOTE_SPMC_CREDENTIAL ?? '';
   if (!credential) throw new UsageError('--credential (or REMOTE_SPMC_CREDENTIAL) is required');
   if (!(v.serve! in SERVICES)) throw new UsageError(`--serve: one of ${Object.keys(SERVICES).join(', ')}`);
-  const log = pino({ name: 'remote-spmc-partition', level: v['log-level'] });
+  const log = pino({ name: 'remote-spmc-partition', level: checkLogLevel(v['log-level']!) });
   await runRemotePartition({
     server: v.server!,
     id,

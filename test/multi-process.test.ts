@@ -130,6 +130,9 @@ t.test('bad flags and bad manifests: a clear error and exit status 2', async (t)
     [['serve', '--manifest', '/nonexistent/manifest.yaml'], /cannot read \/nonexistent\/manifest\.yaml: ENOENT/],
     [['serve', 'extra'], /Unexpected argument/],
     [['frobnicate'], /unknown command "frobnicate"/],
+    [['partition', '--credential', 'abcdefgh'], /--id: expected a partition id/],
+    [['partition', '--id', '0x8010', '--credential', 'abcdefgh', '--log-level', 'loud'], /--log-level/],
+    [['partition', '--id', '0x8010', '--credential', 'abcdefgh', '--serve', 'nope'], /--serve: one of test-service/],
   ];
   for (const [args, re] of cases) {
     const r = await run(args);
