@@ -29,8 +29,14 @@ import {
   type EndpointId,
   type FfaCall,
   type FfaVersion,
+  CONSOLE_LOG_MAX_CHARS_64,
+  CONSOLE_LOG_MAX_CHARS_64_V1_2,
+  encodeIndirectMessage,
   FFA_PAGE_SIZE,
+  FFA_VERSION_1_2,
   FFA_VERSION_1_0,
+  INDIRECT_MSG_HEADER_SIZE_V1_2,
+  NPI_INTID,
   FFA_VERSION_IMPLEMENTED,
   fid,
   formatVersion,
@@ -57,6 +63,7 @@ import {
 } from '../proto/ffa/index.js';
 import { type FfaDevice, FfaBus } from './bus.js';
 import { FfaDriverError, ffaToErrno } from './errno.js';
+import { FfaNotifier } from './notifier.js';
 import { TransportError } from './transport/transport.js';
 import type { EmulatedVm } from './vm.js';
 
@@ -135,6 +142,10 @@ export class FfaDriver {
   memOpsNative = false;
   msgDirectReq2Supported = false;
   notificationsEnabled = false;
+  /** Notifier ops and notification delivery (ffa_ops.notifier_ops). */
+  readonly notifier = new FfaNotifier(this);
+  /** Calls in flight per vCPU: interrupt work runs on a vCPU that is not inside a call. */
+  private readonly inFlight = new Map<number, number>();
   private undo: { what: string; run: () => Promise<void> }[] = [];
 
   constructor(
@@ -148,12 +159,24 @@ export class FfaDriver {
 
   /** invoke_ffa_fn(): registers in, registers out; transport failures become EIO. */
   async invokeFfaFn(x: Registers, vcpu = 0): Promise<Registers> {
+    this.inFlight.set(vcpu, (this.inFlight.get(vcpu) ?? 0) + 1);
     try {
       return await this.vm.transport.invoke(x, vcpu);
     } catch (e) {
       if (e instanceof TransportError) throw new FfaDriverError('EIO', e.message);
       throw e;
+    } finally {
+      const n = this.inFlight.get(vcpu)! - 1;
+      if (n === 0) this.inFlight.delete(vcpu);
+      else this.inFlight.set(vcpu, n);
+      if (n === 0) this.notifier.kick();
     }
+  }
+
+  /** A vCPU with no call in flight (interrupts are taken between calls), if any. */
+  idleVcpu(): number | undefined {
+    for (let v = 0; v < this.vm.vcpuCount; v++) if (!this.inFlight.has(v)) return v;
+    return undefined;
   }
 
   /** One FF-A call built as a value, encoded and decoded for the negotiated version. */
@@ -299,17 +322,23 @@ export class FfaDriver {
       (await this.supported(fid('MSG_SEND_DIRECT_REQ2', 64))) || (await this.supported(fid('MSG_SEND_DIRECT_RESP2', 64)));
   }
 
-  /** ffa_notifications_setup(): a bitmap, then the SRI or NPI; without either, no notifications. */
+  /**
+   * ffa_notifications_setup(): a bitmap if the SPMC wants one created, then the SRI and NPI; with
+   * neither, notifications stay off. The interrupt line is connected for whichever exists.
+   */
   private async notificationsSetup(): Promise<void> {
-    if (!(await this.supported(fid('NOTIFICATION_BITMAP_CREATE')))) return;
-    try {
-      await this.success({ fn: 'NOTIFICATION_BITMAP_CREATE', vmId: this.vmId, vcpuCount: this.opts.cpuCount ?? this.vm.vcpuCount });
-    } catch (e) {
-      if (e instanceof FfaDriverError && e.ffaError !== undefined) return;
-      throw e;
+    let created = false;
+    if (await this.supported(fid('NOTIFICATION_BITMAP_CREATE'))) {
+      try {
+        await this.success({ fn: 'NOTIFICATION_BITMAP_CREATE', vmId: this.vmId, vcpuCount: this.opts.cpuCount ?? this.vm.vcpuCount });
+      } catch (e) {
+        if (e instanceof FfaDriverError && e.ffaError !== undefined) return;
+        throw e;
+      }
+      created = true;
     }
     const destroy = async () => {
-      await this.success({ fn: 'NOTIFICATION_BITMAP_DESTROY', vmId: this.vmId });
+      if (created) await this.success({ fn: 'NOTIFICATION_BITMAP_DESTROY', vmId: this.vmId });
     };
     const sri = await this.supported(FEATURE_IDS.SRI);
     const npi = await this.supported(FEATURE_IDS.NPI);
@@ -317,9 +346,15 @@ export class FfaDriver {
       await destroy();
       return;
     }
+    const disconnect = this.vm.transport.connectInterrupts(
+      (intid) => this.notifier.onInterrupt(intid),
+      (e) => this.notifier.onError?.(e),
+    );
     this.notificationsEnabled = true;
     this.onUnwind('notification cleanup', async () => {
       this.notificationsEnabled = false;
+      disconnect();
+      this.notifier.clear();
       await destroy();
     });
   }
@@ -342,6 +377,9 @@ export class FfaDriver {
     if (!infos.some((i) => i.id === this.vmId)) {
       await this.bus.registerDevice({ vmId: this.vmId, uuid: UUID_NIL, properties: 0, mode32bit: false });
     }
+    // Our own pending notifications come back through the schedule-receiver path (SRI, INFO_GET).
+    // Linux registers this only for a host it had to add; VMs here are always listed.
+    if (this.notificationsEnabled) this.notifier.schedRecvCbRegister(this.vmId, this.notifier.selfHandler());
   }
 
   private async partitionServesUuid(id: EndpointId, uuid: Uuid): Promise<boolean> {
@@ -522,6 +560,12 @@ export class FfaDriver {
       } else if (ev.fn === 'MSG_SEND_DIRECT_REQ2') {
         const args = await this.handleSafely(handler, { kind: 'req2', source: ev.route.source, width: 64, args: ev.args, uuid: ev.uuid }, vcpu);
         ev = await this.call({ fn: 'MSG_SEND_DIRECT_RESP2', route: { source: this.vmId, destination: ev.route.source }, args }, vcpu);
+      } else if (ev.fn === 'INTERRUPT') {
+        // Notification Pending Interrupt: the SPMC gave us cycles to collect notifications.
+        if (ev.interruptId === NPI_INTID && this.notificationsEnabled) {
+          await this.notifier.getAndHandle(vcpu).catch((e) => this.notifier.onError?.(e));
+        }
+        ev = await this.call({ fn: 'MSG_WAIT', retainRx: false }, vcpu);
       } else if (ev.fn === 'ERROR') {
         if (ev.code === FFA_ERRORS.ABORTED) return;
         throw new FfaDriverError(ffaToErrno(ev.code), 'receive loop', ev.code);
@@ -529,6 +573,30 @@ export class FfaDriver {
         // Cycles without a request (FFA_RUN): nothing to do but wait again.
         ev = await this.call({ fn: 'MSG_WAIT', retainRx: false }, vcpu);
       }
+    }
+  }
+
+  /**
+   * ffa_indirect_msg_send(): the v1.2 header (40 bytes, the device's UUID) and `payload` in TX,
+   * then FFA_MSG_SEND2, all under the TX lock.
+   */
+  async sendIndirect(to: FfaDevice | EndpointId, payload: Uint8Array, opts: { vcpu?: number; uuid?: Uuid } = {}): Promise<void> {
+    const dest = typeof to === 'number' ? to : to.vmId;
+    const uuid = opts.uuid ?? (typeof to === 'number' ? UUID_NIL : to.uuid);
+    if (payload.length > this.rxtxBufSize - INDIRECT_MSG_HEADER_SIZE_V1_2) throw new FfaDriverError('ERANGE', `${payload.length} bytes do not fit TX`);
+    await this.txLock.runExclusive(async () => {
+      await this.vm.write(this.txBuffer, encodeIndirectMessage({ sender: this.vmId, receiver: dest, uuid }, payload));
+      await this.success({ fn: 'MSG_SEND2', senderVmId: 0, delaySri: false }, opts.vcpu ?? 0);
+    });
+  }
+
+  /** FFA_CONSOLE_LOG (partitions only): `text` in as few calls as the version allows. */
+  async consoleLog(text: string, vcpu = 0): Promise<void> {
+    const bytes = new TextEncoder().encode(text);
+    const max = this.version >= FFA_VERSION_1_2 ? CONSOLE_LOG_MAX_CHARS_64_V1_2 : CONSOLE_LOG_MAX_CHARS_64;
+    for (let at = 0; at < bytes.length; at += max) {
+      const chunk = bytes.subarray(at, at + max);
+      await this.success({ fn: 'CONSOLE_LOG', width: 64, length: chunk.length, chars: chunk }, vcpu);
     }
   }
 

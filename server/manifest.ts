@@ -165,6 +165,7 @@ export function parseManifest(text: string, file = '<manifest>'): PartitionManif
       execContexts: p['execution-ctx-count'],
       properties,
       ramBytes: p['ram-bytes'] !== undefined ? BigInt(p['ram-bytes']) : DEFAULT_SP_RAM,
+      notificationSupport: p['notification-support'] ?? false,
       behaviour: p.remote ? { kind: 'remote', credential: p.remote.credential } : { kind: 'builtin', service: p.service! },
     } satisfies PartitionManifest;
   });

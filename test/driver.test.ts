@@ -44,6 +44,7 @@ t.test('init follows the Linux order and leaves the VM ready', async (t) => {
     readMemory: (a, l) => inner.readMemory(a, l),
     writeMemory: (a, d) => inner.writeMemory(a, d),
     detach: () => inner.detach(),
+    connectInterrupts: (h, lost) => inner.connectInterrupts(h, lost),
   };
   Object.defineProperty(vm, 'transport', { value: spy });
   const drv = new FfaDriver(vm);
@@ -52,7 +53,8 @@ t.test('init follows the Linux order and leaves the VM ready', async (t) => {
   t.equal(drv.version, FFA_VERSION_1_2);
   t.equal(drv.vmId, vm.id);
   t.equal(drv.rxtxBufSize, 4096, 'the SPMC minimum');
-  t.equal(drv.notificationsEnabled, false, 'no notification support yet');
+  t.equal(drv.notificationsEnabled, true, 'SRI reported: notifications on, without a bitmap to create');
+  t.notOk(calls.includes('0x8400007d'), 'BITMAP_CREATE is the hypervisor\'s: FEATURES says no, so it is not called');
   t.equal(drv.memOpsNative, true, 'FEATURES(MEM_LEND_64) succeeded');
   const mb = spmc.endpoint(vm.id)!.mailbox!;
   t.equal(mb.rx, drv.rxBuffer);
@@ -174,6 +176,7 @@ async function firmware(rewrite: (x: Registers, out: Registers) => Registers) {
       invoke: async (x: Registers, vcpu?: number) => rewrite(x, await inner.invoke(x, vcpu)),
       readMemory: (a: bigint, l: number) => inner.readMemory(a, l),
       detach: () => inner.detach(),
+      connectInterrupts: (h: (intid: number, vcpu: number) => void) => inner.connectInterrupts(h),
     } satisfies Partial<Transport>,
   });
   return vm;

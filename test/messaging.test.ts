@@ -263,8 +263,12 @@ t.test('PARTITION_INFO_GET shows each caller what it may do', async (t) => {
 t.test('messaging methods: FEATURES and the calls follow the caller’s properties', async (t) => {
   const spmc = await startedSpmc();
   const feature = (vm: RawVm, fn: Parameters<typeof fid>[0], width: 32 | 64 = 64) => vm.call({ fn: 'FEATURES', id: fid(fn, width), inputProperties: 0 }).fn;
-  const plain = RawVm.attach(spmc, {}); // the default guest: AArch64, sends both forms
-  t.same(spmc.endpoint(plain.id)!.properties, P.AARCH64_EXEC | P.DIRECT_REQ_SEND | P.DIRECT_REQ2_SEND, 'default VM properties');
+  const plain = RawVm.attach(spmc, {}); // the default guest: AArch64, sends both forms, indirect messages and notifications
+  t.same(
+    spmc.endpoint(plain.id)!.properties,
+    P.AARCH64_EXEC | P.DIRECT_REQ_SEND | P.DIRECT_REQ2_SEND | P.INDIRECT_MSG | P.NOTIFICATION_RECV,
+    'default VM properties',
+  );
   t.equal(feature(plain, 'MSG_SEND_DIRECT_REQ'), 'SUCCESS');
   t.equal(feature(plain, 'MSG_SEND_DIRECT_REQ', 32), 'SUCCESS');
   t.equal(feature(plain, 'MSG_SEND_DIRECT_REQ2'), 'SUCCESS');

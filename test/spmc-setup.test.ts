@@ -113,15 +113,21 @@ t.test('FFA_FEATURES', async (t) => {
   });
   t.test('NOT_SUPPORTED for what it does not handle', async (t) => {
     const { vm } = setup();
-    for (const id of [fid('MSG_SEND2'), fid('NOTIFICATION_BIND'), fid('MSG_POLL'), fid('RX_ACQUIRE'), 0x84000000, 0, 0x840000e0, 0xc4000063]) {
+    // BITMAP_CREATE/DESTROY are the hypervisor's (the server); CONSOLE_LOG is for partitions.
+    const ids = [fid('NOTIFICATION_BITMAP_CREATE'), fid('NOTIFICATION_BITMAP_DESTROY'), fid('CONSOLE_LOG'), fid('MSG_POLL'), fid('RX_ACQUIRE')];
+    for (const id of [...ids, 0x84000000, 0, 0x840000e0, 0xc4000063]) {
       t.equal(errorOf(features(vm, id)), NOT_SUPPORTED, `0x${id.toString(16)}`);
     }
   });
-  t.test('feature IDs are not provided yet; bits [30:8] or w2 make them NOT_SUPPORTED anyway', async (t) => {
+  t.test('feature IDs: a VM takes the SRI only; bits [30:8], w2 or a v1.0 caller make them NOT_SUPPORTED', async (t) => {
     const { vm } = setup();
-    t.equal(errorOf(features(vm, FEATURE_IDS.SRI)), NOT_SUPPORTED);
-    t.equal(errorOf(features(vm, 0x100 | FEATURE_IDS.NPI)), NOT_SUPPORTED);
-    t.equal(errorOf(features(vm, FEATURE_IDS.NPI, 1)), NOT_SUPPORTED);
+    t.same(successArgs(features(vm, FEATURE_IDS.SRI)).slice(0, 2), [8n, 0n], 'SRI: INTID 8');
+    t.equal(errorOf(features(vm, FEATURE_IDS.NPI)), NOT_SUPPORTED, 'the NPI is for partitions');
+    t.equal(errorOf(features(vm, FEATURE_IDS.MEI)), NOT_SUPPORTED, 'so is managed exit');
+    t.equal(errorOf(features(vm, 4)), NOT_SUPPORTED, 'feature 4 (v1.3 notification support) is not provided');
+    t.equal(errorOf(features(vm, 0x100 | FEATURE_IDS.SRI)), NOT_SUPPORTED);
+    t.equal(errorOf(features(vm, FEATURE_IDS.SRI, 1)), NOT_SUPPORTED);
+    t.equal(errorOf(features(setup(FFA_VERSION_1_0).vm, FEATURE_IDS.SRI)), NOT_SUPPORTED, 'notifications arrived in v1.1');
   });
   t.test('input properties must be zero for a function ID', async (t) => {
     const { vm } = setup();
@@ -401,7 +407,7 @@ t.test('FFA_PARTITION_INFO_GET_REGS', async (t) => {
 t.test('unknown function IDs', async (t) => {
   const { vm } = setup();
   t.equal(errorOfRegs(vm.regs([0x840000e0])), NOT_SUPPORTED, 'in the FF-A range: FFA_ERROR(NOT_SUPPORTED)');
-  t.equal(errorOfRegs(vm.regs([fid('MSG_SEND2')])), NOT_SUPPORTED, 'defined but not handled yet');
+  t.equal(errorOfRegs(vm.regs([fid('RX_ACQUIRE')])), NOT_SUPPORTED, 'defined but not handled: the hypervisor\'s call');
   const out = vm.regs([0x82000010, 1, 2, 3]);
   t.equal(out[0], BigInt(SMCCC_NOT_SUPPORTED), 'outside: -1 in x0');
   t.ok(out.slice(1).every((v) => v === 0n));

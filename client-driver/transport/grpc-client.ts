@@ -70,6 +70,24 @@ export class SpmcChannel {
     await this.unary<object, object>('WriteMemory', { session, address: u64ToWire(address), data: Buffer.from(data) });
   }
 
+  /** The Interrupts stream of a session; returns its cancel. */
+  interrupts(session: string, handler: (intid: number, vcpu: number) => void, onLost?: (e: TransportError) => void): () => void {
+    const open = this.client['Interrupts'] as (req: object) => grpc.ClientReadableStream<{ intid: number; vcpu: number }>;
+    const stream = open.call(this.client, { session });
+    let cancelled = false;
+    stream.on('data', (i: { intid: number; vcpu: number }) => handler(i.intid, i.vcpu));
+    stream.on('error', (e) => {
+      if (!cancelled) onLost?.(transportError(e));
+    });
+    stream.on('end', () => {
+      if (!cancelled) onLost?.(new TransportError('UNAVAILABLE', 'interrupt line ended'));
+    });
+    return () => {
+      cancelled = true;
+      stream.cancel();
+    };
+  }
+
   async detach(session: string): Promise<void> {
     await this.unary<object, object>('Detach', { session });
   }

@@ -72,6 +72,10 @@ export class GrpcSessionTransport implements Transport {
     return s.invoke(x);
   }
 
+  connectInterrupts(handler: (intid: number, vcpu: number) => void, onLost?: (e: TransportError) => void): () => void {
+    return this.channel.interrupts(this.session, handler, onLost);
+  }
+
   readMemory(address: bigint, length: number): Promise<Uint8Array> {
     return this.channel.readMemory(this.session, address, length);
   }

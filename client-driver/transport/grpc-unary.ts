@@ -3,7 +3,7 @@
 
 import type { Registers } from '../../proto/ffa/index.js';
 import type { SpmcChannel } from './grpc-client.js';
-import type { Transport } from './transport.js';
+import type { Transport, TransportError } from './transport.js';
 
 export class GrpcUnaryTransport implements Transport {
   constructor(
@@ -13,6 +13,10 @@ export class GrpcUnaryTransport implements Transport {
 
   invoke(x: Registers, vcpu = 0): Promise<Registers> {
     return this.channel.call(this.session, vcpu, x);
+  }
+
+  connectInterrupts(handler: (intid: number, vcpu: number) => void, onLost?: (e: TransportError) => void): () => void {
+    return this.channel.interrupts(this.session, handler, onLost);
   }
 
   readMemory(address: bigint, length: number): Promise<Uint8Array> {

@@ -69,7 +69,27 @@ class InProcessTransport implements Transport {
   async detach(): Promise<void> {
     this.check();
     this.attached = false;
+    for (const stop of this.lines.splice(0)) stop();
     this.spmc.detach(this.endpointId);
+  }
+
+  private readonly lines: (() => void)[] = [];
+
+  connectInterrupts(handler: (intid: number, vcpu: number) => void): () => void {
+    this.check();
+    // The model raises interrupts inside a call; deliver them after it, as a real line would.
+    const stop = this.spmc.observe({
+      interrupt: (id, intid) => {
+        if (id === this.endpointId) queueMicrotask(() => handler(intid, 0));
+      },
+    });
+    this.lines.push(stop);
+    this.spmc.resignal(this.endpointId);
+    return () => {
+      stop();
+      const i = this.lines.indexOf(stop);
+      if (i >= 0) this.lines.splice(i, 1);
+    };
   }
 }
 

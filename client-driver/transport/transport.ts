@@ -10,6 +10,12 @@ export interface Transport {
   writeMemory(address: bigint, data: Uint8Array): Promise<void>;
   /** Leave the SPMC: it releases this endpoint. */
   detach(): Promise<void>;
+  /**
+   * The endpoint's interrupt line (the GIC, for an emulated VM): `handler` runs for each interrupt
+   * the SPMC raises for it, including any already pending when the line connects. Returns the
+   * disconnect. `onLost` says why the line went down if it did so on its own (server gone).
+   */
+  connectInterrupts(handler: (intid: number, vcpu: number) => void, onLost?: (e: TransportError) => void): () => void;
 }
 
 export interface AttachOptions {

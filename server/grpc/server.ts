@@ -9,6 +9,7 @@ import { HealthImplementation } from 'grpc-health-check';
 import { type EndpointId, parseUuid, isUuidString } from '../../proto/ffa/index.js';
 import type { AttachRequest__Output as AttachRequest } from '../../proto/gen/remote_spmc/v1/AttachRequest.js';
 import type { DetachRequest__Output as DetachRequest } from '../../proto/gen/remote_spmc/v1/DetachRequest.js';
+import type { InterruptsRequest__Output as InterruptsRequest } from '../../proto/gen/remote_spmc/v1/InterruptsRequest.js';
 import type { ReadMemoryRequest__Output as ReadMemoryRequest } from '../../proto/gen/remote_spmc/v1/ReadMemoryRequest.js';
 import type { WriteMemoryRequest__Output as WriteMemoryRequest } from '../../proto/gen/remote_spmc/v1/WriteMemoryRequest.js';
 import {
@@ -66,6 +67,8 @@ interface Session {
   token: string;
   endpointId: EndpointId;
   streams: Set<grpc.ServerDuplexStream<unknown, unknown>>;
+  /** Open Interrupts streams; they end with the session. */
+  interruptLines: Set<grpc.ServerWritableStream<unknown, unknown>>;
 }
 
 export interface SpmcServerOptions {
@@ -107,7 +110,7 @@ export class SpmcGrpcServer {
     this.health.setStatus('', 'NOT_SERVING');
     this.health.setStatus(SPMC_SERVICE_NAME, 'NOT_SERVING');
     for (const s of this.sessions.values()) {
-      for (const stream of s.streams) stream.emit('error', { code: grpc.status.UNAVAILABLE, details: 'server shutting down' });
+      for (const stream of [...s.streams, ...s.interruptLines]) stream.emit('error', { code: grpc.status.UNAVAILABLE, details: 'server shutting down' });
     }
     await new Promise<void>((resolve) => {
       const force = setTimeout(() => {
@@ -134,6 +137,8 @@ export class SpmcGrpcServer {
 
   private release(s: Session, why: string): void {
     if (!this.sessions.delete(s.token)) return;
+    for (const line of s.interruptLines) line.end();
+    s.interruptLines.clear();
     try {
       this.spmc.detach(s.endpointId);
     } catch (e) {
@@ -166,7 +171,7 @@ export class SpmcGrpcServer {
       credential: req.credential,
     });
     const token = randomBytes(18).toString('base64url');
-    this.sessions.set(token, { token, endpointId: ep.id, streams: new Set() });
+    this.sessions.set(token, { token, endpointId: ep.id, streams: new Set(), interruptLines: new Set() });
     this.log.info({ endpoint: ep.id, name: ep.name, kind: ep.kind }, 'endpoint attached');
     return { session: token, endpoint_id: ep.id, ram_base: u64ToWire(ep.ram.base), ram_bytes: u64ToWire(ep.ram.size) };
   }
@@ -220,7 +225,36 @@ export class SpmcGrpcServer {
         return {};
       }),
       Session: (stream: grpc.ServerDuplexStream<CallRequest | Malformed, object>) => this.sessionStream(stream),
+      Interrupts: (stream: grpc.ServerWritableStream<InterruptsRequest | Malformed, object>) => this.interruptLine(stream),
     };
+  }
+
+  /** The endpoint's interrupts, pushed as the model raises them. */
+  private interruptLine(stream: grpc.ServerWritableStream<InterruptsRequest | Malformed, object>): void {
+    let s: Session;
+    try {
+      if (isMalformed(stream.request)) throw new StatusError(grpc.status.INVALID_ARGUMENT, stream.request.malformed);
+      s = this.session(stream.request.session);
+    } catch (e) {
+      stream.emit('error', toStatus(e));
+      return;
+    }
+    const line = stream as grpc.ServerWritableStream<unknown, unknown>;
+    const endpoint = s.endpointId;
+    const stop = this.spmc.observe({
+      interrupt: (id, intid) => {
+        if (id === endpoint) stream.write({ intid, vcpu: 0 });
+      },
+    });
+    s.interruptLines.add(line);
+    const close = () => {
+      stop();
+      s.interruptLines.delete(line);
+    };
+    stream.on('cancelled', close);
+    stream.on('close', close);
+    stream.on('error', close);
+    this.spmc.resignal(endpoint);
   }
 
   /**

@@ -21,6 +21,12 @@ export const PARTITION_COMMANDS = {
    * unless donated; respond w4 = 0 or the FF-A error code.
    */
   MEM: 0x6d656d20, // "mem "
+  /** w4 = receiver, w5/w6 = bitmap low/high: FFA_NOTIFICATION_SET from this partition; respond w4 = 0 or the FF-A error. */
+  NOTIFY: 0x6e746679, // "ntfy"
+  /** w4 = receiver: FFA_MSG_SEND2 with w5..w7 as a 24-byte payload; respond w4 = 0 or the FF-A error. */
+  SEND2: 0x736e6432, // "snd2"
+  /** w4 = sender, w5/w6 = bitmap low/high: FFA_NOTIFICATION_BIND them for this partition; respond w4 = 0 or the FF-A error. */
+  BIND: 0x626e6420, // "bnd "
 } as const;
 
 /** MEM's w7: the transaction types, as FF-A numbers them. */

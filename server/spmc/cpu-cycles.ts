@@ -5,6 +5,8 @@
 
 import { FFA_ERRORS, ffaError, ffaSuccess, type FfaCall } from '../../proto/ffa/index.js';
 import type { Vcpu } from './endpoint.js';
+import { releaseRx } from './mailbox.js';
+import { npiInterrupt, takeLatchedNpi } from './notifications.js';
 import type { AbiTable, SpmcState } from './state.js';
 import { park, sameVcpu, vcpuRef, wake } from './state.js';
 
@@ -24,11 +26,13 @@ export const cpuCycleAbis: AbiTable = {
     handle({ state, caller, vcpu }, call) {
       // While serving a request the cycles belong to the requester: answer it first.
       if (vcpu.handling) return ffaError(DENIED);
-      const mb = caller.mailbox;
-      if (!call.retainRx && mb?.rxState === 'full') {
-        mb.rxState = 'empty';
-        mb.rxProducer = undefined;
-        mb.rxFunction = undefined;
+      // The implicit release fails silently, as Hafnium's does.
+      if (!call.retainRx) releaseRx(caller);
+      // Notifications arrived while no context waited: take them now instead of waiting.
+      if (takeLatchedNpi(caller)) {
+        if (vcpu.runBy) wake(state, vcpu.runBy, call);
+        vcpu.runBy = undefined;
+        return npiInterrupt();
       }
       return waitForNext(state, vcpu, 'MSG_WAIT', call);
     },

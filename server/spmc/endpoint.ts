@@ -8,6 +8,7 @@ import {
   FFA_VERSION_1_0,
 } from '../../proto/ffa/index.js';
 import { AccessTable, type Window } from './memory.js';
+import { type Notifications, newNotifications } from './notifications.js';
 import type { Pending } from './pending.js';
 
 export type EndpointKind = 'vm' | 'sp';
@@ -63,6 +64,8 @@ export interface Vcpu {
   runBy?: VcpuRef;
   /** While preempted: the vCPU it yielded to, the only one that may FFA_RUN it again. */
   yieldedTo?: VcpuRef;
+  /** Receivers whose Schedule Receiver Interrupt this partition delayed until it stops running. */
+  delayedSri?: Set<EndpointId>;
 }
 
 export interface Endpoint {
@@ -80,16 +83,29 @@ export interface Endpoint {
   readonly access: AccessTable;
   mailbox?: Mailbox;
   readonly vcpus: Vcpu[];
+  readonly notifications: Notifications;
+  /** FFA_CONSOLE_LOG output: the unfinished line, then the latest whole lines (bounded). */
+  readonly console: { partial: string; lines: string[] };
 }
 
 /** Before a VM negotiates, it is taken to be a v1.0 caller (the oldest layouts). */
 export const VM_DEFAULT_VERSION = FFA_VERSION_1_0;
 
-export function newEndpoint(init: Omit<Endpoint, 'access' | 'versionLocked' | 'mailbox' | 'vcpus'>): Endpoint {
+export function newEndpoint(
+  init: Omit<Endpoint, 'access' | 'versionLocked' | 'mailbox' | 'vcpus' | 'notifications' | 'console'>,
+  notificationsEnabled: boolean,
+): Endpoint {
   // A VM's vCPUs run as soon as it attaches; a partition's contexts start when they first wait.
   const idle = init.kind === 'vm' ? 'running' : 'off';
   const vcpus = Array.from({ length: init.vcpuCount }, (_, index): Vcpu => ({ index, idle, state: idle }));
-  const ep: Endpoint = { ...init, access: new AccessTable(), versionLocked: false, vcpus };
+  const ep: Endpoint = {
+    ...init,
+    access: new AccessTable(),
+    versionLocked: false,
+    vcpus,
+    notifications: newNotifications(notificationsEnabled),
+    console: { partial: '', lines: [] },
+  };
   ep.access.assign(init.ram.base, init.ram.base + init.ram.size, 'owned', 'rw');
   return ep;
 }

@@ -36,6 +36,20 @@ export function fillRx(state: SpmcState, ep: Endpoint, data: Uint8Array, produce
   mb.rxFunction = fn;
 }
 
+/**
+ * The consumer gives RX back (RX_RELEASE, or MSG_WAIT's implicit release). A message whose
+ * RX-full framework notification is still pending stays until NOTIFICATION_GET collects it.
+ */
+export function releaseRx(ep: Endpoint): boolean {
+  const mb = ep.mailbox;
+  if (!mb || mb.rxState === 'empty') return false;
+  if (ep.notifications.framework.pending !== 0n) return false;
+  mb.rxState = 'empty';
+  mb.rxProducer = undefined;
+  mb.rxFunction = undefined;
+  return true;
+}
+
 /** Give the mailbox pages back to the endpoint's exclusive use. */
 export function unmapMailbox(ep: Endpoint): void {
   const mb = ep.mailbox;
@@ -82,12 +96,7 @@ export const mailboxAbis: AbiTable = {
   RX_RELEASE: {
     handle({ caller }, { vmId }) {
       if (vmId !== 0) return ffaError(INVALID_PARAMETERS);
-      const mb = caller.mailbox;
-      if (!mb || mb.rxState === 'empty') return ffaError(DENIED);
-      mb.rxState = 'empty';
-      mb.rxProducer = undefined;
-      mb.rxFunction = undefined;
-      return ffaSuccess();
+      return releaseRx(caller) ? ffaSuccess() : ffaError(DENIED);
     },
   },
 };

@@ -31,11 +31,14 @@ import {
   VM_ID_MIN,
 } from '../../proto/ffa/index.js';
 import { type Endpoint, newEndpoint, VM_DEFAULT_VERSION } from './endpoint.js';
+import { consoleAbis } from './console.js';
 import { cpuCycleAbis } from './cpu-cycles.js';
 import { featuresAbis } from './features.js';
 import { messagingAbis } from './messaging.js';
 import { releaseMemory } from './memory-share.js';
 import { memoryAbis } from './memory-abis.js';
+import { indirectMessagingAbis } from './indirect-messaging.js';
+import { flushDelayedSri, forgetSender, notificationAbis, resetReceiver, signalReceiver } from './notifications.js';
 import { Pending } from './pending.js';
 import { mailboxAbis, unmapMailbox } from './mailbox.js';
 import { roundUp } from './memory.js';
@@ -47,6 +50,7 @@ import {
   DEFAULT_LIMITS,
   FAULT_LOG_SIZE,
   type SpmcLimits,
+  type SpmcObserver,
   SpmcState,
   vcpuAt,
   vcpuRef,
@@ -63,6 +67,8 @@ export interface PartitionManifest {
   execContexts: number;
   properties: number;
   ramBytes: bigint;
+  /** Receives notifications (manifest notification-support; also the NOTIFICATION_RECV property). */
+  notificationSupport: boolean;
   /** Built-in service name, or a remote partition that attaches over the wire with its credential. */
   behaviour: { kind: 'builtin'; service: string } | { kind: 'remote'; credential: string };
 }
@@ -111,7 +117,7 @@ export class MemoryFault extends Error {
 }
 
 export const VM_DEFAULT_RAM = 64n << 20n;
-export const VM_DEFAULT_PROPERTIES = P.AARCH64_EXEC | P.DIRECT_REQ_SEND | P.DIRECT_REQ2_SEND;
+export const VM_DEFAULT_PROPERTIES = P.AARCH64_EXEC | P.DIRECT_REQ_SEND | P.DIRECT_REQ2_SEND | P.INDIRECT_MSG | P.NOTIFICATION_RECV;
 export const MAX_VCPUS = 64;
 export const MAX_UUIDS = 8;
 const PAGE = BigInt(FFA_PAGE_SIZE);
@@ -133,6 +139,9 @@ export class Spmc {
       ...messagingAbis,
       ...cpuCycleAbis,
       ...memoryAbis,
+      ...indirectMessagingAbis,
+      ...notificationAbis,
+      ...consoleAbis,
     };
     for (const p of config.partitions) this.addPartition(p);
   }
@@ -152,10 +161,22 @@ export class Spmc {
       uuids: p.uuids,
       version: p.ffaVersion,
       ram,
-    });
+    }, p.notificationSupport);
     ep.versionLocked = true; // an SP's version is its manifest's
     this.state.endpoints.set(p.id, ep);
     this.manifest.set(p.id, p);
+  }
+
+  /** Watch interrupts for VMs and partitions' console lines; returns the way to stop watching. */
+  observe(o: SpmcObserver): () => void {
+    this.state.observers.add(o);
+    return () => void this.state.observers.delete(o);
+  }
+
+  /** A VM's interrupt line (re)connected: raise what is already pending for it. */
+  resignal(id: EndpointId): void {
+    const ep = this.state.endpoints.get(id);
+    if (ep?.kind === 'vm') signalReceiver(this.state, ep);
   }
 
   partition(id: EndpointId): PartitionManifest | undefined {
@@ -219,7 +240,8 @@ export class Spmc {
       uuids,
       version: VM_DEFAULT_VERSION,
       ram,
-    });
+    }, true); // the server, as hypervisor, creates every VM's notification bitmap
+
     this.state.endpoints.set(id, ep);
     return ep;
   }
@@ -244,10 +266,12 @@ export class Spmc {
     unmapMailbox(ep);
     releaseMemory(this.state, ep);
     if (ep.kind === 'sp') {
+      resetReceiver(ep);
       this.remoteAttached.delete(id);
       return;
     }
     this.state.endpoints.delete(id);
+    forgetSender(this.state, id);
     this.state.retireWindow(ep.ram);
   }
 
@@ -307,6 +331,7 @@ export class Spmc {
       ? handler.handle(ctx, decoded.call as never)
       : (handler.onInvalid?.(ctx, decoded) ?? ffaError(decoded.error));
     if (fn !== 'VERSION' && fn !== 'INTERRUPT') caller.versionLocked = true;
+    if (vcpu.delayedSri) flushDelayedSri(this.state, vcpu);
     if ('pending' in reply) return reply.pending;
     return 'raw' in reply ? reply.raw : encodeCall(reply, caller.version);
   }

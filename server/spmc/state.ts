@@ -44,8 +44,20 @@ const RAM_SPACE_START = 1n << 30n;
 const RAM_SPACE_END = 1n << 48n;
 const RAM_WINDOW_ALIGN = 2n << 20n;
 
+/**
+ * Who outside the model wants to know what happens in it: transports deliver interrupts to their
+ * endpoint, the server logs console lines. Called synchronously; an observer must not call back in.
+ */
+export interface SpmcObserver {
+  /** An interrupt for a VM (the Schedule Receiver Interrupt when it has notifications pending). */
+  interrupt?(endpoint: EndpointId, intid: number): void;
+  /** A whole line of FFA_CONSOLE_LOG output from a partition. */
+  console?(endpoint: EndpointId, line: string): void;
+}
+
 export class SpmcState {
   readonly endpoints = new Map<EndpointId, Endpoint>();
+  readonly observers = new Set<SpmcObserver>();
   readonly memory = new PhysicalMemory();
   readonly windows = new WindowAllocator(RAM_SPACE_START, RAM_SPACE_END, RAM_WINDOW_ALIGN);
   /** Completions nobody was listening for any more (abandoned calls). */
