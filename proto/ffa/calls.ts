@@ -170,12 +170,13 @@ function charsFrom(r: Registers, first: number, count: number): Uint8Array {
   for (let i = 0; i < count; i++) dv.setBigUint64(i * 8, r[first + i]!, true);
   return out;
 }
-function charsInto(r: Registers, first: number, chars: Uint8Array, width: Width): void {
+/** Characters packed little-endian from x`first`; what does not fit the call's registers is dropped. */
+function charsInto(r: Registers, first: number, chars: Uint8Array, width: Width, used: number): void {
   const step = width === 32 ? 4 : 8;
   const padded = new Uint8Array(Math.ceil(chars.length / step) * step);
   padded.set(chars);
   const dv = new DataView(padded.buffer);
-  for (let i = 0; i * step < padded.length; i++) {
+  for (let i = 0; i * step < padded.length && first + i < used; i++) {
     r[first + i] = step === 4 ? BigInt(dv.getUint32(i * 4, true)) : dv.getBigUint64(i * 8, true);
   }
 }
@@ -469,9 +470,9 @@ const CODECS: CodecTable = {
       const chars = width === 32 ? Uint8Array.from({ length: regs * 4 }, (_, i) => all[Math.floor(i / 4) * 8 + (i % 4)]!) : all;
       return { fn: 'CONSOLE_LOG', width, length: lo32(r[1]!) & 0xff, chars };
     },
-    encode: (c, r) => {
+    encode: (c, r, _v, used) => {
       r[1] = BigInt(c.length & 0xff);
-      charsInto(r, 2, c.chars, c.width);
+      charsInto(r, 2, c.chars, c.width, used);
     },
   },
   PARTITION_INFO_GET_REGS: {

@@ -103,7 +103,8 @@ export function raiseNotifications(
 
 /** The Schedule Receiver Interrupts a partition held back are sent once it gives up the CPU. */
 export function flushDelayedSri(state: SpmcState, vcpu: Vcpu): void {
-  if (!vcpu.delayedSri || vcpu.state === 'running') return;
+  // A context still starting ('off') is running its initialisation as far as SRIs go.
+  if (!vcpu.delayedSri || vcpu.state === 'running' || vcpu.state === 'off') return;
   const ids = [...vcpu.delayedSri];
   vcpu.delayedSri = undefined;
   for (const id of ids) {
