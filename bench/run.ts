@@ -221,6 +221,37 @@ for (const d of [remoteOwner, remoteBorrower]) {
   await d.vm.detach();
 }
 
+// Indirect messages and notifications between two VMs over grpc-session: the receiver learns of
+// each through its Interrupts stream (SRI), then INFO_GET, GET, reads RX and releases it.
+const sender = new FfaDriver(await EmulatedVm.attach(connector, { name: 'msg-a' }));
+await sender.init();
+const receiver = new FfaDriver(await EmulatedVm.attach(connector, { name: 'msg-b' }));
+await receiver.init();
+let delivered: (() => void) | undefined;
+receiver.notifier.onUnclaimedMessage = () => delivered?.();
+const payload = new Uint8Array(64).fill(0x5a);
+const send2RoundTrip: Op = () =>
+  new Promise<void>((resolve, reject) => {
+    delivered = resolve;
+    sender.sendIndirect(receiver.vmId, payload).catch(reject);
+  });
+let notified: (() => void) | undefined;
+await receiver.notifier.notifyRequest(receiver.bus.devices().find((d) => d.vmId === sender.vmId)!, false, () => notified?.(), 1);
+const notifyLatency: Op = () =>
+  new Promise<void>((resolve, reject) => {
+    notified = resolve;
+    sender.notifier.notifySend(receiver.vmId, false, 1).catch(reject);
+  });
+const send2Us = await perCycleUs(send2RoundTrip, 500);
+const notifyUs = await perCycleUs(notifyLatency, 500);
+const echoThen = await perCycleUs(echo, 2000);
+console.log(`MSG_SEND2 -> SRI -> INFO_GET/GET -> RX read -> RX_RELEASE, VM to VM over grpc-session: ${send2Us.toFixed(0)} us = ${(send2Us / echoThen).toFixed(1)} echo round trips (echo ${echoThen.toFixed(1)} us)`);
+console.log(`NOTIFICATION_SET -> callback, VM to VM over grpc-session: ${notifyUs.toFixed(0)} us = ${(notifyUs / echoThen).toFixed(1)} echo round trips`);
+for (const d of [sender, receiver]) {
+  await d.exit();
+  await d.vm.detach();
+}
+
 await localDrv.exit();
 await drv.exit();
 await vm.detach();

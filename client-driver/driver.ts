@@ -145,7 +145,7 @@ export class FfaDriver {
   /** Notifier ops and notification delivery (ffa_ops.notifier_ops). */
   readonly notifier = new FfaNotifier(this);
   /** Calls in flight per vCPU: interrupt work runs on a vCPU that is not inside a call. */
-  private readonly inFlight = new Map<number, number>();
+  private readonly inFlight: number[] = [];
   private undo: { what: string; run: () => Promise<void> }[] = [];
 
   constructor(
@@ -159,23 +159,21 @@ export class FfaDriver {
 
   /** invoke_ffa_fn(): registers in, registers out; transport failures become EIO. */
   async invokeFfaFn(x: Registers, vcpu = 0): Promise<Registers> {
-    this.inFlight.set(vcpu, (this.inFlight.get(vcpu) ?? 0) + 1);
+    this.inFlight[vcpu] = (this.inFlight[vcpu] ?? 0) + 1;
     try {
       return await this.vm.transport.invoke(x, vcpu);
     } catch (e) {
       if (e instanceof TransportError) throw new FfaDriverError('EIO', e.message);
       throw e;
     } finally {
-      const n = this.inFlight.get(vcpu)! - 1;
-      if (n === 0) this.inFlight.delete(vcpu);
-      else this.inFlight.set(vcpu, n);
-      if (n === 0) this.notifier.kick();
+      // Interrupt work that found every vCPU in a call runs once one comes back.
+      if (--this.inFlight[vcpu]! === 0 && this.notifier.deferred) this.notifier.kick();
     }
   }
 
   /** A vCPU with no call in flight (interrupts are taken between calls), if any. */
   idleVcpu(): number | undefined {
-    for (let v = 0; v < this.vm.vcpuCount; v++) if (!this.inFlight.has(v)) return v;
+    for (let v = 0; v < this.vm.vcpuCount; v++) if (!this.inFlight[v]) return v;
     return undefined;
   }
 

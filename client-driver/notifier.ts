@@ -149,6 +149,11 @@ export class FfaNotifier {
     }
   }
 
+  /** An SRI is waiting for a vCPU to run its work on. */
+  get deferred(): boolean {
+    return this.sriPending && !this.sriRunning;
+  }
+
   /** A vCPU finished a call: deferred interrupt work may run now. */
   kick(): void {
     if (!this.sriPending || this.sriRunning) return;
@@ -230,12 +235,14 @@ export class FfaNotifier {
     const msg = await this.drv.rxLock.runExclusive(async () => {
       const bufSize = this.drv.rxtxBufSize;
       try {
-        const h = decodeIndirectMessageHeader(await this.drv.vm.read(this.drv.rxBuffer, INDIRECT_MSG_HEADER_SIZE_V1_2));
+        // One read of the whole buffer: over the wire each access is a round trip.
+        const rx = await this.drv.vm.read(this.drv.rxBuffer, bufSize);
+        const h = decodeIndirectMessageHeader(rx.subarray(0, INDIRECT_MSG_HEADER_SIZE_V1_2));
         const validOffset = h.offset === INDIRECT_MSG_UUID_OFFSET || h.offset >= INDIRECT_MSG_HEADER_SIZE_V1_2;
         if (h.size === 0 || !validOffset || h.offset > bufSize || h.size > bufSize - h.offset) {
           throw new FfaDriverError('EINVAL', `bad indirect message header (offset ${h.offset}, size ${h.size})`);
         }
-        const payload = await this.drv.vm.read(this.drv.rxBuffer + BigInt(h.offset), h.size);
+        const payload = rx.slice(h.offset, h.offset + h.size);
         return { sender: h.sender, uuid: h.offset >= INDIRECT_MSG_HEADER_SIZE_V1_2 ? h.uuid : UUID_NIL, payload };
       } finally {
         await this.drv.success({ fn: 'RX_RELEASE', vmId: 0 }, vcpu);

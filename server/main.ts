@@ -131,6 +131,10 @@ async function serve(opts: ServeOptions): Promise<void> {
   const log = pino({ name: 'remote-spmc', level: opts.logLevel });
   // Memory handles start from a secret seed, so one VM cannot guess another's.
   const spmc = new Spmc({ partitions: opts.partitions, limits: opts.limits, handleSeed: randomBytes(8).readBigUInt64LE() });
+  // Partitions' FFA_CONSOLE_LOG lines go to the log under the partition's name.
+  spmc.observe({
+    console: (id, line) => log.info({ partition: spmc.endpoint(id)?.name, endpoint: `0x${id.toString(16)}`, console: line }, 'partition console'),
+  });
   await startBuiltinPartitions(spmc, (id, e) => log.error({ partition: id, err: String(e) }, 'built-in partition failed'));
   const grpcServer = new SpmcGrpcServer(spmc, { logger: log });
   let serving = true;
