@@ -24,6 +24,20 @@ export function spmcServiceDefinition(): grpc.ServiceDefinition {
   return cached;
 }
 
+export const DEBUG_SERVICE_NAME = 'remote_spmc.v1.Debug';
+let debugCached: grpc.ServiceDefinition | undefined;
+export function debugServiceDefinition(): grpc.ServiceDefinition {
+  if (!debugCached) {
+    const pkg = protoLoader.loadSync(SPMC_PROTO_PATH, LOADER_OPTIONS);
+    debugCached = pkg[DEBUG_SERVICE_NAME] as grpc.ServiceDefinition;
+  }
+  return debugCached;
+}
+
+export function debugClientConstructor(): grpc.ServiceClientConstructor {
+  return grpc.makeGenericClientConstructor(debugServiceDefinition(), 'Debug');
+}
+
 export function spmcClientConstructor(): grpc.ServiceClientConstructor {
   return grpc.makeGenericClientConstructor(fastSpmcServiceDefinition(), 'Spmc');
 }

@@ -3,8 +3,13 @@
 
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { pino } from 'pino';
+import { checkLogLevel, formatHostPort, type HostPort, parseFlags, parseHostPort, UsageError } from './cli/flags.js';
+import { stateCommand } from './cli/state.js';
+import { traceCommand } from './cli/trace.js';
+import { vmCommand } from './cli/vm.js';
+import { Tracer } from './debug/tracer.js';
+import { replayFile, TraceFormatError } from './debug/replay.js';
 import { buildHttpApp } from './http/app.js';
 import { SpmcGrpcServer } from './grpc/server.js';
 import { defaultManifest, ManifestError, parseManifest } from './manifest.js';
@@ -18,6 +23,10 @@ import type { SpmcLimits } from './spmc/state.js';
 
 const USAGE = `usage: remote-spmc serve [options]
        remote-spmc partition --id ID [--server HOST:PORT] [--credential SECRET] [--serve SERVICE]
+       remote-spmc trace [--server HOST:PORT] [--endpoint ID] [--function NAME] [--errors] [--recent N] [--json]
+       remote-spmc state [--server HOST:PORT] [--json]
+       remote-spmc vm [--server HOST:PORT] [--id ID] [--vcpus N] [--scenario FILE | --script FILE | OP ARGS...]
+       remote-spmc replay FILE [--manifest FILE]
 
   --grpc HOST:PORT         gRPC listen address (default 127.0.0.1:50051)
   --http HOST:PORT         HTTP listen address (default 127.0.0.1:8080)
@@ -27,6 +36,8 @@ const USAGE = `usage: remote-spmc serve [options]
   --mem-max-fragments N    fragments per memory transaction descriptor (default 20)
   --mem-max-transactions N memory transactions alive at once (default 256)
   --log-level LEVEL        fatal, error, warn, info, debug, trace or silent (default info)
+  --trace-size N           trace records kept in memory (default 10000)
+  --trace-file FILE        also write every trace record to FILE as JSON lines (for replay)
   -h, --help               this text
 
 partition: serve a manifest partition marked remote from this process
@@ -34,40 +45,12 @@ partition: serve a manifest partition marked remote from this process
   --id ID                  the partition's id, e.g. 0x8010
   --credential SECRET      its credential (default: $REMOTE_SPMC_CREDENTIAL)
   --serve SERVICE          the service to run (default test-service)
+
+trace: the live decoded trace of a server (gRPC Debug service); --recent N first shows the last N
+state: a readable summary of a server's SPMC state
+vm: attach as a VM and run driver operations (see the README: "remote-spmc vm")
+replay: run a recorded trace against a fresh SPMC; exit 0 if all results matched, 1 at the first difference
 `;
-
-class UsageError extends Error {}
-
-export interface HostPort {
-  host: string;
-  port: number;
-}
-
-/** "HOST:PORT" or "[v6]:PORT"; port 0 asks the OS for one. */
-export function parseHostPort(flag: string, value: string): HostPort {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(value);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new UsageError(`${flag}: expected HOST:PORT with a port 0..65535, got ${JSON.stringify(value)}`);
-  return { host: m[1] ?? m[2]!, port };
-}
-
-const formatHostPort = (h: HostPort): string => (h.host.includes(':') ? `[${h.host}]:${h.port}` : `${h.host}:${h.port}`);
-
-/** parseArgs, strict, with its complaints as usage errors. */
-function parseFlags<T extends ParseArgsConfig['options']>(args: string[], options: T) {
-  try {
-    return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
-}
-
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-
-function checkLogLevel(level: string): string {
-  if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}`);
-  return level;
-}
 
 interface ServeOptions {
   grpc: HostPort;
@@ -75,6 +58,8 @@ interface ServeOptions {
   partitions: PartitionManifest[];
   limits: Partial<SpmcLimits>;
   logLevel: string;
+  traceSize: number;
+  traceFile?: string;
 }
 
 function parseServe(args: string[]): ServeOptions {
@@ -87,6 +72,8 @@ function parseServe(args: string[]): ServeOptions {
     'mem-max-fragments': { type: 'string', default: '20' },
     'mem-max-transactions': { type: 'string', default: '256' },
     'log-level': { type: 'string', default: 'info' },
+    'trace-size': { type: 'string', default: '10000' },
+    'trace-file': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (v.help) {
@@ -124,21 +111,31 @@ function parseServe(args: string[]): ServeOptions {
     partitions,
     limits,
     logLevel: checkLogLevel(v['log-level']!),
+    traceSize: int('trace-size', 1, 10_000_000),
+    traceFile: v['trace-file'],
   };
 }
 
 async function serve(opts: ServeOptions): Promise<void> {
   const log = pino({ name: 'remote-spmc', level: opts.logLevel });
   // Memory handles start from a secret seed, so one VM cannot guess another's.
-  const spmc = new Spmc({ partitions: opts.partitions, limits: opts.limits, handleSeed: randomBytes(8).readBigUInt64LE() });
+  const handleSeed = randomBytes(8).readBigUInt64LE();
+  const spmc = new Spmc({ partitions: opts.partitions, limits: opts.limits, handleSeed });
+  // The trace sees everything from the first call on (the built-in partitions' setup included).
+  const tracer = new Tracer(spmc, {
+    ringSize: opts.traceSize,
+    file: opts.traceFile,
+    session: { partitions: opts.partitions, limits: spmc.state.limits, handleSeed },
+  });
   // Partitions' FFA_CONSOLE_LOG lines go to the log under the partition's name.
   spmc.observe({
     console: (id, line) => log.info({ partition: spmc.endpoint(id)?.name, endpoint: `0x${id.toString(16)}`, console: line }, 'partition console'),
   });
   await startBuiltinPartitions(spmc, (id, e) => log.error({ partition: id, err: String(e) }, 'built-in partition failed'));
   const grpcServer = new SpmcGrpcServer(spmc, { logger: log });
+  grpcServer.addDebug(tracer);
   let serving = true;
-  const http = await buildHttpApp({ spmc, serving: () => serving });
+  const http = await buildHttpApp({ spmc, serving: () => serving, tracer, sessions: grpcServer });
 
   const grpcPort = await grpcServer.listen(formatHostPort(opts.grpc));
   await http.listen({ host: opts.http.host, port: opts.http.port });
@@ -159,6 +156,7 @@ async function serve(opts: ServeOptions): Promise<void> {
     log.info({ signal }, 'stopping');
     await grpcServer.stop();
     await http.close();
+    await tracer.close();
     log.info({}, 'stopped');
     log.flush?.();
     process.exit(0);
@@ -192,6 +190,31 @@ async function partition(args: string[]): Promise<void> {
   log.info({}, 'stopped');
 }
 
+/** `remote-spmc replay FILE [--manifest FILE]`: 0 when every result matched, 1 at the first difference. */
+function replayCommand(args: string[]): number {
+  const [file, ...rest] = args;
+  if (!file || file.startsWith('-')) throw new UsageError('replay: a trace file (from serve --trace-file) is required');
+  const v = parseFlags(rest, { manifest: { type: 'string' } });
+  let manifest: PartitionManifest[] | undefined;
+  if (v.manifest !== undefined) manifest = parseManifest(readFileSync(v.manifest, 'utf8'), v.manifest);
+  let report;
+  try {
+    report = replayFile(file, manifest);
+  } catch (e) {
+    if (e instanceof TraceFormatError || (e as NodeJS.ErrnoException).code === 'ENOENT') throw new UsageError(`replay: ${(e as Error).message}`);
+    throw e;
+  }
+  const d = report.difference;
+  if (!d) {
+    process.stdout.write(`all ${report.calls} calls matched (${report.records} records)\n`);
+    return 0;
+  }
+  process.stdout.write(
+    `first difference at seq ${d.seq}, endpoint 0x${d.endpoint.toString(16)}: ${d.what}\n  recorded: ${d.recorded}\n  replayed: ${d.replayed}\n(${report.matched} of ${report.calls} calls matched before it)\n`,
+  );
+  return 1;
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   try {
@@ -201,6 +224,18 @@ async function main(argv: string[]): Promise<void> {
         return;
       case 'partition':
         await partition(rest);
+        return;
+      case 'trace':
+        await traceCommand(rest);
+        return;
+      case 'state':
+        await stateCommand(rest);
+        return;
+      case 'vm':
+        process.exitCode = await vmCommand(rest);
+        return;
+      case 'replay':
+        process.exitCode = replayCommand(rest);
         return;
       case undefined:
       case '-h':

@@ -40,7 +40,7 @@ class InProcessTransport implements Transport {
     let out;
     try {
       this.check();
-      out = this.spmc.handle(this.endpointId, vcpu, x);
+      out = this.spmc.handle(this.endpointId, vcpu, x, 'in-process');
     } catch (e) {
       return Promise.reject(toTransportError(e));
     }

@@ -14,6 +14,7 @@ import type { ReadMemoryRequest__Output as ReadMemoryRequest } from '../../proto
 import type { WriteMemoryRequest__Output as WriteMemoryRequest } from '../../proto/gen/remote_spmc/v1/WriteMemoryRequest.js';
 import {
   type CallMessage as CallRequest,
+  debugServiceDefinition,
   fastSpmcServiceDefinition,
   MAX_MEMORY_ACCESS,
   registerFile,
@@ -21,6 +22,9 @@ import {
   u64FromWire,
   u64ToWire,
 } from '../../proto/wire.js';
+import type { TraceRequest__Output as TraceRequest } from '../../proto/gen/remote_spmc/v1/TraceRequest.js';
+import { stateSnapshot } from '../debug/views.js';
+import type { TraceFilter, Tracer, TraceRecord } from '../debug/tracer.js';
 import { isPending, type Pending } from '../spmc/pending.js';
 import { MemoryFault, type Spmc, SpmcError } from '../spmc/spmc.js';
 
@@ -32,7 +36,7 @@ export interface Logger {
 const silent: Logger = { info() {}, warn() {} };
 
 /** A refusal carrying its gRPC status. */
-class StatusError extends Error {
+export class StatusError extends Error {
   constructor(
     readonly code: grpc.status,
     details: string,
@@ -47,7 +51,7 @@ interface Malformed {
 }
 const isMalformed = (v: unknown): v is Malformed => typeof v === 'object' && v !== null && 'malformed' in v;
 
-function toStatus(e: unknown): { code: grpc.status; details: string } {
+export function toStatus(e: unknown): { code: grpc.status; details: string } {
   if (e instanceof StatusError) return { code: e.code, details: e.message };
   if (e instanceof MemoryFault) return { code: grpc.status.PERMISSION_DENIED, details: e.message };
   if (e instanceof SpmcError) {
@@ -96,6 +100,37 @@ export class SpmcGrpcServer {
     this.health.addToServer(this.server);
   }
 
+  /** Serve the Debug service (trace stream and state snapshot) beside Spmc. */
+  addDebug(tracer: Tracer): void {
+    this.server.addService(debugServiceDefinition(), {
+      Trace: (stream: grpc.ServerWritableStream<TraceRequest, object>) => {
+        const req = stream.request;
+        const filter: TraceFilter = { endpoint: req.endpoint ?? undefined, function: req.function || undefined, errorsOnly: req.errors_only };
+        const send = (r: TraceRecord) =>
+          stream.write({
+            seq: r.seq,
+            kind: r.kind,
+            endpoint: r.endpoint,
+            function: 'function' in r ? r.function : '',
+            error: ('result' in r && r.result?.error) || '',
+            json: JSON.stringify(r),
+          });
+        if (req.recent > 0) for (const r of tracer.recent(filter, Math.min(req.recent, 10000))) send(r);
+        const stop = tracer.subscribe(filter, send);
+        this.debugStreams.add(stream);
+        const close = () => {
+          stop();
+          this.debugStreams.delete(stream);
+        };
+        stream.on('cancelled', close);
+        stream.on('close', close);
+      },
+      State: (_call: grpc.ServerUnaryCall<object, object>, cb: grpc.sendUnaryData<object>) => cb(null, { json: JSON.stringify(stateSnapshot(this.spmc)) }),
+    });
+  }
+
+  private readonly debugStreams = new Set<grpc.ServerWritableStream<TraceRequest, object>>();
+
   /** Bind and start; resolves to the port actually bound (for "host:0"). */
   listen(address: string): Promise<number> {
     return new Promise((resolve, reject) => {
@@ -112,6 +147,7 @@ export class SpmcGrpcServer {
     for (const s of this.sessions.values()) {
       for (const stream of [...s.streams, ...s.interruptLines]) stream.emit('error', { code: grpc.status.UNAVAILABLE, details: 'server shutting down' });
     }
+    for (const stream of this.debugStreams) stream.end();
     await new Promise<void>((resolve) => {
       const force = setTimeout(() => {
         this.server.forceShutdown();
@@ -126,6 +162,24 @@ export class SpmcGrpcServer {
 
   get sessionCount(): number {
     return this.sessions.size;
+  }
+
+  // ---- sessions for the other transports (the HTTP JSON one) ------------------------------------
+
+  /** Attach as the gRPC Attach does; the token works on every transport. */
+  openSession(req: Omit<AttachRequest, 'ram_bytes'> & { ram_bytes: bigint }): { session: string; endpointId: number; ramBase: bigint; ramBytes: bigint } {
+    const rep = this.attach({ ...req, ram_bytes: u64ToWire(req.ram_bytes) } as unknown as AttachRequest) as { session: string; endpoint_id: number };
+    const ep = this.spmc.endpoint(rep.endpoint_id)!;
+    return { session: rep.session, endpointId: rep.endpoint_id, ramBase: ep.ram.base, ramBytes: ep.ram.size };
+  }
+
+  /** The endpoint behind a token; throws UNAUTHENTICATED/UNAVAILABLE as a gRPC status would. */
+  sessionEndpoint(token: string): number {
+    return this.session(token).endpointId;
+  }
+
+  closeSession(token: string, why = 'detach'): void {
+    this.release(this.session(token), why);
   }
 
   private session(token: string): Session {
@@ -177,11 +231,11 @@ export class SpmcGrpcServer {
   }
 
   /** One call: the reply now, or once another endpoint completes the blocked vCPU. */
-  private call(req: CallRequest, onPending?: (p: Pending) => void): object | Promise<object> {
+  private call(req: CallRequest, via: string, onPending?: (p: Pending) => void): object | Promise<object> {
     const s = this.session(req.session);
     const x = registerFile(req.x);
     if (!x) throw new StatusError(grpc.status.INVALID_ARGUMENT, `x: at most 18 registers, got ${req.x.length}`);
-    const out = this.spmc.handle(s.endpointId, req.vcpu, x);
+    const out = this.spmc.handle(s.endpointId, req.vcpu, x, via);
     if (!isPending(out)) return { x: out };
     onPending?.(out);
     return out.answer.then((r) => ({ x: r }));
@@ -208,7 +262,7 @@ export class SpmcGrpcServer {
         return {};
       }),
       // A client that gives up on a blocked call leaves the model as it is; the answer is dropped.
-      Call: unary<CallRequest>((req, call) => this.call(req, (p) => call.on('cancelled', () => p.abandon()))),
+      Call: unary<CallRequest>((req, call) => this.call(req, 'grpc-unary', (p) => call.on('cancelled', () => p.abandon()))),
       ReadMemory: unary<ReadMemoryRequest>((req) => {
         const s = this.session(req.session);
         if (req.length === 0 || req.length > MAX_MEMORY_ACCESS) {
@@ -287,7 +341,7 @@ export class SpmcGrpcServer {
             throw new StatusError(grpc.status.INVALID_ARGUMENT, 'a stream carries one session');
           }
           if (!this.sessions.has(bound.token)) throw new StatusError(grpc.status.UNAUTHENTICATED, 'session was detached');
-          const out = this.call({ ...req, session: bound.token }, (p) => (busy = p));
+          const out = this.call({ ...req, session: bound.token }, 'grpc-session', (p) => (busy = p));
           if (out instanceof Promise) {
             out.then(
               (r) => {

@@ -1,12 +1,27 @@
-// The HTTP side (Fastify). For now it answers health checks; the debug API grows here as plugins.
+// The HTTP side (Fastify): health, the JSON SMCCC transport, the state API, the live trace, metrics,
+// OpenAPI at /docs and the dashboard at /. Each concern is its own plugin; routes carry JSON schemas,
+// so bad input is a 400 that names the field.
 
-import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import type { Tracer } from '../debug/tracer.js';
+import type { SpmcGrpcServer } from '../grpc/server.js';
 import type { Spmc } from '../spmc/spmc.js';
+import { dashboardRoutes } from './dashboard.js';
+import { metricsRoutes } from './metrics.js';
+import { smcccRoutes } from './smccc.js';
+import { stateRoutes } from './state.js';
+import { traceRoutes } from './trace.js';
 
 export interface HttpOptions {
   spmc: Spmc;
   /** Whether the service is still taking calls (false while shutting down). */
   serving: () => boolean;
+  /** The trace (state routes work without it; /v1/trace needs it). */
+  tracer?: Tracer;
+  /** Sessions shared with the gRPC side, for POST /v1/smccc. */
+  sessions?: Pick<SpmcGrpcServer, 'openSession' | 'sessionEndpoint' | 'closeSession'>;
   logger?: boolean | object;
 }
 
@@ -15,11 +30,9 @@ const health: FastifyPluginAsync<HttpOptions> = async (app, opts) => {
     '/healthz',
     {
       schema: {
+        summary: 'Liveness: SERVING with the number of endpoints, 503 while stopping',
         response: {
-          200: {
-            type: 'object',
-            properties: { status: { type: 'string' }, endpoints: { type: 'integer' } },
-          },
+          200: { type: 'object', properties: { status: { type: 'string' }, endpoints: { type: 'integer' } } },
           503: { type: 'object', properties: { status: { type: 'string' } } },
         },
       },
@@ -32,7 +45,23 @@ const health: FastifyPluginAsync<HttpOptions> = async (app, opts) => {
 };
 
 export async function buildHttpApp(opts: HttpOptions): Promise<FastifyInstance> {
-  const app = Fastify({ logger: opts.logger ?? false });
+  const app = Fastify({ logger: opts.logger ?? false, ajv: { customOptions: { allErrors: false, coerceTypes: true } } });
+  // Validation errors name the field ("querystring/length must be <= 65536").
+  app.setErrorHandler((e, _req, reply) => {
+    const err = e as FastifyError;
+    if (err.validation) return reply.code(400).send({ error: 'INVALID_ARGUMENT', message: err.message });
+    const code = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
+    return reply.code(code).send({ error: code === 500 ? 'INTERNAL' : (err.code ?? 'ERROR'), message: err.message });
+  });
+  await app.register(swagger, {
+    openapi: { info: { title: 'remote-spmc', description: 'FF-A SPMC model: JSON SMCCC transport, state, trace, metrics', version: '1' } },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
   await app.register(health, opts);
+  await app.register(stateRoutes, opts);
+  if (opts.tracer) await app.register(traceRoutes, { tracer: opts.tracer });
+  if (opts.sessions) await app.register(smcccRoutes, { spmc: opts.spmc, sessions: opts.sessions });
+  await app.register(metricsRoutes, opts);
+  await app.register(dashboardRoutes);
   return app;
 }

@@ -7,9 +7,12 @@ export class Pending {
   readonly answer: Promise<Registers>;
   private settle!: (r: Registers) => void;
   private done = false;
+  private result?: Registers;
   private gaveUp = false;
   /** Set by the model: what abandoning means for the blocked vCPU. */
   onAbandon?: () => void;
+  /** Set by an observer (the trace): told after the model has dealt with it. */
+  onAbandonObserved?: () => void;
 
   constructor(
     /** The function the caller is blocked in, for state views and the trace. */
@@ -22,6 +25,11 @@ export class Pending {
     return this.done;
   }
 
+  /** The answer, once settled (the model settles synchronously; transports await `answer`). */
+  get value(): Registers | undefined {
+    return this.result;
+  }
+
   get abandoned(): boolean {
     return this.gaveUp;
   }
@@ -31,12 +39,14 @@ export class Pending {
     if (this.gaveUp || this.done) return;
     this.gaveUp = true;
     this.onAbandon?.();
+    this.onAbandonObserved?.();
   }
 
   /** Deliver the answer; false when nobody is listening any more (or it was already answered). */
   complete(r: Registers): boolean {
     if (this.done) return false;
     this.done = true;
+    this.result = r;
     this.settle(r);
     return !this.gaveUp;
   }

@@ -243,6 +243,7 @@ export class Spmc {
     }, true); // the server, as hypervisor, creates every VM's notification bitmap
 
     this.state.endpoints.set(id, ep);
+    for (const o of this.state.observers) o.attach?.(ep);
     return ep;
   }
 
@@ -255,6 +256,7 @@ export class Spmc {
     }
     if (this.remoteAttached.has(id)) throw new SpmcError('already-exists', `partition 0x${id.toString(16)} is already attached`);
     this.remoteAttached.add(id);
+    for (const o of this.state.observers) o.attach?.(ep);
     return ep;
   }
 
@@ -262,6 +264,7 @@ export class Spmc {
   detach(id: EndpointId): void {
     const ep = this.state.endpoints.get(id);
     if (!ep) throw new SpmcError('not-found', `no endpoint 0x${id.toString(16)}`);
+    for (const o of this.state.observers) o.detach?.(id);
     this.releaseVcpus(ep);
     unmapMailbox(ep);
     releaseMemory(this.state, ep);
@@ -305,7 +308,17 @@ export class Spmc {
   }
 
   /** One SMCCC call, atomically against the state: the answer now, or a Pending one. */
-  handle(callerId: EndpointId, vcpuIndex: number, x: readonly bigint[]): Registers | Pending {
+  handle(callerId: EndpointId, vcpuIndex: number, x: readonly bigint[], via = 'direct'): Registers | Pending {
+    if (this.state.observers.size === 0) return this.dispatch(callerId, vcpuIndex, x);
+    const version = this.state.endpoints.get(callerId)?.version;
+    const t0 = performance.now(); // read for the trace only; nothing here waits on it
+    const out = this.dispatch(callerId, vcpuIndex, x);
+    const handledUs = (performance.now() - t0) * 1000;
+    for (const o of this.state.observers) o.call?.({ endpoint: callerId, vcpu: vcpuIndex, x, version: version!, via, out, handledUs });
+    return out;
+  }
+
+  private dispatch(callerId: EndpointId, vcpuIndex: number, x: readonly bigint[]): Registers | Pending {
     const caller = this.state.endpoints.get(callerId);
     if (!caller) throw new SpmcError('not-found', `no endpoint 0x${callerId.toString(16)}`);
     const vcpu = caller.vcpus[vcpuIndex];
@@ -348,13 +361,16 @@ export class Spmc {
     const ep = this.requireEndpoint(id);
     if (!ep.access.allows(address, address + BigInt(data.length), 'rw')) throw this.fault(id, address, data.length, 'write');
     this.state.memory.write(address, data);
+    for (const o of this.state.observers) o.write?.(id, address, data);
   }
 
   /** Record a fault (kept in a bounded log) and return it to throw. */
   private fault(endpoint: EndpointId, address: bigint, length: number, access: 'read' | 'write'): MemoryFault {
     const log = this.state.faults;
-    log.push({ seq: ++this.state.faultCount, endpoint, address, length, access });
+    const record = { seq: ++this.state.faultCount, endpoint, address, length, access };
+    log.push(record);
     if (log.length > FAULT_LOG_SIZE) log.splice(0, log.length - FAULT_LOG_SIZE);
+    for (const o of this.state.observers) o.fault?.(record);
     return new MemoryFault(endpoint, address, length, access);
   }
 

@@ -1,0 +1,40 @@
+// `remote-spmc state`: a readable summary of a running server's SPMC state.
+
+import * as grpc from '@grpc/grpc-js';
+import { debugClientConstructor } from '../../proto/wire.js';
+import type { stateSnapshot } from '../debug/views.js';
+import { parseFlags, parseHostPort } from './flags.js';
+
+type Snapshot = ReturnType<typeof stateSnapshot>;
+
+export function formatState(s: Snapshot): string {
+  const out: string[] = ['endpoints:'];
+  for (const e of s.endpoints) {
+    const mb = e.mailbox ? `RX ${e.mailbox.rxState}${e.mailbox.rxFunction ? ` (${e.mailbox.rxFunction} from ${e.mailbox.rxProducer})` : ''}, ${e.mailbox.pageCount} page(s)` : 'no mailbox';
+    const vcpus = e.vcpus.map((v) => (v.blockedIn ? `${v.state}:${v.blockedIn}` : v.state)).join(' ');
+    const n = e.notifications;
+    const pend = [n.pendingFromSp, n.pendingFromVm, n.pendingFramework].some((x) => x !== '0x0')
+      ? ` notifications pending sp=${n.pendingFromSp} vm=${n.pendingFromVm} fw=${n.pendingFramework}`
+      : '';
+    out.push(`  ${e.idHex.padEnd(7)} ${e.name.padEnd(12)} ${e.kind} v${e.version} props ${e.properties} vCPUs [${vcpus}] ${mb}${pend}`);
+  }
+  out.push(`memory transactions: ${s.transactions.length}`);
+  for (const t of s.transactions) {
+    out.push(`  ${t.handle} ${t.type} from ${t.sender} to ${t.borrowers.map((b) => `${b.id}(${b.retrieved})`).join(', ')}: ${t.ranges.map((r) => `${r.address}+${r.pageCount}p`).join(' ')}`);
+  }
+  if (s.faults.length > 0) out.push(`recent faults: ${s.faults.map((f) => `${f.endpoint} ${f.access} ${f.length}@${f.address}`).join('; ')}`);
+  return `${out.join('\n')}\n`;
+}
+
+export async function stateCommand(args: string[]): Promise<void> {
+  const v = parseFlags(args, { server: { type: 'string', default: '127.0.0.1:50051' }, json: { type: 'boolean', default: false } });
+  parseHostPort('--server', v.server!);
+  const Client = debugClientConstructor();
+  const client = new Client(v.server!, grpc.credentials.createInsecure()) as grpc.Client &
+    Record<string, (req: object, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: { json: string }) => void) => void>;
+  const rep = await new Promise<{ json: string }>((resolve, reject) =>
+    client['State']!({}, { deadline: Date.now() + 10000 }, (e, r) => (e ? reject(new Error(`state: ${e.details || e.message}`)) : resolve(r))),
+  );
+  client.close();
+  process.stdout.write(v.json ? `${rep.json}\n` : formatState(JSON.parse(rep.json) as Snapshot));
+}

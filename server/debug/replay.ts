@@ -1,0 +1,169 @@
+// `remote-spmc replay FILE`: run a recorded trace against a fresh SPMC built from the recorded
+// manifest (or another one), re-issuing every endpoint's attaches, calls, guest writes, abandoned
+// calls and detaches in the recorded order, and report the first result that differs.
+//
+// The model is deterministic and synchronous, so the same inputs in the same order give the same
+// answers: a difference is a change in the SPMC or in the manifest, not noise.
+
+import { readFileSync } from 'node:fs';
+import { type EndpointId, fidName, parseUuid, type Registers, U32 } from '../../proto/ffa/index.js';
+import { isPending, type Pending } from '../spmc/pending.js';
+import { type PartitionManifest, Spmc } from '../spmc/spmc.js';
+import type { SpmcLimits } from '../spmc/state.js';
+import type { TraceHeader, TraceRecord } from './tracer.js';
+
+export interface ReplayDifference {
+  seq: number;
+  endpoint: EndpointId;
+  what: string;
+  recorded: string;
+  replayed: string;
+}
+
+export interface ReplayReport {
+  records: number;
+  calls: number;
+  matched: number;
+  difference?: ReplayDifference;
+}
+
+export class TraceFormatError extends Error {}
+
+const big = (v: string) => BigInt(v);
+const regs = (r: string[]) => r.map(big);
+const show = (r: readonly bigint[]) => {
+  let n = r.length;
+  while (n > 1 && r[n - 1] === 0n) n--;
+  return `${fidName(Number(r[0]! & U32))} [${r.slice(0, n).map((v) => `0x${v.toString(16)}`).join(', ')}]`;
+};
+const same = (a: readonly bigint[], b: readonly bigint[]) => {
+  const n = Math.max(a.length, b.length);
+  for (let i = 0; i < n; i++) if ((a[i] ?? 0n) !== (b[i] ?? 0n)) return false;
+  return true;
+};
+
+/** The partitions of a header, back to the model's types. */
+export function headerPartitions(h: TraceHeader): PartitionManifest[] {
+  return (h.partitions as Record<string, unknown>[]).map((p) => ({
+    ...(p as unknown as PartitionManifest),
+    uuids: (p.uuids as string[]).map(parseUuid),
+    ramBytes: BigInt(p.ramBytes as string),
+  }));
+}
+
+export function parseTrace(text: string, file = '<trace>'): { header: TraceHeader; records: TraceRecord[] } {
+  const lines = text.split('\n').filter((l) => l.trim() !== '');
+  if (lines.length === 0) throw new TraceFormatError(`${file}: empty`);
+  const parse = (l: string, i: number) => {
+    try {
+      return JSON.parse(l) as unknown;
+    } catch (e) {
+      throw new TraceFormatError(`${file}:${i + 1}: not JSON (${(e as Error).message})`);
+    }
+  };
+  const header = parse(lines[0]!, 0) as TraceHeader;
+  if (header?.kind !== 'session' || header.format !== 1 || !Array.isArray(header.partitions)) {
+    throw new TraceFormatError(`${file}:1: not a remote-spmc trace (no session header; record with serve --trace-file)`);
+  }
+  const records = lines.slice(1).map((l, i) => parse(l, i + 1) as TraceRecord);
+  records.forEach((r, i) => {
+    if (typeof r?.seq !== 'number' || typeof r.kind !== 'string') throw new TraceFormatError(`${file}:${i + 2}: a record needs seq and kind`);
+  });
+  return { header, records: records.sort((a, b) => a.seq - b.seq) };
+}
+
+export function replay(header: TraceHeader, records: TraceRecord[], partitions = headerPartitions(header)): ReplayReport {
+  const limits = Object.fromEntries(Object.entries(header.limits).map(([k, v]) => [k, typeof v === 'string' ? BigInt(v) : v])) as unknown as SpmcLimits;
+  const spmc = new Spmc({ partitions, limits, handleSeed: BigInt(header.handleSeed) });
+  const pendings = new Map<number, Pending>();
+  const report: ReplayReport = { records: records.length, calls: 0, matched: 0 };
+  const differ = (r: TraceRecord, what: string, recorded: string, replayed: string): ReplayReport => ({
+    ...report,
+    difference: { seq: r.seq, endpoint: r.endpoint, what, recorded, replayed },
+  });
+
+  for (const r of records) {
+    switch (r.kind) {
+      case 'attach': {
+        let id: EndpointId;
+        try {
+          const p = spmc.partition(r.endpoint);
+          const credential = p?.behaviour.kind === 'remote' ? p.behaviour.credential : undefined;
+          id = spmc.attach({
+            endpointId: r.endpoint,
+            name: r.name,
+            vcpuCount: r.vcpuCount,
+            ramBytes: BigInt(r.ramBytes),
+            properties: r.properties,
+            uuids: r.uuids.map(parseUuid),
+            credential,
+          }).id;
+        } catch (e) {
+          return differ(r, `attach of 0x${r.endpoint.toString(16)}`, 'attached', `refused: ${(e as Error).message}`);
+        }
+        const base = spmc.endpoint(id)!.ram.base;
+        if (`0x${base.toString(16)}` !== r.ramBase) return differ(r, `RAM window of 0x${id.toString(16)}`, r.ramBase, `0x${base.toString(16)}`);
+        break;
+      }
+      case 'detach':
+        try {
+          spmc.detach(r.endpoint);
+        } catch (e) {
+          return differ(r, `detach of 0x${r.endpoint.toString(16)}`, 'detached', `refused: ${(e as Error).message}`);
+        }
+        break;
+      case 'write':
+        if (r.data === undefined) throw new TraceFormatError(`seq ${r.seq}: a write without its bytes (traces kept in memory only note writes)`);
+        try {
+          spmc.writeMemory(r.endpoint, big(r.address), new Uint8Array(Buffer.from(r.data, 'base64')));
+        } catch (e) {
+          return differ(r, `write of ${r.length} bytes at ${r.address}`, 'written', (e as Error).message);
+        }
+        break;
+      case 'call': {
+        report.calls++;
+        let out: Registers | Pending;
+        try {
+          out = spmc.handle(r.endpoint, r.vcpu, regs(r.x), 'replay');
+        } catch (e) {
+          return differ(r, `${r.function} by 0x${r.endpoint.toString(16)}`, r.blocked ? 'blocked' : show(regs(r.result!.r)), `refused: ${(e as Error).message}`);
+        }
+        if (r.blocked) {
+          if (!isPending(out)) return differ(r, `${r.function} by 0x${r.endpoint.toString(16)} vCPU ${r.vcpu}`, 'blocked', show(out));
+          pendings.set(r.seq, out);
+        } else {
+          if (isPending(out)) return differ(r, `${r.function} by 0x${r.endpoint.toString(16)} vCPU ${r.vcpu}`, show(regs(r.result!.r)), 'blocked');
+          if (!same(out, regs(r.result!.r))) return differ(r, `${r.function} by 0x${r.endpoint.toString(16)} vCPU ${r.vcpu}`, show(regs(r.result!.r)), show(out));
+          report.matched++;
+        }
+        break;
+      }
+      case 'return': {
+        const p = pendings.get(r.callSeq);
+        if (!p) throw new TraceFormatError(`seq ${r.seq}: answers call ${r.callSeq}, which is not in the trace`);
+        const answer = peek(p);
+        if (!answer) return differ(r, `answer to ${r.function} (call ${r.callSeq})`, show(regs(r.result.r)), 'still blocked');
+        if (!same(answer, regs(r.result.r))) return differ(r, `answer to ${r.function} (call ${r.callSeq})`, show(regs(r.result.r)), show(answer));
+        pendings.delete(r.callSeq);
+        report.matched++;
+        break;
+      }
+      case 'abandon':
+        pendings.get(r.callSeq)?.abandon();
+        break;
+      default:
+        break; // faults and console lines are consequences, not inputs
+    }
+  }
+  return report;
+}
+
+/** What a settled Pending answered (the model settles synchronously, so this is known at once). */
+function peek(p: Pending): Registers | undefined {
+  return p.settled ? p.value : undefined;
+}
+
+export function replayFile(file: string, manifest?: PartitionManifest[]): ReplayReport {
+  const { header, records } = parseTrace(readFileSync(file, 'utf8'), file);
+  return replay(header, records, manifest);
+}
