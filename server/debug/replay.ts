@@ -46,6 +46,7 @@ const same = (a: readonly bigint[], b: readonly bigint[]) => {
 export function headerPartitions(h: TraceHeader): PartitionManifest[] {
   return (h.partitions as Record<string, unknown>[]).map((p) => ({
     ...(p as unknown as PartitionManifest),
+    id: Number(p.id),
     uuids: (p.uuids as string[]).map(parseUuid),
     ramBytes: BigInt(p.ramBytes as string),
   }));

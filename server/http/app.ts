@@ -45,7 +45,7 @@ const health: FastifyPluginAsync<HttpOptions> = async (app, opts) => {
 };
 
 export async function buildHttpApp(opts: HttpOptions): Promise<FastifyInstance> {
-  const app = Fastify({ logger: opts.logger ?? false, ajv: { customOptions: { allErrors: false, coerceTypes: true } } });
+  const app = Fastify({ logger: opts.logger ?? false, ajv: { customOptions: { allErrors: false, coerceTypes: true, removeAdditional: false } } });
   // Validation errors name the field ("querystring/length must be <= 65536").
   app.setErrorHandler((e, _req, reply) => {
     const err = e as FastifyError;
