@@ -3,7 +3,10 @@
 
 import * as grpc from '@grpc/grpc-js';
 import { fastSpmcServiceDefinition } from '../proto/wire.js';
+import { createInterface } from 'node:readline';
+import { Tracer } from '../server/debug/tracer.js';
 import { SpmcGrpcServer } from '../server/grpc/server.js';
+import { buildHttpApp } from '../server/http/app.js';
 import { defaultManifest } from '../server/manifest.js';
 import { startBuiltinPartitions } from '../server/partitions/index.js';
 import { Spmc } from '../server/spmc/spmc.js';
@@ -24,12 +27,24 @@ export function startEchoServer(address: string): Promise<{ server: grpc.Server;
 }
 
 if (process.argv[1]?.endsWith('servers.js')) {
+  // As `serve` runs it: the trace and the HTTP side (for an SSE subscriber). The trace starts off
+  // so the other figures match earlier runs; "trace on" / "trace off" on stdin switch it ("ok" back).
   const model = new Spmc({ partitions: defaultManifest(), limits: { maxVms: 1024 } });
+  const tracer = new Tracer(model);
+  tracer.setRecording(false);
   await startBuiltinPartitions(model);
   const spmc = new SpmcGrpcServer(model);
   const spmcPort = await spmc.listen('127.0.0.1:0');
   const echo = await startEchoServer('127.0.0.1:0');
-  process.stdout.write(`${JSON.stringify({ spmc: `127.0.0.1:${spmcPort}`, echo: `127.0.0.1:${echo.port}` })}\n`);
+  const app = await buildHttpApp({ spmc: model, serving: () => true, tracer });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const a = app.server.address();
+  const http = `127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`;
+  createInterface({ input: process.stdin }).on('line', (l) => {
+    tracer.setRecording(l.trim() === 'trace on');
+    process.stdout.write('ok\n');
+  });
+  process.stdout.write(`${JSON.stringify({ spmc: `127.0.0.1:${spmcPort}`, echo: `127.0.0.1:${echo.port}`, http })}\n`);
   process.stdin.on('end', () => process.exit(0));
   process.stdin.resume();
 }

@@ -10,7 +10,7 @@ import { FfaDriver } from '../client-driver/driver.js';
 import { InProcessConnector } from '../client-driver/transport/in-process.js';
 import { EmulatedVm } from '../client-driver/vm.js';
 import { parseTrace, replay, replayFile } from '../server/debug/replay.js';
-import { type TraceRecord, Tracer } from '../server/debug/tracer.js';
+import { FLUSH_MS, type TraceRecord, Tracer } from '../server/debug/tracer.js';
 import { defaultManifest } from '../server/manifest.js';
 import { PARTITION_COMMANDS as CMD } from '../server/partitions/commands.js';
 import { startBuiltinPartitions } from '../server/partitions/index.js';
@@ -18,6 +18,8 @@ import { Spmc } from '../server/spmc/spmc.js';
 import { RawVm } from './helpers.js';
 
 const tick = () => new Promise((r) => setImmediate(r));
+/** Subscribers get records once the tracer's batch is decoded. */
+const delivered = () => new Promise((r) => setTimeout(r, FLUSH_MS * 4));
 type CallRecord = Extract<TraceRecord, { kind: 'call' }>;
 
 t.test('every call is one record, decoded by the codec: names, arguments, results, errors', async (t) => {
@@ -133,7 +135,7 @@ t.test('live subscribers get the calls of several VMs, each with its filter', as
   a.call({ fn: 'ID_GET' });
   b.call({ fn: 'ID_GET' });
   b.call({ fn: 'RX_RELEASE', vmId: 0 }); // DENIED: nothing to release
-  await tick();
+  await delivered();
   t.same(all.map((r) => r.endpoint), [a.id, b.id, b.id]);
   t.same(onlyA.map((r) => r.endpoint), [a.id]);
   t.same(errors.map((r) => (r.kind === 'call' ? r.result?.error : r.kind)), ['DENIED']);

@@ -14,12 +14,13 @@ import {
   fidName,
   formatUuid,
   type Registers,
+  REGISTER_COUNT,
   registersUsed,
   U32,
 } from '../../proto/ffa/index.js';
 import { isPending } from '../spmc/pending.js';
 import type { PartitionManifest, Spmc } from '../spmc/spmc.js';
-import type { MemoryFaultRecord, ObservedCall, SpmcLimits } from '../spmc/state.js';
+import type { MemoryFaultRecord, ObservedCall, SpmcLimits, SpmcObserver } from '../spmc/state.js';
 
 export interface TraceResult {
   function: string;
@@ -89,10 +90,25 @@ export interface TracerOptions {
   session?: { partitions: PartitionManifest[]; limits: SpmcLimits; handleSeed: bigint };
 }
 
-/** What is captured at the time, cheap to keep; decoded on demand. */
-type Raw =
-  | { kind: 'call'; seq: number; t: number; c: ObservedCall; name: string; x: bigint[]; out?: Registers; outVersion: FfaVersion; blocked: boolean }
-  | { kind: 'return'; seq: number; t: number; callSeq: number; endpoint: EndpointId; vcpu: number; version: FfaVersion; fn: string; out: Registers; latencyUs: number; dropped: boolean }
+/** What is captured at the time, cheap to keep; decoded on demand (and then kept with it). */
+type Raw = { decoded?: TraceRecord } & RawEvent;
+type RawEvent =
+  | {
+      kind: 'call';
+      seq: number;
+      t: number;
+      endpoint: EndpointId;
+      vcpu: number;
+      version: FfaVersion;
+      via: string;
+      name: string;
+      handledUs: number;
+      outVersion: FfaVersion;
+      blocked: boolean;
+      /** Its ring index: where its registers are. */
+      slot: number;
+    }
+  | { kind: 'return'; seq: number; t: number; callSeq: number; endpoint: EndpointId; vcpu: number; version: FfaVersion; fn: string; latencyUs: number; dropped: boolean; slot: number }
   | { kind: 'abandon'; seq: number; t: number; callSeq: number; endpoint: EndpointId; vcpu: number; fn: string }
   | { kind: 'attach' | 'detach' | 'console' | 'write' | 'fault'; seq: number; t: number; endpoint: EndpointId; make: () => object };
 
@@ -160,16 +176,29 @@ export function matches(f: TraceFilter, r: TraceRecord): boolean {
   return true;
 }
 
+/** How long captured records wait before they are decoded for subscribers and the file. */
+export const FLUSH_MS = 5;
+
+/** Registers per ring slot: a call's x0..x17 and its answer's (a return's answer uses the first 18). */
+const SLOT = 2 * REGISTER_COUNT;
+
 export class Tracer {
   private readonly ring: (Raw | undefined)[];
+  /**
+   * The registers of each ring slot, in one preallocated array: capturing a call copies 36 words
+   * and allocates nothing the garbage collector must later move.
+   */
+  private readonly regs: BigUint64Array;
+  /** Records that left the ring before a slow subscriber or the file saw them. */
+  lost = 0;
   private next = 0;
   private seq = 0;
-  private readonly decoded = new WeakMap<Raw, TraceRecord>();
   private readonly subscribers = new Set<{ filter: TraceFilter; send: (r: TraceRecord) => void }>();
   private queue: Raw[] = [];
   private flushing = false;
   private readonly file?: WriteStream;
-  private readonly stopObserving: () => void;
+  private stopObserving: () => void;
+  private readonly observer: SpmcObserver;
   /** Records ever made (the ring keeps the latest ringSize). */
   get count(): number {
     return this.seq;
@@ -179,7 +208,9 @@ export class Tracer {
     private readonly spmc: Spmc,
     opts: TracerOptions = {},
   ) {
-    this.ring = new Array(Math.max(1, opts.ringSize ?? 10000));
+    // A file needs every record: keep enough in the ring to cover a burst between two flushes.
+    this.ring = new Array(Math.max(opts.file ? 4096 : 1, opts.ringSize ?? 10000));
+    this.regs = new BigUint64Array(this.ring.length * SLOT);
     if (opts.file) {
       this.file = createWriteStream(opts.file, { flags: 'w' });
       const s = opts.session;
@@ -193,7 +224,7 @@ export class Tracer {
       this.file.write(`${JSON.stringify(header)}\n`);
     }
     const name = (id: EndpointId) => spmc.endpoint(id)?.name ?? '';
-    this.stopObserving = spmc.observe({
+    this.observer = {
       call: (c) => this.onCall(c),
       attach: (ep) => {
         const snapshot = {
@@ -228,29 +259,51 @@ export class Tracer {
           make: () => ({ kind: 'fault', name: name(f.endpoint), address: hex(f.address), length: f.length, access: f.access }),
         }),
       console: (id, line) => this.push({ kind: 'console', seq: ++this.seq, t: Date.now(), endpoint: id, make: () => ({ kind: 'console', name: name(id), line }) }),
-    });
+    };
+    this.stopObserving = spmc.observe(this.observer);
+  }
+
+  /** Stop or resume recording (what happens meanwhile is not in the trace; a replay would differ). */
+  setRecording(on: boolean): void {
+    this.stopObserving();
+    this.stopObserving = on ? this.spmc.observe(this.observer) : () => {};
   }
 
   private onCall(c: ObservedCall): void {
     const seq = ++this.seq;
-    const t = Date.now();
-    const perf = performance.now() - c.handledUs / 1000;
-    const x = c.x.slice();
     const ep = this.spmc.endpoint(c.endpoint);
-    const base = { kind: 'call' as const, seq, t, c, name: ep?.name ?? '', x, outVersion: ep?.version ?? c.version };
-    if (!isPending(c.out)) {
-      this.push({ ...base, out: c.out, blocked: false });
-      return;
-    }
+    const blocked = isPending(c.out);
+    const at = this.next * SLOT;
+    const regs = this.regs;
+    for (let i = 0; i < REGISTER_COUNT; i++) regs[at + i] = c.x[i] ?? 0n;
+    if (!isPending(c.out)) for (let i = 0; i < REGISTER_COUNT; i++) regs[at + REGISTER_COUNT + i] = c.out[i] ?? 0n;
+    this.push({
+      kind: 'call',
+      seq,
+      t: Date.now(),
+      endpoint: c.endpoint,
+      vcpu: c.vcpu,
+      version: c.version,
+      via: c.via,
+      name: ep?.name ?? '',
+      handledUs: c.handledUs,
+      slot: this.next,
+      outVersion: ep?.version ?? c.version,
+      blocked,
+    });
+    if (!isPending(c.out)) return;
     const pending = c.out;
-    this.push({ ...base, blocked: true });
-    const fn = fidName(Number(x[0]! & U32));
+    const perf = performance.now() - c.handledUs / 1000;
+    const fn = fidName(Number(c.x[0]! & U32));
     pending.onAbandonObserved = () =>
       this.push({ kind: 'abandon', seq: ++this.seq, t: Date.now(), callSeq: seq, endpoint: c.endpoint, vcpu: c.vcpu, fn });
     void pending.answer.then((out) => {
       // The answer is encoded for the caller's version at the time it is answered.
       const version = this.spmc.endpoint(c.endpoint)?.version ?? c.version;
+      const slot = this.next;
+      for (let i = 0; i < REGISTER_COUNT; i++) this.regs[slot * SLOT + i] = out[i] ?? 0n;
       this.push({
+        slot,
         kind: 'return',
         seq: ++this.seq,
         t: Date.now(),
@@ -259,7 +312,6 @@ export class Tracer {
         vcpu: c.vcpu,
         version,
         fn,
-        out,
         latencyUs: (performance.now() - perf) * 1000,
         dropped: pending.abandoned,
       });
@@ -273,7 +325,8 @@ export class Tracer {
     this.queue.push(raw);
     if (!this.flushing) {
       this.flushing = true;
-      setImmediate(() => this.flush());
+      // Decoding waits a moment and then takes the whole batch: off the path of the calls.
+      setTimeout(() => this.flush(), FLUSH_MS);
     }
   }
 
@@ -284,37 +337,53 @@ export class Tracer {
     this.queue = [];
     for (const raw of batch) {
       const rec = this.record(raw);
+      if (!rec) {
+        this.lost++;
+        continue;
+      }
       for (const s of this.subscribers) if (matches(s.filter, rec)) s.send(rec);
       this.file?.write(`${JSON.stringify(rec)}\n`);
     }
   }
 
-  /** One record, decoded once. */
-  record(raw: Raw): TraceRecord {
-    const cached = this.decoded.get(raw);
-    if (cached) return cached;
+  /** The registers of a raw record's slot, while it is still in the ring. */
+  private slotOf(raw: Raw & { slot: number }, from: number): bigint[] | undefined {
+    if (this.ring[raw.slot] !== raw) return undefined;
+    const at = raw.slot * SLOT + from;
+    const out = new Array<bigint>(REGISTER_COUNT);
+    for (let i = 0; i < REGISTER_COUNT; i++) out[i] = this.regs[at + i]!;
+    return out;
+  }
+
+  /** One record, decoded once; undefined if it already left the ring undecoded. */
+  record(raw: Raw): TraceRecord | undefined {
+    if (raw.decoded) return raw.decoded;
     const time = new Date(raw.t).toISOString();
     const name = raw.kind === 'call' ? raw.name : (this.spmc.endpoint(raw.endpoint)?.name ?? '');
     let rec: TraceRecord;
     switch (raw.kind) {
       case 'call': {
-        const { c, x } = raw;
-        const d = decodeCall(x, c.version);
+        const x = this.slotOf(raw, 0);
+        const answer = this.slotOf(raw, REGISTER_COUNT);
+        if (!x || !answer) return undefined;
+        const d = decodeCall(x, raw.version);
         const fid = Number(x[0]! & U32);
-        const used = d.ok || d.known ? registersUsed(d.ok ? d.call.fn : d.fn, d.width, c.version) : x.length;
-        rec = { seq: raw.seq, time, kind: 'call', endpoint: c.endpoint, name, vcpu: c.vcpu, via: c.via, function: fidName(fid), x: trimmed(x, used) };
+        const used = d.ok || d.known ? registersUsed(d.ok ? d.call.fn : d.fn, d.width, raw.version) : x.length;
+        rec = { seq: raw.seq, time, kind: 'call', endpoint: raw.endpoint, name, vcpu: raw.vcpu, via: raw.via, function: fidName(fid), x: trimmed(x, used) };
         if (d.ok) {
           const args = jsonValue(d.call) as Record<string, unknown>;
           if (Object.keys(args).length > 0) rec.args = args;
         } else rec.invalid = d.why;
         if (raw.blocked) rec.blocked = true;
-        else if (raw.out) {
-          rec.result = decodeResult(raw.out, raw.outVersion);
-          rec.latencyUs = Math.round(c.handledUs * 10) / 10;
+        else {
+          rec.result = decodeResult(answer, raw.outVersion);
+          rec.latencyUs = Math.round(raw.handledUs * 10) / 10;
         }
         break;
       }
-      case 'return':
+      case 'return': {
+        const out = this.slotOf(raw, 0);
+        if (!out) return undefined;
         rec = {
           seq: raw.seq,
           time,
@@ -324,18 +393,19 @@ export class Tracer {
           callSeq: raw.callSeq,
           vcpu: raw.vcpu,
           function: raw.fn,
-          result: decodeResult(raw.out, raw.version),
+          result: decodeResult(out, raw.version),
           latencyUs: Math.round(raw.latencyUs * 10) / 10,
         };
         if (raw.dropped) rec.dropped = true;
         break;
+      }
       case 'abandon':
         rec = { seq: raw.seq, time, kind: 'abandon', endpoint: raw.endpoint, name, callSeq: raw.callSeq, vcpu: raw.vcpu, function: raw.fn };
         break;
       default:
         rec = { seq: raw.seq, time, endpoint: raw.endpoint, name, ...raw.make() } as TraceRecord;
     }
-    this.decoded.set(raw, rec);
+    raw.decoded = rec;
     return rec;
   }
 
@@ -346,7 +416,7 @@ export class Tracer {
       const raw = this.ring[(this.next - i + this.ring.length) % this.ring.length];
       if (!raw) break;
       const rec = this.record(raw);
-      if (matches(filter, rec)) out.push(rec);
+      if (rec && matches(filter, rec)) out.push(rec);
     }
     return out.reverse();
   }

@@ -46,18 +46,36 @@ export const metricsRoutes: FastifyPluginAsync<{ spmc: Spmc }> = async (app, { s
       this.set(spmc.state.shares.byHandle.size);
     },
   });
+  // Label children are cached: every call counts, so it must cost next to nothing.
+  const callChildren = new Map<string, { inc(): void }>();
+  const latencyChildren = new Map<number, { fn: string; observe(v: number): void }>();
+  const count = (fn: string, out: readonly bigint[]) => {
+    const result = resultLabel(out);
+    const key = `${fn}\u0000${result}`;
+    let child = callChildren.get(key);
+    if (!child) callChildren.set(key, (child = calls.labels({ function: fn, result })));
+    child.inc();
+  };
+  const fnOf = (x0: number) => {
+    let child = latencyChildren.get(x0);
+    if (!child) {
+      const fn = fidName(x0);
+      latencyChildren.set(x0, (child = { fn, observe: latency.labels({ function: fn }).observe.bind(latency.labels({ function: fn })) }));
+    }
+    return child;
+  };
   const stop = spmc.observe({
     call: (c) => {
-      const fn = fidName(Number(c.x[0]! & U32));
+      const f = fnOf(Number(c.x[0]! & U32));
       if (!isPending(c.out)) {
-        calls.inc({ function: fn, result: resultLabel(c.out) });
-        latency.observe({ function: fn }, c.handledUs / 1e6);
+        count(f.fn, c.out);
+        f.observe(c.handledUs / 1e6);
         return;
       }
       const t0 = performance.now();
       void c.out.answer.then((out) => {
-        calls.inc({ function: fn, result: resultLabel(out) });
-        latency.observe({ function: fn }, (performance.now() - t0) / 1e3);
+        count(f.fn, out);
+        f.observe((performance.now() - t0) / 1e3);
       });
     },
     fault: () => faults.inc(),

@@ -14,6 +14,9 @@ const filterQuery = {
   },
 } as const;
 
+/** How long the live stream gathers records before writing them. */
+export const SSE_BATCH_MS = 15;
+
 type Query = { endpoint?: string; function?: string; errors?: boolean; limit?: number };
 
 export const toFilter = (q: Query): TraceFilter => ({
@@ -37,7 +40,18 @@ export const traceRoutes: FastifyPluginAsync<{ tracer: Tracer }> = async (app, {
       const res = reply.raw;
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
       res.write(': remote-spmc trace\n\n');
-      const stop = tracer.subscribe(toFilter(req.query), (r) => res.write(`id: ${r.seq}\ndata: ${JSON.stringify(r)}\n\n`));
+      // Records go out in batches, at most every SSE_BATCH_MS: a busy SPMC then costs its
+      // subscribers (and itself) one socket write per batch, not one per call.
+      let pending = '';
+      const stop = tracer.subscribe(toFilter(req.query), (r) => {
+        if (pending === '') {
+          setTimeout(() => {
+            res.write(pending);
+            pending = '';
+          }, SSE_BATCH_MS);
+        }
+        pending += `id: ${r.seq}\ndata: ${JSON.stringify(r)}\n\n`;
+      });
       // A comment now and then keeps proxies from closing an idle stream.
       const keepalive = setInterval(() => res.write(': keepalive\n\n'), 15000);
       req.raw.on('close', () => {
