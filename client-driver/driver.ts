@@ -344,6 +344,10 @@ export class FfaDriver {
       await destroy();
       return;
     }
+    // Our own pending notifications come back through the schedule-receiver path (SRI, INFO_GET).
+    // Linux registers this handler with the host partition device, after discovery; here it is
+    // registered before the line connects, so nothing that arrives during init is reported and lost.
+    this.notifier.schedRecvCbRegister(this.vmId, this.notifier.selfHandler());
     const disconnect = this.vm.transport.connectInterrupts(
       (intid) => this.notifier.onInterrupt(intid),
       (e) => this.notifier.onError?.(e),
@@ -375,9 +379,7 @@ export class FfaDriver {
     if (!infos.some((i) => i.id === this.vmId)) {
       await this.bus.registerDevice({ vmId: this.vmId, uuid: UUID_NIL, properties: 0, mode32bit: false });
     }
-    // Our own pending notifications come back through the schedule-receiver path (SRI, INFO_GET).
-    // Linux registers this only for a host it had to add; VMs here are always listed.
-    if (this.notificationsEnabled) this.notifier.schedRecvCbRegister(this.vmId, this.notifier.selfHandler());
+
   }
 
   private async partitionServesUuid(id: EndpointId, uuid: Uuid): Promise<boolean> {

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { checkLogLevel, formatHostPort, type HostPort, parseFlags, parseHostPort, UsageError } from './cli/flags.js';
+import { healthCommand } from './cli/health.js';
 import { stateCommand } from './cli/state.js';
 import { traceCommand } from './cli/trace.js';
 import { vmCommand } from './cli/vm.js';
@@ -27,6 +28,7 @@ const USAGE = `usage: remote-spmc serve [options]
        remote-spmc state [--server HOST:PORT] [--json]
        remote-spmc vm [--server HOST:PORT] [--id ID] [--vcpus N] [--scenario FILE | --script FILE | OP ARGS...]
        remote-spmc replay FILE [--manifest FILE]
+       remote-spmc health [--server HOST:PORT]
 
   --grpc HOST:PORT         gRPC listen address (default 127.0.0.1:50051)
   --http HOST:PORT         HTTP listen address (default 127.0.0.1:8080)
@@ -49,6 +51,7 @@ partition: serve a manifest partition marked remote from this process
 trace: the live decoded trace of a server (gRPC Debug service); --recent N first shows the last N
 state: a readable summary of a server's SPMC state
 vm: attach as a VM and run driver operations (see the README: "remote-spmc vm")
+health: exit 0 when the server's gRPC health service answers SERVING
 replay: run a recorded trace against a fresh SPMC; exit 0 if all results matched, 1 at the first difference
 `;
 
@@ -233,6 +236,9 @@ async function main(argv: string[]): Promise<void> {
         return;
       case 'vm':
         process.exitCode = await vmCommand(rest);
+        return;
+      case 'health':
+        process.exitCode = await healthCommand(rest);
         return;
       case 'replay':
         process.exitCode = replayCommand(rest);

@@ -57,8 +57,11 @@ const schema = {
           remote: {
             type: 'object',
             additionalProperties: false,
-            required: ['credential'],
-            properties: { credential: { type: 'string', minLength: 8 } },
+            properties: {
+              credential: { type: 'string', minLength: 8 },
+              // The name of an environment variable of the server holding it (containers, CI secrets).
+              'credential-env': { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
+            },
           },
         },
       },
@@ -90,7 +93,7 @@ interface RawPartition {
   'vm-availability-messages'?: number;
   'ram-bytes'?: number;
   service?: string;
-  remote?: { credential: string };
+  remote?: { credential?: string; 'credential-env'?: string };
 }
 
 const fieldPath = (instancePath: string): string =>
@@ -109,7 +112,7 @@ function schemaProblem(e: ErrorObject): [string, string] {
 }
 
 /** Parse and validate manifest text (YAML, of which JSON is a subset). */
-export function parseManifest(text: string, file = '<manifest>'): PartitionManifest[] {
+export function parseManifest(text: string, file = '<manifest>', env: NodeJS.ProcessEnv = process.env): PartitionManifest[] {
   let doc: unknown;
   try {
     doc = parseYaml(text, { intAsBigInt: false, uniqueKeys: true });
@@ -150,6 +153,13 @@ export function parseManifest(text: string, file = '<manifest>'): PartitionManif
     if ((method & REQ2_BITS) !== 0 && version < FFA_VERSION_1_2) {
       throw new ManifestError(file, at('messaging-method'), 'direct request 2 needs ffa-version 1.2');
     }
+    let credential = '';
+    if (p.remote) {
+      const { credential: given, 'credential-env': name } = p.remote;
+      if ((given === undefined) === (name === undefined)) throw new ManifestError(file, at('remote'), 'needs exactly one of "credential" or "credential-env"');
+      credential = given ?? env[name!] ?? '';
+      if (credential.length < 8) throw new ManifestError(file, at('remote.credential-env'), `$${name} must hold a credential of at least 8 characters`);
+    }
     const vmEvents = p['vm-availability-messages'] ?? 0;
     const properties =
       method |
@@ -166,7 +176,7 @@ export function parseManifest(text: string, file = '<manifest>'): PartitionManif
       properties,
       ramBytes: p['ram-bytes'] !== undefined ? BigInt(p['ram-bytes']) : DEFAULT_SP_RAM,
       notificationSupport: p['notification-support'] ?? false,
-      behaviour: p.remote ? { kind: 'remote', credential: p.remote.credential } : { kind: 'builtin', service: p.service! },
+      behaviour: p.remote ? { kind: 'remote', credential } : { kind: 'builtin', service: p.service! },
     } satisfies PartitionManifest;
   });
 }

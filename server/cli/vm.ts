@@ -40,7 +40,7 @@ export interface Scenario {
 
 export class ScenarioError extends Error {}
 
-const OPS = ['info', 'partitions', 'direct', 'direct2', 'share', 'lend', 'donate', 'retrieve', 'request', 'notify', 'wait-notification', 'send', 'receive', 'barrier', 'sleep'] as const;
+const OPS = ['info', 'partitions', 'direct', 'direct2', 'share', 'lend', 'donate', 'retrieve', 'request', 'notify', 'wait-notification', 'send', 'receive', 'barrier', 'serve', 'sleep'] as const;
 
 /** Numbers in a scenario: integers, 0x hex strings, or a partition command name (ECHO ...). */
 function word(v: unknown, where: string): bigint {
@@ -110,6 +110,8 @@ export function parseScriptLine(line: string, where: string): Step | undefined {
       return { op, name: a[0], with: a.slice(1) };
     case 'sleep':
       return { op, ms: Number(a[0]) };
+    case 'serve':
+      return { op, count: Number(a[0] ?? 1), vcpu: Number(a[1] ?? 1) };
     case 'info':
     case 'partitions':
       return { op };
@@ -172,7 +174,9 @@ export class ScenarioVm {
         await this.drv.sendIndirect(to, new TextEncoder().encode(body));
         return;
       } catch (e) {
-        const retry = e instanceof FfaDriverError && (e.errno === 'EBUSY' || (e.errno === 'EINVAL' && !isSecureId(to)));
+        // A VM that has not attached (INVALID_PARAMETERS) or negotiated v1.1+ yet (DENIED), or whose
+        // RX is full (BUSY), will be ready soon; a partition's refusal is final but for BUSY.
+        const retry = e instanceof FfaDriverError && (e.errno === 'EBUSY' || (!isSecureId(to) && (e.errno === 'EINVAL' || e.errno === 'EACCES')));
         if (!retry || Date.now() > deadline) throw e;
         await new Promise((r) => setTimeout(r, 20));
       }
@@ -217,11 +221,19 @@ export class ScenarioVm {
         const args = words(s.args, `${where}.args`);
         const expectError = (s.expect as { error?: string } | undefined)?.error;
         let got: bigint[];
-        try {
-          got = s.op === 'direct' ? await drv.sendDirectReq(to, args) : await drv.sendDirectReq2(to, args, { uuid: s.uuid ? parseUuid(String(s.uuid)) : undefined });
-        } catch (e) {
-          if (expectError && e instanceof FfaDriverError && e.ffaError !== undefined && errorName(e.ffaError) === expectError) return `FFA_ERROR ${expectError}, as expected`;
-          throw e;
+        for (;;) {
+          try {
+            // A request is served on the receiver's context matching our vCPU (mod its count).
+            const vcpu = Number(s.vcpu ?? 0);
+            got = s.op === 'direct' ? await drv.sendDirectReq(to, args, { vcpu }) : await drv.sendDirectReq2(to, args, { vcpu, uuid: s.uuid ? parseUuid(String(s.uuid)) : undefined });
+            break;
+          } catch (e) {
+            if (expectError && e instanceof FfaDriverError && e.ffaError !== undefined && errorName(e.ffaError) === expectError) return `FFA_ERROR ${expectError}, as expected`;
+            // Another VM may not be serving yet: BUSY until it waits for requests.
+            const vmNotReady = !isSecureId(to) && e instanceof FfaDriverError && (e.errno === 'EBUSY' || e.errno === 'EINVAL');
+            if (!vmNotReady || Date.now() > deadline) throw e;
+            await new Promise((r) => setTimeout(r, 20));
+          }
         }
         if (expectError) throw new ScenarioError(`expected FFA_ERROR ${expectError}, got a response`);
         if (Array.isArray(s.expect)) {
@@ -281,6 +293,23 @@ export class ScenarioVm {
         for (const p of peers) await this.sendText(p, tag, deadline);
         for (const p of peers) await this.messages.take((m) => m.sender === p && text(m) === tag, deadline, `VM ${hex(p)} at barrier ${name}`);
         return `barrier ${name} with ${peers.map(hex).join(', ')}`;
+      }
+      case 'serve': {
+        // Answer direct requests from other VMs (ECHO) on a vCPU of its own, until `count` are
+        // answered; the loop itself ends when the VM detaches.
+        const vcpu = Number(s.vcpu ?? 1);
+        const count = Number(s.count ?? 1);
+        if (!Number.isInteger(vcpu) || vcpu < 1 || vcpu >= drv.vm.vcpuCount) throw new ScenarioError(`${where}.vcpu: 1..${drv.vm.vcpuCount - 1} (attach with vcpus >= 2)`);
+        let served = 0;
+        const done = new Inbox<number>();
+        void drv
+          .serveDirectRequests((req) => {
+            done.push(++served);
+            return req.args;
+          }, vcpu)
+          .catch(() => {});
+        await done.take((n) => n >= count, deadline, `${count} direct request(s)`);
+        return `served ${count} direct request(s) on vCPU ${vcpu}`;
       }
       case 'sleep':
         await new Promise((r) => setTimeout(r, Number(s.ms ?? 0)));
@@ -361,6 +390,7 @@ export async function vmCommand(args: string[]): Promise<number> {
     id: { type: 'string' },
     name: { type: 'string' },
     vcpus: { type: 'string' },
+    properties: { type: 'string' },
     scenario: { type: 'string' },
     script: { type: 'string' },
     timeout: { type: 'string' },
@@ -389,21 +419,24 @@ export async function vmCommand(args: string[]): Promise<number> {
   const id = num('id', v.id, scenario.vm?.id, 0x7fff);
   const vcpus = num('vcpus', v.vcpus, scenario.vm?.vcpus, 64);
   const timeout = num('timeout', v.timeout, scenario.timeout ?? 60, 3600)!;
+  const properties = num('properties', v.properties, scenario.vm?.properties, 0x7ff);
 
   const connector = new GrpcConnector(v.server!);
   let vm: EmulatedVm;
   try {
-    vm = await EmulatedVm.attach(connector, { endpointId: id, name: v.name ?? scenario.vm?.name, vcpuCount: vcpus, properties: scenario.vm?.properties });
+    vm = await EmulatedVm.attach(connector, { endpointId: id, name: v.name ?? scenario.vm?.name, vcpuCount: vcpus, properties });
   } catch (e) {
     connector.close();
     process.stdout.write(`not ok 0 - attach to ${v.server}: ${(e as Error).message}\n`);
     return 1;
   }
   const drv = new FfaDriver(vm);
+  // Messages may arrive while the driver initialises: the inbox must be there first.
+  const runner = new ScenarioVm(drv, timeout);
   let ok = false;
   try {
     await drv.init();
-    ok = await new ScenarioVm(drv, timeout).run(scenario.steps);
+    ok = await runner.run(scenario.steps);
   } catch (e) {
     process.stdout.write(`not ok 0 - driver init: ${(e as Error).message}\n`);
   }
