@@ -21,6 +21,7 @@ import { FfaDriver } from '../../client-driver/driver.js';
 import { FfaDriverError } from '../../client-driver/errno.js';
 import type { IndirectMessage } from '../../client-driver/notifier.js';
 import { GrpcConnector } from '../../client-driver/transport/grpc.js';
+import { TransportError } from '../../client-driver/transport/transport.js';
 import { EmulatedVm } from '../../client-driver/vm.js';
 import { PARTITION_COMMANDS, type PartitionCommand } from '../partitions/commands.js';
 import { parseFlags, parseHostPort, UsageError } from './flags.js';
@@ -190,7 +191,12 @@ export class ScenarioVm {
         const result = await this.step(step, `steps[${i}]`);
         this.out(`ok ${label}${result ? `: ${result}` : ''}`);
       } catch (e) {
-        const why = e instanceof FfaDriverError || e instanceof ScenarioError ? e.message : (e as Error).stack ?? String(e);
+        const why =
+          e instanceof FfaDriverError || e instanceof ScenarioError
+            ? e.message
+            : e instanceof TransportError
+              ? `lost the SPMC (${e.message})`
+              : ((e as Error).stack ?? String(e));
         this.out(`not ok ${label}: ${why}`);
         return false;
       }
