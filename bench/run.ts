@@ -21,6 +21,7 @@ import { defaultManifest } from '../server/manifest.js';
 import { PARTITION_COMMANDS } from '../server/partitions/commands.js';
 import { startBuiltinPartitions } from '../server/partitions/index.js';
 import { Spmc } from '../server/spmc/spmc.js';
+import { topologyBench } from './topology.js';
 
 const { values } = parseArgs({ options: { samples: { type: 'string', default: '10000' }, rounds: { type: 'string', default: '20' } } });
 const SAMPLES = Number(values.samples);
@@ -315,3 +316,6 @@ echoStream.end();
 await new Promise((resolve) => echoStream.on('status', resolve));
 echoClient.close();
 servers.stdin!.end();
+
+// Last, the compose topology (needs root for its namespaces; says so otherwise).
+await topologyBench(SAMPLES);

@@ -34,8 +34,10 @@ if (process.argv[1]?.endsWith('servers.js')) {
   tracer.setRecording(false);
   await startBuiltinPartitions(model);
   const spmc = new SpmcGrpcServer(model);
-  const spmcPort = await spmc.listen('127.0.0.1:0');
-  const echo = await startEchoServer('127.0.0.1:0');
+  // BENCH_BIND=0.0.0.0 serves other hosts (the namespace benchmark); loopback otherwise.
+  const bind = process.env.BENCH_BIND ?? '127.0.0.1';
+  const spmcPort = await spmc.listen(`${bind}:0`);
+  const echo = await startEchoServer(`${bind}:0`);
   const app = await buildHttpApp({ spmc: model, serving: () => true, tracer });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const a = app.server.address();
@@ -44,7 +46,7 @@ if (process.argv[1]?.endsWith('servers.js')) {
     tracer.setRecording(l.trim() === 'trace on');
     process.stdout.write('ok\n');
   });
-  process.stdout.write(`${JSON.stringify({ spmc: `127.0.0.1:${spmcPort}`, echo: `127.0.0.1:${echo.port}`, http })}\n`);
+  process.stdout.write(`${JSON.stringify({ spmc: `${bind}:${spmcPort}`, echo: `${bind}:${echo.port}`, http })}\n`);
   process.stdin.on('end', () => process.exit(0));
   process.stdin.resume();
 }

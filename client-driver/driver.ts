@@ -158,7 +158,26 @@ export class FfaDriver {
   // ---- invoke_ffa_fn ---------------------------------------------------------------------------
 
   /** invoke_ffa_fn(): registers in, registers out; transport failures become EIO. */
-  async invokeFfaFn(x: Registers, vcpu = 0): Promise<Registers> {
+  invokeFfaFn(x: Registers, vcpu = 0): Promise<Registers> {
+    // One call at a time per vCPU, as on a real CPU: a call made while another is in flight on the
+    // same vCPU (interrupt work, say, while a direct request blocks) waits for it to return.
+    const prev = this.lastCall[vcpu];
+    const call = prev ? prev.then(() => this.invokeNow(x, vcpu)) : this.invokeNow(x, vcpu);
+    const settled = call.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.lastCall[vcpu] = settled;
+    void settled.then(() => {
+      if (this.lastCall[vcpu] === settled) this.lastCall[vcpu] = undefined;
+    });
+    return call;
+  }
+
+  /** The tail of each vCPU's calls. */
+  private readonly lastCall: (Promise<void> | undefined)[] = [];
+
+  private async invokeNow(x: Registers, vcpu: number): Promise<Registers> {
     this.inFlight[vcpu] = (this.inFlight[vcpu] ?? 0) + 1;
     try {
       return await this.vm.transport.invoke(x, vcpu);
@@ -171,10 +190,21 @@ export class FfaDriver {
     }
   }
 
-  /** A vCPU with no call in flight (interrupts are taken between calls), if any. */
+  /** vCPUs running a receive loop: they are waiting for requests, not free for interrupt work. */
+  private readonly serving = new Set<number>();
+
+  /** A vCPU with no call in flight and no receive loop (interrupts are taken between calls), if any. */
   idleVcpu(): number | undefined {
-    for (let v = 0; v < this.vm.vcpuCount; v++) if (!this.inFlight[v]) return v;
+    for (let v = 0; v < this.vm.vcpuCount; v++) if (!this.inFlight[v] && !this.serving.has(v)) return v;
     return undefined;
+  }
+
+  /** Count `vcpu` busy until the returned release is called (interrupt work spanning several calls). */
+  holdVcpu(vcpu: number): () => void {
+    this.inFlight[vcpu] = (this.inFlight[vcpu] ?? 0) + 1;
+    return () => {
+      this.inFlight[vcpu]!--;
+    };
   }
 
   /** One FF-A call built as a value, encoded and decoded for the negotiated version. */
@@ -344,10 +374,8 @@ export class FfaDriver {
       await destroy();
       return;
     }
-    // Our own pending notifications come back through the schedule-receiver path (SRI, INFO_GET).
-    // Linux registers this handler with the host partition device, after discovery; here it is
-    // registered before the line connects, so nothing that arrives during init is reported and lost.
-    this.notifier.schedRecvCbRegister(this.vmId, this.notifier.selfHandler());
+    // Our own pending notifications come back through the schedule-receiver path (SRI, INFO_GET):
+    // the notifier handles our own ID itself (Linux's ffa_self_notif_handle), from the first SRI on.
     const disconnect = this.vm.transport.connectInterrupts(
       (intid) => this.notifier.onInterrupt(intid),
       (e) => this.notifier.onError?.(e),
@@ -549,6 +577,15 @@ export class FfaDriver {
    * also waits for the next. Returns when the SPMC stops giving it requests (ABORTED: it left).
    */
   async serveDirectRequests(handler: DirectRequestHandler, vcpu = 0): Promise<void> {
+    this.serving.add(vcpu);
+    try {
+      await this.receiveLoop(handler, vcpu);
+    } finally {
+      this.serving.delete(vcpu);
+    }
+  }
+
+  private async receiveLoop(handler: DirectRequestHandler, vcpu: number): Promise<void> {
     let ev = await this.call({ fn: 'MSG_WAIT', retainRx: false }, vcpu);
     for (;;) {
       if (ev.fn === 'MSG_SEND_DIRECT_REQ') {

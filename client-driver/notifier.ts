@@ -145,7 +145,9 @@ export class FfaNotifier {
       this.sriPending = true;
       this.kick();
     } else if (intid === NPI_INTID) {
-      void this.onFreeVcpu((vcpu) => this.getAndHandle(vcpu));
+      // A partition takes its NPI in FFA_MSG_WAIT (serveDirectRequests); on the line it is the same work.
+      this.sriPending = true;
+      this.kick();
     }
   }
 
@@ -160,19 +162,13 @@ export class FfaNotifier {
     const vcpu = this.drv.idleVcpu();
     if (vcpu === undefined) return; // every vCPU is in a call; the next one to return kicks again
     this.sriRunning = true;
+    // The vCPU is ours until the work is done: no receive loop or interrupt work may take it meanwhile.
+    const release = this.drv.holdVcpu(vcpu);
     void this.schedRecvWork(vcpu).finally(() => {
+      release();
       this.sriRunning = false;
       this.kick();
     });
-  }
-
-  private async onFreeVcpu(work: (vcpu: number) => Promise<void>): Promise<void> {
-    const vcpu = this.drv.idleVcpu() ?? 0;
-    try {
-      await work(vcpu);
-    } catch (e) {
-      this.onError?.(e);
-    }
   }
 
   /** ffa_sched_recv_irq_work_fn(): INFO_GET until nothing more is pending, then each partition's callback. */
@@ -185,6 +181,11 @@ export class FfaNotifier {
           if (r.fn !== 'SUCCESS') break; // NO_DATA is silent; other errors would be logged
           const info = unpackNotificationInfo(r.args, r.width);
           for (const list of info.lists) {
+            // Our own ID: collect and handle here, on this vCPU (ffa_self_notif_handle).
+            if (list.endpoint === this.drv.vmId) {
+              await this.getAndHandle(vcpu);
+              continue;
+            }
             const cb = this.schedRecv.get(list.endpoint);
             if (list.vcpus.length === 0) cb?.(0, false);
             else for (const v of list.vcpus) cb?.(v, true);
@@ -195,11 +196,6 @@ export class FfaNotifier {
         this.onError?.(e);
       }
     }
-  }
-
-  /** The schedule-receiver callback of our own endpoint (ffa_self_notif_handle). */
-  selfHandler(): SchedRecvCallback {
-    return () => void this.onFreeVcpu((vcpu) => this.getAndHandle(vcpu));
   }
 
   /** notif_get_and_handle(): NOTIFICATION_GET, then framework, VM and SP callbacks. */

@@ -138,6 +138,16 @@ export class NetnsTopology {
     return r;
   }
 
+  /** Any node script inside a namespace (the benchmarks' servers and clients). */
+  spawnNode(name: string, script: string, args: string[] = [], env: Record<string, string> = {}): RunningService {
+    const proc = spawn('ip', ['netns', 'exec', this.ns(name), process.execPath, script, ...args], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const r: RunningService = { name, proc, output: '', exited: new Promise((resolve) => proc.on('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1)))) };
+    proc.stdout!.on('data', (d: Buffer) => (r.output += d.toString()));
+    proc.stderr!.on('data', (d: Buffer) => (r.output += d.toString()));
+    this.running.push(r);
+    return r;
+  }
+
   /** Run a command to completion inside a namespace. */
   exec(name: string, args: string[]): { code: number; output: string } {
     try {
