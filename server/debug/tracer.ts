@@ -198,6 +198,8 @@ export class Tracer {
   private flushing = false;
   private readonly file?: WriteStream;
   private stopObserving: () => void;
+  /** Endpoint names, kept after they leave: their last records still say who they were. */
+  private readonly names = new Map<EndpointId, string>();
   private readonly observer: SpmcObserver;
   /** Records ever made (the ring keeps the latest ringSize). */
   get count(): number {
@@ -223,10 +225,12 @@ export class Tracer {
       };
       this.file.write(`${JSON.stringify(header)}\n`);
     }
-    const name = (id: EndpointId) => spmc.endpoint(id)?.name ?? '';
+    for (const ep of spmc.state.endpoints.values()) this.names.set(ep.id, ep.name);
+    const name = (id: EndpointId) => this.names.get(id) ?? '';
     this.observer = {
       call: (c) => this.onCall(c),
       attach: (ep) => {
+        this.names.set(ep.id, ep.name);
         const snapshot = {
           kind: 'attach' as const,
           endpoint: ep.id,
@@ -359,7 +363,7 @@ export class Tracer {
   record(raw: Raw): TraceRecord | undefined {
     if (raw.decoded) return raw.decoded;
     const time = new Date(raw.t).toISOString();
-    const name = raw.kind === 'call' ? raw.name : (this.spmc.endpoint(raw.endpoint)?.name ?? '');
+    const name = raw.kind === 'call' ? raw.name : (this.names.get(raw.endpoint) ?? '');
     let rec: TraceRecord;
     switch (raw.kind) {
       case 'call': {
