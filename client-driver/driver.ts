@@ -161,21 +161,12 @@ export class FfaDriver {
   invokeFfaFn(x: Registers, vcpu = 0): Promise<Registers> {
     // One call at a time per vCPU, as on a real CPU: a call made while another is in flight on the
     // same vCPU (interrupt work, say, while a direct request blocks) waits for it to return.
-    const prev = this.lastCall[vcpu];
-    const call = prev ? prev.then(() => this.invokeNow(x, vcpu)) : this.invokeNow(x, vcpu);
-    const settled = call.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.lastCall[vcpu] = settled;
-    void settled.then(() => {
-      if (this.lastCall[vcpu] === settled) this.lastCall[vcpu] = undefined;
-    });
-    return call;
+    if (!this.inFlight[vcpu]) return this.invokeNow(x, vcpu);
+    return new Promise((resolve, reject) => (this.queued[vcpu] ??= []).push(() => this.invokeNow(x, vcpu).then(resolve, reject)));
   }
 
-  /** The tail of each vCPU's calls. */
-  private readonly lastCall: (Promise<void> | undefined)[] = [];
+  /** Calls waiting for their vCPU, per vCPU. */
+  private readonly queued: (() => void)[][] = [];
 
   private async invokeNow(x: Registers, vcpu: number): Promise<Registers> {
     this.inFlight[vcpu] = (this.inFlight[vcpu] ?? 0) + 1;
@@ -185,25 +176,32 @@ export class FfaDriver {
       if (e instanceof TransportError) throw new FfaDriverError('EIO', e.message);
       throw e;
     } finally {
-      // Interrupt work that found every vCPU in a call runs once one comes back.
-      if (--this.inFlight[vcpu]! === 0 && this.notifier.deferred) this.notifier.kick();
+      if (--this.inFlight[vcpu]! === 0) {
+        const next = this.queued[vcpu]?.shift();
+        if (next) next();
+        // Interrupt work that found every vCPU in a call runs once one comes back.
+        else if (this.notifier.deferred) this.notifier.kick();
+      }
     }
   }
 
   /** vCPUs running a receive loop: they are waiting for requests, not free for interrupt work. */
   private readonly serving = new Set<number>();
 
-  /** A vCPU with no call in flight and no receive loop (interrupts are taken between calls), if any. */
+  /** vCPUs interrupt work has taken, for the whole of the work. */
+  private readonly held: number[] = [];
+
+  /** A vCPU with no call in flight, no receive loop and no interrupt work (interrupts are taken between calls), if any. */
   idleVcpu(): number | undefined {
-    for (let v = 0; v < this.vm.vcpuCount; v++) if (!this.inFlight[v] && !this.serving.has(v)) return v;
+    for (let v = 0; v < this.vm.vcpuCount; v++) if (!this.inFlight[v] && !this.held[v] && !this.serving.has(v)) return v;
     return undefined;
   }
 
-  /** Count `vcpu` busy until the returned release is called (interrupt work spanning several calls). */
+  /** Keep `vcpu` from other interrupt work until the returned release is called (work spanning several calls). */
   holdVcpu(vcpu: number): () => void {
-    this.inFlight[vcpu] = (this.inFlight[vcpu] ?? 0) + 1;
+    this.held[vcpu] = (this.held[vcpu] ?? 0) + 1;
     return () => {
-      this.inFlight[vcpu]!--;
+      this.held[vcpu]!--;
     };
   }
 

@@ -295,31 +295,35 @@ export class Tracer {
       outVersion: ep?.version ?? c.version,
       blocked,
     });
+    if (this.answers.length > 0) this.recordAnswers();
     if (!isPending(c.out)) return;
     const pending = c.out;
     const perf = performance.now() - c.handledUs / 1000;
     const fn = fidName(Number(c.x[0]! & U32));
     pending.onAbandonObserved = () =>
       this.push({ kind: 'abandon', seq: ++this.seq, t: Date.now(), callSeq: seq, endpoint: c.endpoint, vcpu: c.vcpu, fn });
-    void pending.answer.then((out) => {
-      // The answer is encoded for the caller's version at the time it is answered.
-      const version = this.spmc.endpoint(c.endpoint)?.version ?? c.version;
-      const slot = this.next;
-      for (let i = 0; i < REGISTER_COUNT; i++) this.regs[slot * SLOT + i] = out[i] ?? 0n;
-      this.push({
-        slot,
-        kind: 'return',
-        seq: ++this.seq,
-        t: Date.now(),
-        callSeq: seq,
-        endpoint: c.endpoint,
-        vcpu: c.vcpu,
-        version,
-        fn,
-        latencyUs: (performance.now() - perf) * 1000,
-        dropped: pending.abandoned,
+    pending.whenComplete((out) => {
+      // Answered inside another endpoint's call: recorded after that call, so the order of the
+      // records is the order in which a replay must issue them.
+      const latencyUs = (performance.now() - perf) * 1000;
+      this.answers.push(() => {
+        // The answer is encoded for the caller's version at the time it is answered.
+        const version = this.spmc.endpoint(c.endpoint)?.version ?? c.version;
+        const slot = this.next;
+        for (let i = 0; i < REGISTER_COUNT; i++) this.regs[slot * SLOT + i] = out[i] ?? 0n;
+        this.push({ slot, kind: 'return', seq: ++this.seq, t: Date.now(), callSeq: seq, endpoint: c.endpoint, vcpu: c.vcpu, version, fn, latencyUs, dropped: pending.abandoned });
       });
+      if (this.answers.length === 1) queueMicrotask(() => this.recordAnswers());
     });
+  }
+
+  /** Answers given since the last call record (see onCall). */
+  private answers: (() => void)[] = [];
+
+  private recordAnswers(): void {
+    const list = this.answers;
+    this.answers = [];
+    for (const a of list) a();
   }
 
   private push(raw: Raw): void {

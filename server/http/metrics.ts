@@ -1,32 +1,102 @@
 // Prometheus metrics (prom-client): calls by function and result, latency, endpoints, memory
-// transactions and faults. Counted from the model's observer, cheaply, on every call.
+// transactions and faults. Every call is counted from the model's observer, so the observer only
+// bumps numbers in plain maps; prom-client reads them when /metrics is scraped.
 
 import type { FastifyPluginAsync } from 'fastify';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, type Metric, Registry } from 'prom-client';
 import { errorCodeFromWord, errorName, fid, fidName, U32 } from '../../proto/ffa/index.js';
 import { isPending } from '../spmc/pending.js';
 import type { Spmc } from '../spmc/spmc.js';
 
 const ERROR_FID = fid('ERROR');
+/** Latency buckets, seconds. */
+const BUCKETS = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1, 10];
 
-/** "SUCCESS", "ERROR:BUSY", or the function that answered (FFA_MSG_SEND_DIRECT_RESP_64 ...). */
-function resultLabel(out: readonly bigint[]): string {
-  const x0 = Number(out[0]! & U32);
-  if (x0 === ERROR_FID) return `ERROR:${errorName(errorCodeFromWord(out[2]!))}`;
-  return fidName(x0).replace(/^FFA_/, '');
+/** The function that answered, without FFA_: SUCCESS_32, MSG_SEND_DIRECT_RESP_64 ... */
+const resultLabel = (x0: number): string => fidName(x0).replace(/^FFA_/, '');
+
+interface FnStats {
+  /** Calls by answer: key x0 of the answer, or -(error code) for FFA_ERROR. */
+  results: Map<number, number>;
+  buckets: number[];
+  sum: number;
+  count: number;
 }
 
 export const metricsRoutes: FastifyPluginAsync<{ spmc: Spmc }> = async (app, { spmc }) => {
+  const byFn = new Map<number, FnStats>();
+  let faultCount = 0;
+  const stats = (x0: number): FnStats => {
+    let s = byFn.get(x0);
+    if (!s) byFn.set(x0, (s = { results: new Map(), buckets: new Array<number>(BUCKETS.length).fill(0), sum: 0, count: 0 }));
+    return s;
+  };
+  const record = (s: FnStats, out: readonly bigint[], seconds: number) => {
+    const x0 = Number(out[0]! & U32);
+    // FF-A error codes are negative: an error is kept as its code - 1, below any function ID.
+    const key = x0 === ERROR_FID ? errorCodeFromWord(out[2]!) - 1 : x0;
+    s.results.set(key, (s.results.get(key) ?? 0) + 1);
+    for (let i = 0; i < BUCKETS.length; i++) if (seconds <= BUCKETS[i]!) s.buckets[i]!++;
+    s.sum += seconds;
+    s.count++;
+  };
+  const stop = spmc.observe({
+    call: (c) => {
+      const s = stats(Number(c.x[0]! & U32));
+      if (!isPending(c.out)) return record(s, c.out, c.handledUs / 1e6);
+      const t0 = performance.now();
+      c.out.whenComplete((out) => record(s, out, (performance.now() - t0) / 1e3));
+    },
+    fault: () => void faultCount++,
+  });
+  app.addHook('onClose', async () => stop());
+
   const registry = new Registry();
-  const calls = new Counter({ name: 'ffa_calls_total', help: 'FF-A calls handled, by function and result', labelNames: ['function', 'result'], registers: [registry] });
-  const latency = new Histogram({
+  new Counter({
+    name: 'ffa_calls_total',
+    help: 'FF-A calls handled, by function and result',
+    labelNames: ['function', 'result'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [x0, s] of byFn) {
+        for (const [key, n] of s.results) {
+          const result = key < 0 ? `ERROR:${errorName(key + 1)}` : resultLabel(key);
+          this.inc({ function: fidName(x0), result }, n);
+        }
+      }
+    },
+  });
+  // A histogram prom-client formats from our own buckets (its Histogram takes one observation at a time).
+  const latency: Metric = {
     name: 'ffa_call_latency_seconds',
     help: 'Time from a call reaching the model to its answer (blocked calls included)',
-    labelNames: ['function'],
-    buckets: [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1, 10],
+    get: async () => ({
+      name: 'ffa_call_latency_seconds',
+      help: 'Time from a call reaching the model to its answer (blocked calls included)',
+      type: 'histogram',
+      aggregator: 'sum',
+      values: [...byFn].flatMap(([x0, s]) => {
+        const fn = fidName(x0);
+        return [
+          ...BUCKETS.map((le, i) => ({ labels: { function: fn, le }, value: s.buckets[i]!, metricName: 'ffa_call_latency_seconds_bucket' })),
+          { labels: { function: fn, le: '+Inf' }, value: s.count, metricName: 'ffa_call_latency_seconds_bucket' },
+          { labels: { function: fn }, value: s.sum, metricName: 'ffa_call_latency_seconds_sum' },
+          { labels: { function: fn }, value: s.count, metricName: 'ffa_call_latency_seconds_count' },
+        ];
+      }),
+    }),
+  } as unknown as Metric;
+  registry.registerMetric(latency);
+  new Counter({
+    name: 'ffa_memory_faults_total',
+    help: 'Guest memory accesses refused',
     registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(faultCount);
+    },
   });
-  const faults = new Counter({ name: 'ffa_memory_faults_total', help: 'Guest memory accesses refused', registers: [registry] });
   new Gauge({
     name: 'ffa_endpoints_attached',
     help: 'Endpoints known to the SPMC, by kind',
@@ -46,43 +116,8 @@ export const metricsRoutes: FastifyPluginAsync<{ spmc: Spmc }> = async (app, { s
       this.set(spmc.state.shares.byHandle.size);
     },
   });
-  // Label children are cached: every call counts, so it must cost next to nothing.
-  const callChildren = new Map<string, { inc(): void }>();
-  const latencyChildren = new Map<number, { fn: string; observe(v: number): void }>();
-  const count = (fn: string, out: readonly bigint[]) => {
-    const result = resultLabel(out);
-    const key = `${fn}\u0000${result}`;
-    let child = callChildren.get(key);
-    if (!child) callChildren.set(key, (child = calls.labels({ function: fn, result })));
-    child.inc();
-  };
-  const fnOf = (x0: number) => {
-    let child = latencyChildren.get(x0);
-    if (!child) {
-      const fn = fidName(x0);
-      latencyChildren.set(x0, (child = { fn, observe: latency.labels({ function: fn }).observe.bind(latency.labels({ function: fn })) }));
-    }
-    return child;
-  };
-  const stop = spmc.observe({
-    call: (c) => {
-      const f = fnOf(Number(c.x[0]! & U32));
-      if (!isPending(c.out)) {
-        count(f.fn, c.out);
-        f.observe(c.handledUs / 1e6);
-        return;
-      }
-      const t0 = performance.now();
-      void c.out.answer.then((out) => {
-        count(f.fn, out);
-        f.observe((performance.now() - t0) / 1e3);
-      });
-    },
-    fault: () => faults.inc(),
-  });
-  app.addHook('onClose', async () => stop());
 
-  app.get('/metrics', { schema: { summary: 'Prometheus metrics', hide: false } }, async (_req, reply) => {
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics' } }, async (_req, reply) => {
     reply.header('content-type', registry.contentType);
     return registry.metrics();
   });
