@@ -281,26 +281,43 @@ const series = async (xs: number[]) => {
   }
 };
 for (let i = 0; i < 500; i++) await drv.invokeFfaFn(idGet);
+const phases: Record<'off' | 'ring' | 'sse', (r: number) => Promise<void>> = {
+  off: async () => {
+    await tell('trace off');
+    await series(traceSeries.off);
+  },
+  ring: async () => {
+    await tell('trace on');
+    await series(traceSeries.ring);
+  },
+  sse: async (r) => {
+    await tell('trace on');
+    // The subscriber is another process, as a remote debugger is (curl, into a file counted later).
+    const sink = join(benchDir, `sse-${r}.txt`);
+    const subscriber = spawn('curl', ['-sN', '-o', sink, `http://${addr.http}/v1/trace`], { stdio: 'ignore' });
+    while (!existsSync(sink)) await new Promise((res) => setTimeout(res, 5)); // connected: the first comment arrived
+    await series(traceSeries.sse);
+    await new Promise((res) => setTimeout(res, 100)); // the last batch reaches it
+    subscriber.kill('SIGTERM');
+    await new Promise((res) => subscriber.once('exit', res));
+    sseRecords += readFileSync(sink, 'utf8').split('\ndata: ').length - 1;
+  },
+};
+// Each round runs the three in a rotated order, so none always goes first after a switch.
+const order = ['off', 'ring', 'sse'] as const;
+const slices: Record<'off' | 'ring' | 'sse', number[][]> = { off: [], ring: [], sse: [] };
 for (let r = 0; r < ROUNDS; r++) {
-  await tell('trace off');
-  await series(traceSeries.off);
-  await tell('trace on');
-  await series(traceSeries.ring);
-  // The subscriber is another process, as a remote debugger is (curl, into a file counted later).
-  const sink = join(benchDir, `sse-${r}.txt`);
-  const subscriber = spawn('curl', ['-sN', '-o', sink, `http://${addr.http}/v1/trace`], { stdio: 'ignore' });
-  while (!existsSync(sink)) await new Promise((res) => setTimeout(res, 5)); // connected: the first comment arrived
-  await series(traceSeries.sse);
-  await new Promise((res) => setTimeout(res, 100)); // the last batch reaches it
-  subscriber.kill('SIGTERM');
-  await new Promise((res) => subscriber.once('exit', res));
-  sseRecords += readFileSync(sink, 'utf8').split('\ndata: ').length - 1;
+  for (let k = 0; k < 3; k++) {
+    const name = order[(r + k) % 3]!;
+    const before = traceSeries[name].length;
+    await phases[name](r);
+    slices[name].push(traceSeries[name].slice(before));
+  }
 }
 await tell('trace off');
 // Each round's p50s are compared with that round's trace-off p50, and the median ratio is the
 // figure: drift of the shared machine between rounds then cancels out.
-const roundRatio = (name: 'ring' | 'sse') =>
-  median(Array.from({ length: ROUNDS }, (_, r) => pct(traceSeries[name].slice(r * per, (r + 1) * per), 50) / pct(traceSeries.off.slice(r * per, (r + 1) * per), 50)));
+const roundRatio = (name: 'ring' | 'sse') => median(Array.from({ length: ROUNDS }, (_, r) => pct(slices[name][r]!, 50) / pct(slices.off[r]!, 50)));
 const off50 = pct(traceSeries.off, 50);
 const ringRatio = roundRatio('ring');
 const sseRatio = roundRatio('sse');
