@@ -10,6 +10,7 @@ import {
   decodeCall,
   type EndpointId,
   errorName,
+  fid,
   type FfaVersion,
   fidName,
   formatUuid,
@@ -90,9 +91,8 @@ export interface TracerOptions {
   session?: { partitions: PartitionManifest[]; limits: SpmcLimits; handleSeed: bigint };
 }
 
-/** What is captured at the time, cheap to keep; decoded on demand (and then kept with it). */
-type Raw = { decoded?: TraceRecord } & RawEvent;
-type RawEvent =
+/** What is captured at the time, cheap to keep; decoded on demand. */
+type Raw =
   | {
       kind: 'call';
       seq: number;
@@ -178,6 +178,8 @@ export function matches(f: TraceFilter, r: TraceRecord): boolean {
 
 /** How long captured records wait before they are decoded for subscribers and the file. */
 export const FLUSH_MS = 5;
+
+const ERROR_FID = fid('ERROR');
 
 /** Registers per ring slot: a call's x0..x17 and its answer's (a return's answer uses the first 18). */
 const SLOT = 2 * REGISTER_COUNT;
@@ -363,9 +365,9 @@ export class Tracer {
     return out;
   }
 
-  /** One record, decoded once; undefined if it already left the ring undecoded. */
+  /** One record, decoded; undefined if it already left the ring. */
   record(raw: Raw): TraceRecord | undefined {
-    if (raw.decoded) return raw.decoded;
+
     const time = new Date(raw.t).toISOString();
     const name = raw.kind === 'call' ? raw.name : (this.names.get(raw.endpoint) ?? '');
     let rec: TraceRecord;
@@ -374,7 +376,9 @@ export class Tracer {
         const x = this.slotOf(raw, 0);
         const answer = this.slotOf(raw, REGISTER_COUNT);
         if (!x || !answer) return undefined;
-        const d = decodeCall(x, raw.version);
+        // Only a call answered with FFA_ERROR can have broken an MBZ rule: skip the re-encode otherwise.
+        const errored = raw.blocked || Number(answer[0]! & U32) === ERROR_FID;
+        const d = decodeCall(x, raw.version, errored);
         const fid = Number(x[0]! & U32);
         const used = d.ok || d.known ? registersUsed(d.ok ? d.call.fn : d.fn, d.width, raw.version) : x.length;
         rec = { seq: raw.seq, time, kind: 'call', endpoint: raw.endpoint, name, vcpu: raw.vcpu, via: raw.via, function: fidName(fid), x: trimmed(x, used) };
@@ -413,7 +417,7 @@ export class Tracer {
       default:
         rec = { seq: raw.seq, time, endpoint: raw.endpoint, name, ...raw.make() } as TraceRecord;
     }
-    raw.decoded = rec;
+    // Not kept: a decoded record held by the ring would be promoted and cost the GC on every call.
     return rec;
   }
 
