@@ -13,6 +13,8 @@ import {
   formatUuid,
   formatVersion,
   isSecureId,
+  MEM_PERM,
+  MEM_TRANSACTION_TYPES,
   parseUuid,
   UUID_NIL,
 } from '../../proto/ffa/index.js';
@@ -341,11 +343,11 @@ export class ScenarioVm {
     if (address === undefined) throw new ScenarioError('no memory left in the VM');
     const bytes = pages * FFA_PAGE_SIZE;
     await drv.vm.write(address, new Uint8Array(bytes).fill(pattern));
-    const args = { receivers: [{ id: to, permissions: 0x2 }], regions: [{ address, pageCount: pages }] };
+    const args = { receivers: [{ id: to, permissions: MEM_PERM.DATA_RW }], regions: [{ address, pageCount: pages }] };
     const handle = type === 'share' ? await drv.memShare(args) : type === 'lend' ? await drv.memLend(args) : await drv.memDonate(args);
     let expectBack = pattern;
     if (isSecureId(to)) {
-      const r = await drv.sendDirectReq(to, [BigInt(PARTITION_COMMANDS.MEM), handle & 0xffffffffn, handle >> 32n, BigInt(pattern), BigInt({ share: 1, lend: 2, donate: 3 }[type])]);
+      const r = await drv.sendDirectReq(to, [BigInt(PARTITION_COMMANDS.MEM), handle & 0xffffffffn, handle >> 32n, BigInt(pattern), BigInt(MEM_TRANSACTION_TYPES[type])]);
       if (r[1] !== 0n) throw new ScenarioError(`partition ${hex(to)} answered FF-A ${errorName(Number(BigInt.asIntN(32, r[1]!)))}`);
     } else {
       await this.sendText(to, `\u0000mem ${type} ${hex(handle)} ${pattern}`, deadline);

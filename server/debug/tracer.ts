@@ -191,8 +191,6 @@ export class Tracer {
    * and allocates nothing the garbage collector must later move.
    */
   private readonly regs: BigUint64Array;
-  /** Records that left the ring before a slow subscriber or the file saw them. */
-  lost = 0;
   private next = 0;
   private seq = 0;
   private readonly subscribers = new Set<{ filter: TraceFilter; send: (r: TraceRecord) => void }>();
@@ -203,11 +201,6 @@ export class Tracer {
   /** Endpoint names, kept after they leave: their last records still say who they were. */
   private readonly names = new Map<EndpointId, string>();
   private readonly observer: SpmcObserver;
-  /** Records ever made (the ring keeps the latest ringSize). */
-  get count(): number {
-    return this.seq;
-  }
-
   constructor(
     private readonly spmc: Spmc,
     opts: TracerOptions = {},
@@ -346,11 +339,9 @@ export class Tracer {
     const batch = this.queue;
     this.queue = [];
     for (const raw of batch) {
+      // A record that already left the ring (a burst larger than the ring) is gone.
       const rec = this.record(raw);
-      if (!rec) {
-        this.lost++;
-        continue;
-      }
+      if (!rec) continue;
       for (const s of this.subscribers) if (matches(s.filter, rec)) s.send(rec);
       this.file?.write(`${JSON.stringify(rec)}\n`);
     }
@@ -438,10 +429,6 @@ export class Tracer {
     const sub = { filter, send };
     this.subscribers.add(sub);
     return () => void this.subscribers.delete(sub);
-  }
-
-  get subscriberCount(): number {
-    return this.subscribers.size;
   }
 
   /** Flush what is queued and close the file. */

@@ -1,6 +1,8 @@
 // The command table of the built-in test partitions: w3 of a direct request picks the command,
 // w4..w7 carry its arguments. One table, used by the partitions, the tests and the README.
 
+import { MEM_TRANSACTION_TYPES, type MemTransactionType } from '../../proto/ffa/index.js';
+
 export const PARTITION_COMMANDS = {
   /** Respond with w3..w7 exactly as received. Unknown commands are echoed too. */
   ECHO: 0x6563686f, // "echo"
@@ -29,8 +31,9 @@ export const PARTITION_COMMANDS = {
   BIND: 0x626e6420, // "bnd "
 } as const;
 
-/** MEM's w7: the transaction types, as FF-A numbers them. */
-export const MEM_COMMAND_TYPES = { 1: 'share', 2: 'lend', 3: 'donate' } as const;
+/** MEM's w7: a transaction type as FF-A numbers them (1 share, 2 lend, 3 donate). */
+export const memCommandType = (n: number): MemTransactionType | undefined =>
+  (Object.keys(MEM_TRANSACTION_TYPES) as MemTransactionType[]).find((t) => MEM_TRANSACTION_TYPES[t] === n);
 
 export type PartitionCommand = keyof typeof PARTITION_COMMANDS;
 

@@ -7,7 +7,7 @@ import { FfaDriverError } from '../../client-driver/errno.js';
 import { TransportError } from '../../client-driver/transport/transport.js';
 import { MAX_MEMORY_ACCESS } from '../../proto/wire.js';
 import { FFA_ERRORS, FFA_PAGE_SIZE } from '../../proto/ffa/index.js';
-import { PARTITION_COMMANDS as CMD, MEM_COMMAND_TYPES } from './commands.js';
+import { PARTITION_COMMANDS as CMD, memCommandType } from './commands.js';
 
 /** An FF-A error as the w4 answer word; anything else is the service's own failure. */
 async function status(op: () => Promise<unknown>): Promise<bigint> {
@@ -71,7 +71,7 @@ export function testService(drv: FfaDriver): DirectRequestHandler {
 
 /** Retrieve, fill with `pattern`, check, relinquish (unless donated): 0 or the FF-A error, as a word. */
 async function memCommand(drv: FfaDriver, sender: number, handle: bigint, pattern: number, typeNumber: number): Promise<bigint> {
-  const type = MEM_COMMAND_TYPES[typeNumber as keyof typeof MEM_COMMAND_TYPES];
+  const type = memCommandType(typeNumber);
   if (!type) return errorCodeToWord(FFA_ERRORS.INVALID_PARAMETERS);
   try {
     const mem = await drv.memRetrieve({ handle, sender, type });

@@ -19,6 +19,8 @@ import {
   FRAMEWORK_HYP_MASK,
   FRAMEWORK_SPM_MASK,
   isSecureId,
+  NOTIFICATION_BITMAP_MASK,
+  NOTIFICATION_COUNT,
   NPI_INTID,
   packNotificationInfo,
   SRI_INTID,
@@ -58,8 +60,8 @@ export function newNotifications(enabled: boolean): Notifications {
     fromSp: freshState(),
     fromVm: freshState(),
     framework: freshState(),
-    boundSp: new Array(64).fill(undefined),
-    boundVm: new Array(64).fill(undefined),
+    boundSp: new Array(NOTIFICATION_COUNT).fill(undefined),
+    boundVm: new Array(NOTIFICATION_COUNT).fill(undefined),
     npiPending: false,
   };
 }
@@ -69,7 +71,7 @@ const sourceOf = (n: Notifications, sender: EndpointId) =>
 
 const bitsOf = (bitmap: bigint): number[] => {
   const out: number[] = [];
-  for (let i = 0; i < 64; i++) if ((bitmap >> BigInt(i)) & 1n) out.push(i);
+  for (let i = 0; i < NOTIFICATION_COUNT; i++) if ((bitmap >> BigInt(i)) & 1n) out.push(i);
   return out;
 };
 
@@ -215,9 +217,8 @@ export const notificationAbis: AbiTable = {
       if (receiver !== caller.id) return ffaError(INVALID_PARAMETERS);
       if (vcpu >= caller.vcpuCount) return ffaError(INVALID_PARAMETERS);
       const n = caller.notifications;
-      const all = (1n << 64n) - 1n;
-      const fromSp = bitmaps.sp ? take(n.fromSp, all) : 0n;
-      const fromVm = bitmaps.vm ? take(n.fromVm, all) : 0n;
+      const fromSp = bitmaps.sp ? take(n.fromSp, NOTIFICATION_BITMAP_MASK) : 0n;
+      const fromVm = bitmaps.vm ? take(n.fromVm, NOTIFICATION_BITMAP_MASK) : 0n;
       const spm = bitmaps.spmFramework ? take(n.framework, FRAMEWORK_SPM_MASK) : 0n;
       const hyp = bitmaps.hypFramework ? take(n.framework, FRAMEWORK_HYP_MASK) >> 32n : 0n;
       return ffaSuccess([fromSp & U32, fromSp >> 32n, fromVm & U32, fromVm >> 32n, spm, hyp]);
