@@ -200,6 +200,8 @@ export class Tracer {
   private stopObserving: () => void;
   /** Endpoint names, kept after they leave: their last records still say who they were. */
   private readonly names = new Map<EndpointId, string>();
+  /** When the call being handled reached the model (the model itself reads no clock). */
+  private callStart = 0;
   private readonly observer: SpmcObserver;
   constructor(
     private readonly spmc: Spmc,
@@ -223,6 +225,7 @@ export class Tracer {
     for (const ep of spmc.state.endpoints.values()) this.names.set(ep.id, ep.name);
     const name = (id: EndpointId) => this.names.get(id) ?? '';
     this.observer = {
+      beforeCall: () => void (this.callStart = performance.now()),
       call: (c) => this.onCall(c),
       attach: (ep) => {
         this.names.set(ep.id, ep.name);
@@ -269,6 +272,7 @@ export class Tracer {
   }
 
   private onCall(c: ObservedCall): void {
+    const now = performance.now();
     const seq = ++this.seq;
     const ep = this.spmc.endpoint(c.endpoint);
     const blocked = isPending(c.out);
@@ -285,7 +289,7 @@ export class Tracer {
       version: c.version,
       via: c.via,
       name: ep?.name ?? '',
-      handledUs: c.handledUs,
+      handledUs: (now - this.callStart) * 1000,
       slot: this.next,
       outVersion: ep?.version ?? c.version,
       blocked,
@@ -293,7 +297,7 @@ export class Tracer {
     if (this.answers.length > 0) this.recordAnswers();
     if (!isPending(c.out)) return;
     const pending = c.out;
-    const perf = performance.now() - c.handledUs / 1000;
+    const perf = this.callStart;
     const fn = fidName(Number(c.x[0]! & U32));
     pending.onAbandonObserved = () =>
       this.push({ kind: 'abandon', seq: ++this.seq, t: Date.now(), callSeq: seq, endpoint: c.endpoint, vcpu: c.vcpu, fn });

@@ -40,12 +40,14 @@ export const metricsRoutes: FastifyPluginAsync<{ spmc: Spmc }> = async (app, { s
     s.sum += seconds;
     s.count++;
   };
+  let t0 = 0;
   const stop = spmc.observe({
+    beforeCall: () => void (t0 = performance.now()),
     call: (c) => {
       const s = stats(Number(c.x[0]! & U32));
-      if (!isPending(c.out)) return record(s, c.out, c.handledUs / 1e6);
-      const t0 = performance.now();
-      c.out.whenComplete((out) => record(s, out, (performance.now() - t0) / 1e3));
+      const start = t0;
+      if (!isPending(c.out)) return record(s, c.out, (performance.now() - start) / 1e3);
+      c.out.whenComplete((out) => record(s, out, (performance.now() - start) / 1e3));
     },
     fault: () => void faultCount++,
   });

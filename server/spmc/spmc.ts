@@ -311,10 +311,9 @@ export class Spmc {
   handle(callerId: EndpointId, vcpuIndex: number, x: readonly bigint[], via = 'direct'): Registers | Pending {
     if (this.state.observers.size === 0) return this.dispatch(callerId, vcpuIndex, x);
     const version = this.state.endpoints.get(callerId)?.version;
-    const t0 = performance.now(); // read for the trace only; nothing here waits on it
+    for (const o of this.state.observers) o.beforeCall?.();
     const out = this.dispatch(callerId, vcpuIndex, x);
-    const handledUs = (performance.now() - t0) * 1000;
-    for (const o of this.state.observers) o.call?.({ endpoint: callerId, vcpu: vcpuIndex, x, version: version!, via, out, handledUs });
+    for (const o of this.state.observers) o.call?.({ endpoint: callerId, vcpu: vcpuIndex, x, version: version!, via, out });
     return out;
   }
 

@@ -54,6 +54,8 @@ export interface SpmcObserver {
   interrupt?(endpoint: EndpointId, intid: number): void;
   /** A whole line of FFA_CONSOLE_LOG output from a partition. */
   console?(endpoint: EndpointId, line: string): void;
+  /** A call is about to be handled (an observer that times calls reads its own clock here). */
+  beforeCall?(): void;
   /** A call was handled: `out` is the answer, or the Pending one. `version` is the caller's before the call. */
   call?(c: ObservedCall): void;
   attach?(ep: Endpoint): void;
@@ -71,8 +73,6 @@ export interface ObservedCall {
   /** Which transport brought it (grpc-session, grpc-unary, http, in-process ...). */
   via: string;
   out: Registers | Pending;
-  /** Time the model took to answer (or to block), in microseconds. */
-  handledUs: number;
 }
 
 export class SpmcState {
