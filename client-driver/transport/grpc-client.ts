@@ -5,7 +5,7 @@ import type { Registers } from '../../proto/ffa/index.js';
 import type { AttachReply__Output as AttachReply } from '../../proto/gen/remote_spmc/v1/AttachReply.js';
 import type { ReadMemoryReply__Output as ReadMemoryReply } from '../../proto/gen/remote_spmc/v1/ReadMemoryReply.js';
 import { type CallMessage, registerFile, spmcClientConstructor, u64FromWire, u64ToWire } from '../../proto/wire.js';
-import { type AttachOptions, TransportError, type TransportErrorCode } from './transport.js';
+import { type AttachOptions, type Transport, TransportError, type TransportErrorCode } from './transport.js';
 
 export function transportError(e: unknown): TransportError {
   if (e instanceof TransportError) return e;
@@ -94,5 +94,31 @@ export class SpmcChannel {
 
   close(): void {
     this.client.close();
+  }
+}
+
+/** What both gRPC transports do the same way: guest memory, the interrupt line, detach. */
+export abstract class GrpcTransport implements Transport {
+  constructor(
+    protected readonly channel: SpmcChannel,
+    protected readonly session: string,
+  ) {}
+
+  abstract invoke(x: Registers, vcpu?: number): Promise<Registers>;
+
+  connectInterrupts(handler: (intid: number, vcpu: number) => void, onLost?: (e: TransportError) => void): () => void {
+    return this.channel.interrupts(this.session, handler, onLost);
+  }
+
+  readMemory(address: bigint, length: number): Promise<Uint8Array> {
+    return this.channel.readMemory(this.session, address, length);
+  }
+
+  writeMemory(address: bigint, data: Uint8Array): Promise<void> {
+    return this.channel.writeMemory(this.session, address, data);
+  }
+
+  detach(): Promise<void> {
+    return this.channel.detach(this.session);
   }
 }

@@ -4,8 +4,8 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { Registers } from '../../proto/ffa/index.js';
 import type { CallMessage } from '../../proto/wire.js';
-import { type SpmcChannel, replyRegisters, transportError } from './grpc-client.js';
-import { type Transport, TransportError } from './transport.js';
+import { GrpcTransport, type SpmcChannel, replyRegisters, transportError } from './grpc-client.js';
+import { TransportError } from './transport.js';
 
 interface Waiter {
   resolve(r: Registers): void;
@@ -54,13 +54,8 @@ class VcpuStream {
   }
 }
 
-export class GrpcSessionTransport implements Transport {
+export class GrpcSessionTransport extends GrpcTransport {
   private readonly streams = new Map<number, VcpuStream>();
-
-  constructor(
-    private readonly channel: SpmcChannel,
-    private readonly session: string,
-  ) {}
 
   invoke(x: Registers, vcpu = 0): Promise<Registers> {
     let s = this.streams.get(vcpu);
@@ -72,21 +67,9 @@ export class GrpcSessionTransport implements Transport {
     return s.invoke(x);
   }
 
-  connectInterrupts(handler: (intid: number, vcpu: number) => void, onLost?: (e: TransportError) => void): () => void {
-    return this.channel.interrupts(this.session, handler, onLost);
-  }
-
-  readMemory(address: bigint, length: number): Promise<Uint8Array> {
-    return this.channel.readMemory(this.session, address, length);
-  }
-
-  writeMemory(address: bigint, data: Uint8Array): Promise<void> {
-    return this.channel.writeMemory(this.session, address, data);
-  }
-
-  async detach(): Promise<void> {
+  override async detach(): Promise<void> {
     try {
-      await this.channel.detach(this.session);
+      await super.detach();
     } finally {
       for (const s of this.streams.values()) s.end();
       this.streams.clear();

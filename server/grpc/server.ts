@@ -116,14 +116,7 @@ export class SpmcGrpcServer {
             json: JSON.stringify(r),
           });
         if (req.recent > 0) for (const r of tracer.recent(filter, Math.min(req.recent, 10000))) send(r);
-        const stop = tracer.subscribe(filter, send);
-        this.debugStreams.add(stream);
-        const close = () => {
-          stop();
-          this.debugStreams.delete(stream);
-        };
-        stream.on('cancelled', close);
-        stream.on('close', close);
+        whileOpen(stream, this.debugStreams, tracer.subscribe(filter, send));
       },
       State: (_call: grpc.ServerUnaryCall<object, object>, cb: grpc.sendUnaryData<object>) => cb(null, { json: JSON.stringify(stateSnapshot(this.spmc)) }),
     });
@@ -300,14 +293,7 @@ export class SpmcGrpcServer {
         if (id === endpoint) stream.write({ intid, vcpu: 0 });
       },
     });
-    s.interruptLines.add(line);
-    const close = () => {
-      stop();
-      s.interruptLines.delete(line);
-    };
-    stream.on('cancelled', close);
-    stream.on('close', close);
-    stream.on('error', close);
+    whileOpen(line, s.interruptLines, stop);
     this.spmc.resignal(endpoint);
   }
 
@@ -392,6 +378,16 @@ export class SpmcGrpcServer {
       done = true;
     });
   }
+}
+
+/** A server stream is in `open` until it ends, however it ends; then `stop` undoes its subscription. */
+function whileOpen<S extends NodeJS.EventEmitter>(stream: S, open: Set<S>, stop: () => void): void {
+  open.add(stream);
+  const close = () => {
+    stop();
+    open.delete(stream);
+  };
+  for (const event of ['cancelled', 'close', 'error']) stream.on(event, close);
 }
 
 /** The service definition with request parsing that reports malformed input instead of throwing. */
