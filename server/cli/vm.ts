@@ -150,6 +150,18 @@ class Inbox<T> {
 
 const text = (m: IndirectMessage) => new TextDecoder().decode(m.payload);
 
+/** `op` again every 20 ms while it fails in a way another endpoint's readiness explains, until the deadline. */
+async function retrying<T>(deadline: number, notReady: (e: FfaDriverError) => boolean, op: () => Promise<T>): Promise<T> {
+  for (;;) {
+    try {
+      return await op();
+    } catch (e) {
+      if (!(e instanceof FfaDriverError) || !notReady(e) || Date.now() > deadline) throw e;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
 /** The VM a scenario drives: the driver, its inboxes, and the steps. */
 export class ScenarioVm {
   readonly messages = new Inbox<IndirectMessage>();
@@ -172,18 +184,10 @@ export class ScenarioVm {
 
   /** MSG_SEND2 to another VM that may not be attached yet or may have RX full: retry until the deadline. */
   private async sendText(to: EndpointId, body: string, deadline: number): Promise<void> {
-    for (;;) {
-      try {
-        await this.drv.sendIndirect(to, new TextEncoder().encode(body));
-        return;
-      } catch (e) {
-        // A VM that has not attached (INVALID_PARAMETERS) or negotiated v1.1+ yet (DENIED), or whose
-        // RX is full (BUSY), will be ready soon; a partition's refusal is final but for BUSY.
-        const retry = e instanceof FfaDriverError && (e.errno === 'EBUSY' || (!isSecureId(to) && (e.errno === 'EINVAL' || e.errno === 'EACCES')));
-        if (!retry || Date.now() > deadline) throw e;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    }
+    // A VM that has not attached (INVALID_PARAMETERS) or negotiated v1.1+ yet (DENIED), or whose
+    // RX is full (BUSY), will be ready soon; a partition's refusal is final but for BUSY.
+    const notReady = (e: FfaDriverError) => e.errno === 'EBUSY' || (!isSecureId(to) && (e.errno === 'EINVAL' || e.errno === 'EACCES'));
+    await retrying(deadline, notReady, () => this.drv.sendIndirect(to, new TextEncoder().encode(body)));
   }
 
   async run(steps: Step[]): Promise<boolean> {
@@ -228,20 +232,19 @@ export class ScenarioVm {
         const to = id16(s.to, `${where}.to`);
         const args = words(s.args, `${where}.args`);
         const expectError = (s.expect as { error?: string } | undefined)?.error;
+        const expected = (e: unknown) => !!expectError && e instanceof FfaDriverError && e.ffaError !== undefined && errorName(e.ffaError) === expectError;
+        // Another VM may not be serving (BUSY) or attached (INVALID_PARAMETERS) yet.
+        const vmNotReady = (e: FfaDriverError) => !expected(e) && !isSecureId(to) && (e.errno === 'EBUSY' || e.errno === 'EINVAL');
+        // A request is served on the receiver's context matching our vCPU (mod its count).
+        const vcpu = Number(s.vcpu ?? 0);
         let got: bigint[];
-        for (;;) {
-          try {
-            // A request is served on the receiver's context matching our vCPU (mod its count).
-            const vcpu = Number(s.vcpu ?? 0);
-            got = s.op === 'direct' ? await drv.sendDirectReq(to, args, { vcpu }) : await drv.sendDirectReq2(to, args, { vcpu, uuid: s.uuid ? parseUuid(String(s.uuid)) : undefined });
-            break;
-          } catch (e) {
-            if (expectError && e instanceof FfaDriverError && e.ffaError !== undefined && errorName(e.ffaError) === expectError) return `FFA_ERROR ${expectError}, as expected`;
-            // Another VM may not be serving yet: BUSY until it waits for requests.
-            const vmNotReady = !isSecureId(to) && e instanceof FfaDriverError && (e.errno === 'EBUSY' || e.errno === 'EINVAL');
-            if (!vmNotReady || Date.now() > deadline) throw e;
-            await new Promise((r) => setTimeout(r, 20));
-          }
+        try {
+          got = await retrying(deadline, vmNotReady, () =>
+            s.op === 'direct' ? drv.sendDirectReq(to, args, { vcpu }) : drv.sendDirectReq2(to, args, { vcpu, uuid: s.uuid ? parseUuid(String(s.uuid)) : undefined }),
+          );
+        } catch (e) {
+          if (expected(e)) return `FFA_ERROR ${expectError}, as expected`;
+          throw e;
         }
         if (expectError) throw new ScenarioError(`expected FFA_ERROR ${expectError}, got a response`);
         if (Array.isArray(s.expect)) {
@@ -267,16 +270,9 @@ export class ScenarioVm {
       case 'notify': {
         const to = id16(s.to, `${where}.to`);
         const id = Number(word(s.id, `${where}.id`));
-        // The receiver may not have bound it yet: DENIED until then.
-        for (;;) {
-          try {
-            await drv.notifier.notifySend(to, false, id);
-            return `notification ${id} set for ${hex(to)}`;
-          } catch (e) {
-            if (!(e instanceof FfaDriverError && (e.errno === 'EACCES' || e.errno === 'EINVAL')) || Date.now() > deadline) throw e;
-            await new Promise((r) => setTimeout(r, 20));
-          }
-        }
+        // The receiver may not have bound it (DENIED) or attached (INVALID_PARAMETERS) yet.
+        await retrying(deadline, (e) => e.errno === 'EACCES' || e.errno === 'EINVAL', () => drv.notifier.notifySend(to, false, id));
+        return `notification ${id} set for ${hex(to)}`;
       }
       case 'wait-notification': {
         const id = Number(word(s.id, `${where}.id`));
