@@ -10,7 +10,7 @@ import { FfaDriver } from '../client-driver/driver.js';
 import { InProcessConnector } from '../client-driver/transport/in-process.js';
 import { EmulatedVm } from '../client-driver/vm.js';
 import { parseTrace, replay, replayFile } from '../server/debug/replay.js';
-import { FLUSH_MS, type TraceRecord, Tracer } from '../server/debug/tracer.js';
+import { type TraceLine, type TraceRecord, Tracer } from '../server/debug/tracer.js';
 import { defaultManifest } from '../server/manifest.js';
 import { PARTITION_COMMANDS as CMD } from '../server/partitions/commands.js';
 import { startBuiltinPartitions } from '../server/partitions/index.js';
@@ -18,8 +18,6 @@ import { Spmc } from '../server/spmc/spmc.js';
 import { RawVm } from './helpers.js';
 
 const tick = () => new Promise((r) => setImmediate(r));
-/** Subscribers get records once the tracer's batch is decoded. */
-const delivered = () => new Promise((r) => setTimeout(r, FLUSH_MS * 4));
 type CallRecord = Extract<TraceRecord, { kind: 'call' }>;
 
 t.test('every call is one record, decoded by the codec: names, arguments, results, errors', async (t) => {
@@ -124,21 +122,27 @@ t.test('blocked calls: the call, then its return with the latency; attaches, det
 t.test('live subscribers get the calls of several VMs, each with its filter', async (t) => {
   const spmc = new Spmc({ partitions: defaultManifest() });
   const tracer = new Tracer(spmc);
-  const all: TraceRecord[] = [];
-  const onlyA: TraceRecord[] = [];
-  const errors: TraceRecord[] = [];
+  const all: TraceLine[] = [];
+  const onlyA: TraceLine[] = [];
+  const errors: TraceLine[] = [];
   const a = RawVm.attach(spmc);
   const b = RawVm.attach(spmc);
-  tracer.subscribe({}, (r) => all.push(r));
-  tracer.subscribe({ endpoint: a.id }, (r) => onlyA.push(r));
-  tracer.subscribe({ errorsOnly: true }, (r) => errors.push(r));
+  tracer.subscribe({}, (lines) => all.push(...lines));
+  tracer.subscribe({ endpoint: a.id }, (lines) => onlyA.push(...lines));
+  tracer.subscribe({ errorsOnly: true }, (lines) => errors.push(...lines));
   a.call({ fn: 'ID_GET' });
   b.call({ fn: 'ID_GET' });
   b.call({ fn: 'RX_RELEASE', vmId: 0 }); // DENIED: nothing to release
-  await delivered();
+  // Decoded on the tracer's decoder thread: the lines arrive once it has answered.
+  t.same(all, [], 'nothing is decoded on the call path');
+  await tracer.drained();
   t.same(all.map((r) => r.endpoint), [a.id, b.id, b.id]);
   t.same(onlyA.map((r) => r.endpoint), [a.id]);
-  t.same(errors.map((r) => (r.kind === 'call' ? r.result?.error : r.kind)), ['DENIED']);
+  t.same(errors.map((r) => r.error), ['DENIED']);
+  // The line carries the whole record: what a subscriber parses is the same as the ring's record.
+  const parsed = all.map((l) => JSON.parse(l.json) as TraceRecord);
+  t.same(parsed.map((r) => r.kind === 'call' && r.function), ['FFA_ID_GET', 'FFA_ID_GET', 'FFA_RX_RELEASE']);
+  t.same(parsed, tracer.recent({}, 3), 'streamed and on-demand decoding agree');
   await tracer.close();
 });
 

@@ -1,7 +1,7 @@
 // `remote-spmc trace`: the live decoded trace of a running server, one line per record.
 
 import * as grpc from '@grpc/grpc-js';
-import type { TraceRecord } from '../debug/tracer.js';
+import type { TraceRecord } from '../debug/records.js';
 import { debugClientConstructor } from '../../proto/wire.js';
 import { parseFlags, parseHostPort, UsageError } from './flags.js';
 

@@ -10,7 +10,7 @@ import { type EndpointId, fidName, parseUuid, type Registers, U32 } from '../../
 import { isPending, type Pending } from '../spmc/pending.js';
 import { type PartitionManifest, Spmc } from '../spmc/spmc.js';
 import type { SpmcLimits } from '../spmc/state.js';
-import type { TraceHeader, TraceRecord } from './tracer.js';
+import type { TraceHeader, TraceRecord } from './records.js';
 
 export interface ReplayDifference {
   seq: number;

@@ -24,7 +24,8 @@ import {
 } from '../../proto/wire.js';
 import type { TraceRequest__Output as TraceRequest } from '../../proto/gen/remote_spmc/v1/TraceRequest.js';
 import { stateSnapshot } from '../debug/views.js';
-import type { TraceFilter, Tracer, TraceRecord } from '../debug/tracer.js';
+import { type TraceFilter, type TraceLine, toLine } from '../debug/records.js';
+import type { Tracer } from '../debug/tracer.js';
 import { isPending, type Pending } from '../spmc/pending.js';
 import { MemoryFault, type Spmc, SpmcError } from '../spmc/spmc.js';
 
@@ -106,17 +107,10 @@ export class SpmcGrpcServer {
       Trace: (stream: grpc.ServerWritableStream<TraceRequest, object>) => {
         const req = stream.request;
         const filter: TraceFilter = { endpoint: req.endpoint ?? undefined, function: req.function || undefined, errorsOnly: req.errors_only };
-        const send = (r: TraceRecord) =>
-          stream.write({
-            seq: r.seq,
-            kind: r.kind,
-            endpoint: r.endpoint,
-            function: 'function' in r ? r.function : '',
-            error: ('result' in r && r.result?.error) || '',
-            json: JSON.stringify(r),
-          });
-        if (req.recent > 0) for (const r of tracer.recent(filter, Math.min(req.recent, 10000))) send(r);
-        whileOpen(stream, this.debugStreams, tracer.subscribe(filter, send));
+        // A TraceLine is the TraceRecord message, field for field.
+        const send = (l: TraceLine) => stream.write(l);
+        if (req.recent > 0) for (const r of tracer.recent(filter, Math.min(req.recent, 10000))) send(toLine(r));
+        whileOpen(stream, this.debugStreams, tracer.subscribe(filter, (lines) => lines.forEach(send)));
       },
       State: (_call: grpc.ServerUnaryCall<object, object>, cb: grpc.sendUnaryData<object>) => cb(null, { json: JSON.stringify(stateSnapshot(this.spmc)) }),
     });

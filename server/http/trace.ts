@@ -14,9 +14,6 @@ const filterQuery = {
   },
 } as const;
 
-/** How long the live stream gathers records before writing them. */
-export const SSE_BATCH_MS = 15;
-
 type Query = { endpoint?: string; function?: string; errors?: boolean; limit?: number };
 
 export const toFilter = (q: Query): TraceFilter => ({
@@ -40,17 +37,11 @@ export const traceRoutes: FastifyPluginAsync<{ tracer: Tracer }> = async (app, {
       const res = reply.raw;
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
       res.write(': remote-spmc trace\n\n');
-      // Records go out in batches, at most every SSE_BATCH_MS: a busy SPMC then costs its
-      // subscribers (and itself) one socket write per batch, not one per call.
-      let pending = '';
-      const stop = tracer.subscribe(toFilter(req.query), (r) => {
-        if (pending === '') {
-          setTimeout(() => {
-            res.write(pending);
-            pending = '';
-          }, SSE_BATCH_MS);
-        }
-        pending += `id: ${r.seq}\ndata: ${JSON.stringify(r)}\n\n`;
+      // One write per batch the tracer hands over, not one per call.
+      const stop = tracer.subscribe(toFilter(req.query), (lines) => {
+        let text = '';
+        for (const l of lines) text += `id: ${l.seq}\ndata: ${l.json}\n\n`;
+        res.write(text);
       });
       // A comment now and then keeps proxies from closing an idle stream.
       const keepalive = setInterval(() => res.write(': keepalive\n\n'), 15000);

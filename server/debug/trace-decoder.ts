@@ -1,0 +1,9 @@
+// The tracer's decoder thread: takes batches of captured records and gives back their decoded
+// JSON lines, so decoding a busy SPMC's trace never holds up the calls themselves.
+
+import { parentPort } from 'node:worker_threads';
+import { decodeBatch, type RawBatch } from './records.js';
+
+parentPort?.on('message', (batch: RawBatch) => {
+  parentPort!.postMessage(decodeBatch(batch));
+});
