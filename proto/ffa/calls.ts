@@ -10,6 +10,7 @@ import {
   type FfaFunction,
   type Width,
   fid,
+  fidRegister,
   inFfaRange,
   lookupFid,
   normalizeFid,
@@ -155,13 +156,13 @@ const packTarget = (t: TargetInfo): bigint => packPair(t.endpoint, t.vcpu);
 const packRoute = (r: SrcDst): bigint => packPair(r.source, r.destination);
 const bit = (v: bigint, n: number): boolean => ((v >> BigInt(n)) & 1n) === 1n;
 
+const FRAMEWORK_BIT = BigInt(DIRECT_MSG_FRAMEWORK_BIT);
+const FRAMEWORK_TYPE_MASK = BigInt(DIRECT_MSG_FRAMEWORK_TYPE_MASK);
 function decodeMessageKind(w2: bigint): DirectMessageKind {
-  return (w2 & BigInt(DIRECT_MSG_FRAMEWORK_BIT)) !== 0n
-    ? { kind: 'framework', type: Number(w2 & BigInt(DIRECT_MSG_FRAMEWORK_TYPE_MASK)) }
-    : { kind: 'partition' };
+  return (w2 & FRAMEWORK_BIT) !== 0n ? { kind: 'framework', type: Number(w2 & FRAMEWORK_TYPE_MASK) } : { kind: 'partition' };
 }
 function encodeMessageKind(m: DirectMessageKind): bigint {
-  return m.kind === 'framework' ? BigInt(DIRECT_MSG_FRAMEWORK_BIT | (m.type & DIRECT_MSG_FRAMEWORK_TYPE_MASK)) : 0n;
+  return m.kind === 'framework' ? FRAMEWORK_BIT | BigInt(m.type & DIRECT_MSG_FRAMEWORK_TYPE_MASK) : 0n;
 }
 
 function charsFrom(r: Registers, first: number, count: number): Uint8Array {
@@ -527,7 +528,7 @@ export function encodeCall(c: FfaCall, version: FfaVersion): Registers {
 
 function encodeInto(r: Registers, c: FfaCall, version: FfaVersion): Registers {
   const width = callWidth(c);
-  r[0] = BigInt(fid(c.fn, width));
+  r[0] = fidRegister(c.fn, width);
   const used = registersUsed(c.fn, width, version);
   (CODECS[c.fn] as Codec<FfaFunction>).encode(c as never, r, version, used);
   if (width === 32) for (let i = 1; i < 8; i++) r[i] = r[i]! & U32;
@@ -557,12 +558,18 @@ export function decodeCall(x: readonly bigint[], version: FfaVersion, checkMbz =
   const { fn, width } = id;
   const used = registersUsed(fn, width, version);
   // SMC32: only w0..w7 count, upper halves ignored. (Scratch files: decode keeps no reference to them.)
-  const r = SCRATCH_IN.fill(0n);
-  for (let i = 1; i < used; i++) r[i] = width === 32 ? (x[i] ?? 0n) & U32 : (x[i] ?? 0n);
+  // Plain loops, not fill(): Array.prototype.fill is slow on BigInt arrays, and this is every call.
+  const r = SCRATCH_IN;
+  r[0] = 0n;
+  if (width === 32) for (let i = 1; i < used; i++) r[i] = (x[i] ?? 0n) & U32;
+  else for (let i = 1; i < used; i++) r[i] = x[i] ?? 0n;
+  for (let i = used; i < REGISTER_COUNT; i++) r[i] = 0n;
   const call = (CODECS[fn] as Codec<FfaFunction>).decode(r, width, version, used);
   if (!checkMbz) return { ok: true, call, fid: fidValue, width };
 
-  const back = encodeInto(SCRATCH_OUT.fill(0n), call, version);
+  const out = SCRATCH_OUT;
+  for (let i = 0; i < REGISTER_COUNT; i++) out[i] = 0n;
+  const back = encodeInto(out, call, version);
   for (let i = 1; i < used; i++) {
     if (back[i] !== r[i]) {
       const extra = r[i]! & ~back[i]!;
@@ -600,7 +607,7 @@ export const ffaError = (code: number): FfaCall => ({ fn: 'ERROR', target: { end
 /** Registers of FFA_ERROR(code), without building a call value (hot path). */
 export function errorRegisters(code: number): Registers {
   const r = zeroRegisters();
-  r[0] = BigInt(fid('ERROR'));
+  r[0] = fidRegister('ERROR');
   r[2] = errorCodeToWord(code);
   return r;
 }

@@ -100,11 +100,35 @@ export type FfaFunction = keyof typeof FFA_FUNCTIONS;
 
 export const FFA_FUNCTION_NAMES = Object.keys(FFA_FUNCTIONS) as FfaFunction[];
 
+function computeFid(fn: FfaFunction, width: Width): number | undefined {
+  const spec: FunctionSpec = FFA_FUNCTIONS[fn];
+  return spec.widths.includes(width) ? ((width === 64 ? SMC64_FAST_BASE : SMC32_FAST_BASE) | spec.num) >>> 0 : undefined;
+}
+
+/** Every FID worked out once: encoding a call looks its x0 up instead (a hot path). */
+const FIDS = { 32: new Map<FfaFunction, number>(), 64: new Map<FfaFunction, number>() };
+const FID_REGISTERS = { 32: new Map<FfaFunction, bigint>(), 64: new Map<FfaFunction, bigint>() };
+for (const fn of Object.keys(FFA_FUNCTIONS) as FfaFunction[]) {
+  for (const width of [32, 64] as const) {
+    const id = computeFid(fn, width);
+    if (id === undefined) continue;
+    FIDS[width].set(fn, id);
+    FID_REGISTERS[width].set(fn, BigInt(id));
+  }
+}
+
 /** The FID of `fn` in the given width; throws if that width does not exist (a programming error). */
 export function fid(fn: FfaFunction, width: Width = 32): number {
-  const spec: FunctionSpec = FFA_FUNCTIONS[fn];
-  if (!spec.widths.includes(width)) throw new Error(`FFA_${fn} has no SMC${width} form`);
-  return ((width === 64 ? SMC64_FAST_BASE : SMC32_FAST_BASE) | spec.num) >>> 0;
+  const id = FIDS[width].get(fn);
+  if (id === undefined) throw new Error(`FFA_${fn} has no SMC${width} form`);
+  return id;
+}
+
+/** The same, as the x0 register value. */
+export function fidRegister(fn: FfaFunction, width: Width = 32): bigint {
+  const x0 = FID_REGISTERS[width].get(fn);
+  if (x0 === undefined) throw new Error(`FFA_${fn} has no SMC${width} form`);
+  return x0;
 }
 
 export interface FunctionId {

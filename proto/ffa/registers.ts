@@ -6,7 +6,8 @@ export type Registers = bigint[];
 export const U32 = 0xffffffffn;
 
 export function zeroRegisters(): Registers {
-  return new Array<bigint>(REGISTER_COUNT).fill(0n);
+  // A literal: V8 copies it from a boilerplate, several times faster than new Array().fill().
+  return [0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n];
 }
 
 /** A fresh 18-entry copy: missing entries are zero, values are reduced to 64 bits. */
