@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
-import { type EndpointId, parseUuid, isUuidString } from '../../proto/ffa/index.js';
+import { type EndpointId, isUuidString, parseUuid, type Registers } from '../../proto/ffa/index.js';
 import type { AttachRequest__Output as AttachRequest } from '../../proto/gen/remote_spmc/v1/AttachRequest.js';
 import type { DetachRequest__Output as DetachRequest } from '../../proto/gen/remote_spmc/v1/DetachRequest.js';
 import type { InterruptsRequest__Output as InterruptsRequest } from '../../proto/gen/remote_spmc/v1/InterruptsRequest.js';
@@ -218,14 +218,12 @@ export class SpmcGrpcServer {
   }
 
   /** One call: the reply now, or once another endpoint completes the blocked vCPU. */
-  private call(req: CallRequest, via: string, onPending?: (p: Pending) => void): object | Promise<object> {
-    const s = this.session(req.session);
+  /** One SMCCC call of a session: the answer now, or the Pending that will give it. */
+  private call(req: CallRequest, session: string, via: string): Registers | Pending {
+    const s = this.session(session);
     const x = registerFile(req.x);
     if (!x) throw new StatusError(grpc.status.INVALID_ARGUMENT, `x: at most 18 registers, got ${req.x.length}`);
-    const out = this.spmc.handle(s.endpointId, req.vcpu, x, via);
-    if (!isPending(out)) return { x: out };
-    onPending?.(out);
-    return out.answer.then((r) => ({ x: r }));
+    return this.spmc.handle(s.endpointId, req.vcpu, x, via);
   }
 
   private handlers(): grpc.UntypedServiceImplementation {
@@ -249,7 +247,12 @@ export class SpmcGrpcServer {
         return {};
       }),
       // A client that gives up on a blocked call leaves the model as it is; the answer is dropped.
-      Call: unary<CallRequest>((req, call) => this.call(req, 'grpc-unary', (p) => call.on('cancelled', () => p.abandon()))),
+      Call: unary<CallRequest>((req, call) => {
+        const out = this.call(req, req.session, 'grpc-unary');
+        if (!isPending(out)) return { x: out };
+        call.on('cancelled', () => out.abandon());
+        return out.answer.then((r) => ({ x: r }));
+      }),
       ReadMemory: unary<ReadMemoryRequest>((req) => {
         const s = this.session(req.session);
         if (req.length === 0 || req.length > MAX_MEMORY_ACCESS) {
@@ -321,18 +324,20 @@ export class SpmcGrpcServer {
             throw new StatusError(grpc.status.INVALID_ARGUMENT, 'a stream carries one session');
           }
           if (!this.sessions.has(bound.token)) throw new StatusError(grpc.status.UNAUTHENTICATED, 'session was detached');
-          const out = this.call({ ...req, session: bound.token }, 'grpc-session', (p) => (busy = p));
-          if (out instanceof Promise) {
-            out.then(
-              (r) => {
+          const out = this.call(req, bound.token, 'grpc-session');
+          if (isPending(out)) {
+            busy = out;
+            // Answered inside another endpoint's call: written once that call is over (a watcher,
+            // not a promise: the hot path of every blocking call).
+            out.whenComplete((r) =>
+              queueMicrotask(() => {
                 busy = undefined;
-                if (!done) stream.write(r);
+                if (!done) stream.write({ x: r });
                 pump();
-              },
-              (e) => fail(e),
+              }),
             );
           } else {
-            stream.write(out);
+            stream.write({ x: out });
           }
         } catch (e) {
           fail(e);

@@ -4,8 +4,8 @@
 import type { Registers } from '../../proto/ffa/index.js';
 
 export class Pending {
-  readonly answer: Promise<Registers>;
-  private settle!: (r: Registers) => void;
+  private answerPromise?: Promise<Registers>;
+  private settle?: (r: Registers) => void;
   private done = false;
   private result?: Registers;
   private gaveUp = false;
@@ -24,8 +24,12 @@ export class Pending {
   constructor(
     /** The function the caller is blocked in, for state views and the trace. */
     readonly fn: string,
-  ) {
-    this.answer = new Promise((resolve) => (this.settle = resolve));
+  ) {}
+
+  /** The answer as a promise (made when first asked for: the gRPC session stream uses whenComplete). */
+  get answer(): Promise<Registers> {
+    this.answerPromise ??= this.done ? Promise.resolve(this.result!) : new Promise((resolve) => (this.settle = resolve));
+    return this.answerPromise;
   }
 
   get settled(): boolean {
@@ -54,7 +58,7 @@ export class Pending {
     if (this.done) return false;
     this.done = true;
     this.result = r;
-    this.settle(r);
+    this.settle?.(r);
     if (this.watchers) for (const w of this.watchers) w(r);
     return !this.gaveUp;
   }
