@@ -41,10 +41,14 @@ class VcpuStream {
     for (const w of this.waiting.splice(0)) w.reject(e);
   }
 
+  /** The stream's first request names the session; the rest leave it out (bytes on every call). */
+  private named = false;
+
   invoke(x: Registers): Promise<Registers> {
     return new Promise((resolve, reject) => {
       this.waiting.push({ resolve, reject });
-      this.stream.write({ session: this.session, vcpu: this.vcpu, x });
+      this.stream.write({ session: this.named ? '' : this.session, vcpu: this.vcpu, x });
+      this.named = true;
     });
   }
 
