@@ -152,11 +152,11 @@ const aggregate = async (ops: Op[]): Promise<number> => {
   await Promise.all(ops.map(async (op) => { for (let i = 0; i < PER_VM; i++) await op(); }));
   return (ops.length * PER_VM) / ((performance.now() - t0) / 1000);
 };
-// Alternate the two, three times each, and compare medians: one noisy second on a shared machine
+// Alternate the two, five times each, and compare medians: one noisy second on a shared machine
 // should not decide the figure.
 const echoRuns: number[] = [];
 const reqRuns: number[] = [];
-for (let i = 0; i < 3; i++) {
+for (let i = 0; i < 5; i++) {
   echoRuns.push(await aggregate(echoStreams.map((e) => e.op)));
   reqRuns.push(await aggregate(vmDrivers.map((d) => () => d.sendDirectReq(0x8001 + (d.vmId % 2), ECHO_ARGS))));
 }
