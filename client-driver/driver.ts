@@ -159,18 +159,24 @@ export class FfaDriver {
 
   /** invoke_ffa_fn(): registers in, registers out; transport failures become EIO. */
   invokeFfaFn(x: Registers, vcpu = 0): Promise<Registers> {
-    // One call at a time per vCPU, as on a real CPU: a call made while another is in flight on the
-    // same vCPU (interrupt work, say, while a direct request blocks) waits for it to return.
-    if (!this.inFlight[vcpu]) return this.invokeNow(x, vcpu);
-    return new Promise((resolve, reject) => (this.queued[vcpu] ??= []).push(() => this.invokeNow(x, vcpu).then(resolve, reject)));
+    return this.invoke(x, vcpu, (r) => r);
+  }
+
+  /**
+   * One call at a time per vCPU, as on a real CPU: a call made while another is in flight on the
+   * same vCPU (interrupt work, say, while a direct request blocks) waits for it to return. `then`
+   * reads the answer in the same promise callback (every call of every endpoint passes here, and
+   * each extra await would cost it another trip through the microtask queue).
+   */
+  private invoke<T>(x: Registers, vcpu: number, then: (r: Registers) => T): Promise<T> {
+    if (!this.inFlight[vcpu]) return this.invokeNow(x, vcpu, then);
+    return new Promise((resolve, reject) => (this.queued[vcpu] ??= []).push(() => this.invokeNow(x, vcpu, then).then(resolve, reject)));
   }
 
   /** Calls waiting for their vCPU, per vCPU. */
   private readonly queued: (() => void)[][] = [];
 
-  // Promise callbacks rather than async/await: every call of every endpoint passes here, and each
-  // await would cost it another trip through the microtask queue.
-  private invokeNow(x: Registers, vcpu: number): Promise<Registers> {
+  private invokeNow<T>(x: Registers, vcpu: number, then: (r: Registers) => T): Promise<T> {
     this.inFlight[vcpu] = (this.inFlight[vcpu] ?? 0) + 1;
     let sent: Promise<Registers>;
     try {
@@ -181,7 +187,7 @@ export class FfaDriver {
     return sent.then(
       (r) => {
         this.returned(vcpu);
-        return r;
+        return then(r);
       },
       (e) => {
         this.returned(vcpu);
@@ -220,7 +226,7 @@ export class FfaDriver {
 
   /** One FF-A call built as a value, encoded and decoded for the negotiated version. */
   call(c: FfaCall, vcpu = 0): Promise<FfaCall> {
-    return this.invokeFfaFn(encodeCall(c, this.version), vcpu).then((reply) => {
+    return this.invoke(encodeCall(c, this.version), vcpu, (reply) => {
       // Replies are the partition manager's own encoding: read them, as Linux does, without judging MBZ.
       const d = decodeCall(reply, this.version, false);
       if (!d.ok) throw new FfaDriverError('EIO', `undecodable reply to FFA_${c.fn}: ${d.why}`);

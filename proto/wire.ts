@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { Long } from '@grpc/proto-loader';
-import { REGISTER_COUNT, type Registers, U32, zeroRegisters } from './ffa/index.js';
+import { REGISTER_COUNT, type Registers, U32 } from './ffa/index.js';
 
 /** The .proto beside the package root (this file runs from dist/proto/). */
 export const SPMC_PROTO_PATH = fileURLToPath(new URL('../../proto/remote_spmc.proto', import.meta.url));
@@ -244,10 +244,12 @@ export function fastSpmcServiceDefinition(): grpc.ServiceDefinition {
   return out as grpc.ServiceDefinition;
 }
 
-/** Pad to the 18-entry register file; undefined if there are more than 18. */
-export function registerFile(x: readonly bigint[]): Registers | undefined {
+/**
+ * A decoded message's registers as the 18-entry register file, padded in place (the array is the
+ * message's own, fresh from the decoder: no copy on every call); undefined if there are more than 18.
+ */
+export function registerFile(x: bigint[]): Registers | undefined {
   if (x.length > REGISTER_COUNT) return undefined;
-  const r = zeroRegisters();
-  for (let i = 0; i < x.length; i++) r[i] = x[i]!;
-  return r;
+  while (x.length < REGISTER_COUNT) x.push(0n);
+  return x;
 }

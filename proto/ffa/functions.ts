@@ -105,28 +105,25 @@ function computeFid(fn: FfaFunction, width: Width): number | undefined {
   return spec.widths.includes(width) ? ((width === 64 ? SMC64_FAST_BASE : SMC32_FAST_BASE) | spec.num) >>> 0 : undefined;
 }
 
-/** Every FID worked out once: encoding a call looks its x0 up instead (a hot path). */
-const FIDS = { 32: new Map<FfaFunction, number>(), 64: new Map<FfaFunction, number>() };
-const FID_REGISTERS = { 32: new Map<FfaFunction, bigint>(), 64: new Map<FfaFunction, bigint>() };
+/** Every FID worked out once, [SMC32, SMC64]: encoding a call looks its x0 up instead (a hot path). */
+const FIDS = new Map<FfaFunction, [number | undefined, number | undefined]>();
+const FID_REGISTERS = new Map<FfaFunction, [bigint | undefined, bigint | undefined]>();
 for (const fn of Object.keys(FFA_FUNCTIONS) as FfaFunction[]) {
-  for (const width of [32, 64] as const) {
-    const id = computeFid(fn, width);
-    if (id === undefined) continue;
-    FIDS[width].set(fn, id);
-    FID_REGISTERS[width].set(fn, BigInt(id));
-  }
+  const ids = [computeFid(fn, 32), computeFid(fn, 64)] as [number | undefined, number | undefined];
+  FIDS.set(fn, ids);
+  FID_REGISTERS.set(fn, [ids[0] === undefined ? undefined : BigInt(ids[0]), ids[1] === undefined ? undefined : BigInt(ids[1])]);
 }
 
 /** The FID of `fn` in the given width; throws if that width does not exist (a programming error). */
 export function fid(fn: FfaFunction, width: Width = 32): number {
-  const id = FIDS[width].get(fn);
+  const id = FIDS.get(fn)?.[width === 64 ? 1 : 0];
   if (id === undefined) throw new Error(`FFA_${fn} has no SMC${width} form`);
   return id;
 }
 
 /** The same, as the x0 register value. */
 export function fidRegister(fn: FfaFunction, width: Width = 32): bigint {
-  const x0 = FID_REGISTERS[width].get(fn);
+  const x0 = FID_REGISTERS.get(fn)?.[width === 64 ? 1 : 0];
   if (x0 === undefined) throw new Error(`FFA_${fn} has no SMC${width} form`);
   return x0;
 }
@@ -153,9 +150,21 @@ export function normalizeFid(x0: bigint): number {
   return (Number(x0 & 0xffffffffn) & ~SMCCC_SVE_HINT) >>> 0;
 }
 
+/** FF-A FIDs differ only in the SMC64 bit and the function number: an array index, not a hash. */
+const SMC64_BIT = (SMC64_FAST_BASE ^ SMC32_FAST_BASE) >>> 0;
+const FN_NUM_SLOTS = FFA_FN_NUM_MAX + 1;
+const byIndex: (FunctionId | undefined)[] = new Array<FunctionId | undefined>(2 * FN_NUM_SLOTS).fill(undefined);
+for (const id of byFid.values()) {
+  if ((id.fid & 0xffff) >= FN_NUM_SLOTS) throw new Error(`FFA_${id.fn}: function number above FFA_FN_NUM_MAX`);
+  byIndex[(id.fid & SMC64_BIT ? FN_NUM_SLOTS : 0) + (id.fid & 0xffff)] = id;
+}
+
 /** The FF-A function x0 names, or undefined. */
 export function lookupFid(fidValue: number): FunctionId | undefined {
-  return byFid.get(fidValue >>> 0);
+  const v = fidValue >>> 0;
+  const num = v & 0xffff;
+  if (num >= FN_NUM_SLOTS || ((v & ~SMC64_BIT) >>> 0) - num !== SMC32_FAST_BASE) return undefined;
+  return byIndex[(v & SMC64_BIT ? FN_NUM_SLOTS : 0) + num];
 }
 
 /** True when the FID lies in the FF-A range (OEN 4, fast call, number 0x60..0xEF) whether or not defined. */
