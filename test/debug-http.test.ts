@@ -187,6 +187,14 @@ t.test('SSE and gRPC Debug subscribers get the calls of several VMs, with filter
   t.match(metrics, /ffa_calls_total\{function="FFA_RX_RELEASE",result="ERROR:DENIED"\} 2/);
   t.match(metrics, /ffa_endpoints_attached\{kind="vm"\} 2/);
   t.match(metrics, /ffa_call_latency_seconds_bucket/);
+  // Cumulative buckets: never decreasing, and +Inf is the count (both direct requests).
+  const buckets = metrics
+    .split('\n')
+    .filter((l) => l.startsWith('ffa_call_latency_seconds_bucket{') && l.includes('function="FFA_MSG_SEND_DIRECT_REQ_64"'))
+    .map((l) => [/le="([^"]+)"/.exec(l)![1], Number(l.split(' ').at(-1))] as const);
+  t.equal(buckets.at(-1)?.[0], '+Inf');
+  t.equal(buckets.at(-1)?.[1], 2);
+  t.ok(buckets.every(([, n], i) => i === 0 || n >= buckets[i - 1]![1]), `cumulative: ${buckets.map(([, n]) => n).join(' ')}`);
 
   const state = await new Promise<{ json: string }>((resolve, reject) =>
     (dbg as unknown as Record<string, (r: object, cb: (e: Error | null, v: { json: string }) => void) => void>)['State']!({}, (e, v) => (e ? reject(e) : resolve(v))),

@@ -36,7 +36,11 @@ export const metricsRoutes: FastifyPluginAsync<{ spmc: Spmc }> = async (app, { s
     // FF-A error codes are negative: an error is kept as its code - 1, below any function ID.
     const key = x0 === ERROR_FID ? errorCodeFromWord(out[2]!) - 1 : x0;
     s.results.set(key, (s.results.get(key) ?? 0) + 1);
-    for (let i = 0; i < BUCKETS.length; i++) if (seconds <= BUCKETS[i]!) s.buckets[i]!++;
+    // One bucket per call (the first that holds it); they are summed into Prometheus's cumulative
+    // buckets when scraped. Past the last bucket only +Inf (the count) holds it.
+    let i = 0;
+    while (i < BUCKETS.length && seconds > BUCKETS[i]!) i++;
+    if (i < BUCKETS.length) s.buckets[i]!++;
     s.sum += seconds;
     s.count++;
   };
@@ -80,8 +84,9 @@ export const metricsRoutes: FastifyPluginAsync<{ spmc: Spmc }> = async (app, { s
       aggregator: 'sum',
       values: [...byFn].flatMap(([x0, s]) => {
         const fn = fidName(x0);
+        let below = 0;
         return [
-          ...BUCKETS.map((le, i) => ({ labels: { function: fn, le }, value: s.buckets[i]!, metricName: 'ffa_call_latency_seconds_bucket' })),
+          ...BUCKETS.map((le, i) => ({ labels: { function: fn, le }, value: (below += s.buckets[i]!), metricName: 'ffa_call_latency_seconds_bucket' })),
           { labels: { function: fn, le: '+Inf' }, value: s.count, metricName: 'ffa_call_latency_seconds_bucket' },
           { labels: { function: fn }, value: s.sum, metricName: 'ffa_call_latency_seconds_sum' },
           { labels: { function: fn }, value: s.count, metricName: 'ffa_call_latency_seconds_count' },
