@@ -199,10 +199,30 @@ t.test('a recorded multi-VM session replays with every result matching; a change
   t.not(diff!.recorded, diff!.replayed);
 });
 
+t.test('a decoder thread that stops leaves the trace running, decoded on the main thread', async (t) => {
+  const spmc = new Spmc({ partitions: defaultManifest() });
+  const tracer = new Tracer(spmc);
+  const vm = RawVm.attach(spmc);
+  const got: TraceLine[] = [];
+  tracer.subscribe({}, (lines) => got.push(...lines));
+  vm.call({ fn: 'ID_GET' });
+  await tracer.drained();
+  t.equal(got.length, 1, 'decoded by the thread');
+  const warned = new Promise<string>((resolve) => process.once('warning', (w) => resolve(w.message)));
+  await (tracer as unknown as { decoder: { terminate(): Promise<number> } }).decoder.terminate();
+  t.match(await warned, /trace decoder thread exited/);
+  vm.call({ fn: 'SPM_ID_GET' });
+  await tracer.drained();
+  t.same(got.map((l) => l.function), ['FFA_ID_GET', 'FFA_SPM_ID_GET'], 'and then on the main thread');
+  await tracer.close();
+});
+
 t.test('replay refuses what is not a trace', async (t) => {
   t.throws(() => parseTrace('', 'x'), /empty/);
   t.throws(() => parseTrace('{"kind":"call"}\n', 'x'), /not a remote-spmc trace/);
-  t.throws(() => parseTrace(`${JSON.stringify({ kind: 'session', format: 1, partitions: [], limits: {}, handleSeed: '0x0' })}\nnope\n`, 'x'), /x:2: not JSON/);
+  const header = JSON.stringify({ kind: 'session', format: 1, partitions: [], limits: {}, handleSeed: '0x0' });
+  t.throws(() => parseTrace(`${header}\nnope\n`, 'x'), /x:2: not JSON/);
+  t.throws(() => parseTrace(`${header}\n${JSON.stringify({ kind: 'lost', batches: 1, why: 'exited (code 1)' })}\n`, 'x'), /x:2: the recording lost records/);
 });
 
 t.test('tracing does not change answers', async (t) => {

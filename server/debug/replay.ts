@@ -68,6 +68,8 @@ export function parseTrace(text: string, file = '<trace>'): { header: TraceHeade
   }
   const records = lines.slice(1).map((l, i) => parse(l, i + 1) as TraceRecord);
   records.forEach((r, i) => {
+    const lost = r as unknown as { kind?: string; why?: string };
+    if (lost?.kind === 'lost') throw new TraceFormatError(`${file}:${i + 2}: the recording lost records here (decoder thread ${lost.why}); a replay would differ`);
     if (typeof r?.seq !== 'number' || typeof r.kind !== 'string') throw new TraceFormatError(`${file}:${i + 2}: a record needs seq and kind`);
   });
   return { header, records: records.sort((a, b) => a.seq - b.seq) };

@@ -203,14 +203,19 @@ export class Tracer {
           this.drainedNow();
         }
       });
-      // Should it ever fail, decode here from then on: the trace must not stop.
-      decoder.on('error', (err) => {
-        process.emitWarning(`trace decoder thread failed (${err.message}); decoding on the main thread`);
+      // Should it ever fail or stop, decode here from then on: the trace must not stop. (Batches it
+      // held are lost; a file then misses them, and says so.)
+      const lost = (why: string) => {
+        if (this.decoder !== decoder) return;
+        process.emitWarning(`trace decoder thread ${why}; decoding on the main thread`);
+        if (this.decoding > 0) this.file?.write(`${JSON.stringify({ kind: 'lost', batches: this.decoding, why })}\n`);
         this.decoderFailed = true;
         this.decoder = undefined;
         this.decoding = 0;
         this.drainedNow();
-      });
+      };
+      decoder.on('error', (err) => lost(`failed (${err.message})`));
+      decoder.on('exit', (code) => lost(`exited (code ${code})`));
       // An idle decoder must not keep the process alive (one with a batch does).
       decoder.unref();
       this.decoder = decoder;
@@ -301,8 +306,9 @@ export class Tracer {
   async close(): Promise<void> {
     this.stopObserving();
     await this.drained();
-    await this.decoder?.terminate();
+    const decoder = this.decoder;
     this.decoder = undefined;
+    await decoder?.terminate();
     const file = this.file;
     if (file) await new Promise<void>((resolve) => file.end(resolve));
   }
