@@ -205,11 +205,15 @@ t.test('a decoder thread that stops leaves the trace running, decoded on the mai
   const vm = RawVm.attach(spmc);
   const got: TraceLine[] = [];
   tracer.subscribe({}, (lines) => got.push(...lines));
+  const inside = tracer as unknown as { decoder: { terminate(): Promise<number> }; decoderReady: boolean; decoding: number };
+  while (!inside.decoderReady) await new Promise((r) => setTimeout(r, 5));
   vm.call({ fn: 'ID_GET' });
-  await tracer.drained();
-  t.equal(got.length, 1, 'decoded by the thread');
+  const drained = tracer.drained(); // hands the batch over now
+  t.equal(inside.decoding, 1, 'the batch went to the decoder thread');
+  await drained;
+  t.equal(got.length, 1, 'and came back decoded');
   const warned = new Promise<string>((resolve) => process.once('warning', (w) => resolve(w.message)));
-  await (tracer as unknown as { decoder: { terminate(): Promise<number> } }).decoder.terminate();
+  await inside.decoder.terminate();
   t.match(await warned, /trace decoder thread exited/);
   vm.call({ fn: 'SPM_ID_GET' });
   await tracer.drained();

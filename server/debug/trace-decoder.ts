@@ -7,3 +7,5 @@ import { decodeBatch, type RawBatch } from './records.js';
 parentPort?.on('message', (batch: RawBatch) => {
   parentPort!.postMessage(decodeBatch(batch));
 });
+// Loaded: until it says so, the tracer decodes on its own thread (a live view must not wait for us).
+parentPort?.postMessage('ready');

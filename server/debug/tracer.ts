@@ -62,6 +62,8 @@ export class Tracer {
   /** The decoder thread: started for the first subscriber or file; undefined if it could not run. */
   private decoder?: Worker;
   private decoderFailed = false;
+  /** Until the thread has loaded, batches are decoded here (starting it takes a while). */
+  private decoderReady = false;
   /** Batches at the decoder, and who waits for them all to come back. */
   private decoding = 0;
   private whenDrained: (() => void)[] = [];
@@ -196,7 +198,8 @@ export class Tracer {
     if (this.decoder || this.decoderFailed) return;
     try {
       const decoder = new Worker(new URL('./trace-decoder.js', import.meta.url));
-      decoder.on('message', (lines: TraceLine[]) => {
+      decoder.on('message', (lines: TraceLine[] | 'ready') => {
+        if (lines === 'ready') return void (this.decoderReady = true);
         this.deliver(lines);
         if (--this.decoding === 0) {
           decoder.unref();
@@ -250,7 +253,7 @@ export class Tracer {
     this.queue = [];
     if (raws.length === 0) return;
     const batch = packBatch(raws, slots, regs);
-    if (this.decoder) {
+    if (this.decoder && this.decoderReady) {
       if (this.decoding++ === 0) this.decoder.ref();
       this.decoder.postMessage(batch, [batch.nums.buffer as ArrayBuffer, regs.buffer as ArrayBuffer]);
     } else this.deliver(decodeBatch(batch));
