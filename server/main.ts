@@ -77,12 +77,7 @@ function parseServe(args: string[]): ServeOptions {
     'log-level': { type: 'string', default: 'info' },
     'trace-size': { type: 'string', default: '10000' },
     'trace-file': { type: 'string' },
-    help: { type: 'boolean', short: 'h' },
   });
-  if (v.help) {
-    process.stdout.write(USAGE);
-    process.exit(0);
-  }
   const int = (flag: string, min: number, max: number): number => {
     const n = Number(v[flag as keyof typeof v]);
     if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${flag}: expected an integer ${min}..${max}`);
@@ -218,8 +213,15 @@ function replayCommand(args: string[]): number {
   return 1;
 }
 
+const COMMANDS = new Set(['serve', 'partition', 'trace', 'state', 'vm', 'health', 'replay']);
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
+  // `remote-spmc COMMAND --help` is help for every command, not an unknown option.
+  if (command !== undefined && COMMANDS.has(command) && rest.some((a) => a === '-h' || a === '--help')) {
+    process.stdout.write(USAGE);
+    return;
+  }
   try {
     switch (command) {
       case 'serve':

@@ -149,6 +149,14 @@ t.test('bad flags and bad manifests: a clear error and exit status 2', async (t)
   t.match(r.stderr, new RegExp(`${file}: partitions\\[0\\]\\.uuids\\[0\\]: "not-a-uuid" is not a UUID`));
 });
 
+t.test('--help on any command prints the usage and exits 0', async (t) => {
+  for (const args of [['--help'], ['serve', '-h'], ['trace', '--help'], ['vm', '--help'], ['replay', '--help']]) {
+    const r = await run(args);
+    t.equal(r.code, 0, args.join(' '));
+    t.equal(r.stderr, '');
+  }
+});
+
 t.test('an address in use is a clear error', async (t) => {
   const server = await startServer();
   t.teardown(() => void server.child.kill('SIGKILL'));
