@@ -205,11 +205,11 @@ t.test('a decoder thread that stops leaves the trace running, decoded on the mai
   const vm = RawVm.attach(spmc);
   const got: TraceLine[] = [];
   tracer.subscribe({}, (lines) => got.push(...lines));
-  const inside = tracer as unknown as { decoder: { terminate(): Promise<number> }; decoderReady: boolean; decoding: number };
+  const inside = tracer as unknown as { decoder: { terminate(): Promise<number> }; decoderReady: boolean; atDecoder: unknown[] };
   while (!inside.decoderReady) await new Promise((r) => setTimeout(r, 5));
   vm.call({ fn: 'ID_GET' });
   const drained = tracer.drained(); // hands the batch over now
-  t.equal(inside.decoding, 1, 'the batch went to the decoder thread');
+  t.equal(inside.atDecoder.length, 1, 'the batch went to the decoder thread');
   await drained;
   t.equal(got.length, 1, 'and came back decoded');
   const warned = new Promise<string>((resolve) => process.once('warning', (w) => resolve(w.message)));
@@ -218,6 +218,28 @@ t.test('a decoder thread that stops leaves the trace running, decoded on the mai
   vm.call({ fn: 'SPM_ID_GET' });
   await tracer.drained();
   t.same(got.map((l) => l.function), ['FFA_ID_GET', 'FFA_SPM_ID_GET'], 'and then on the main thread');
+  await tracer.close();
+});
+
+t.test('past its backlog the decoder thread is helped, and records still go out in order', async (t) => {
+  const spmc = new Spmc({ partitions: defaultManifest() });
+  const tracer = new Tracer(spmc, { decoderBacklog: 1 });
+  const vm = RawVm.attach(spmc);
+  const got: TraceLine[] = [];
+  tracer.subscribe({}, (lines) => got.push(...lines));
+  const inside = tracer as unknown as { decoderReady: boolean; atDecoder: unknown[] };
+  while (!inside.decoderReady) await new Promise((r) => setTimeout(r, 5));
+  vm.call({ fn: 'ID_GET' });
+  void tracer.drained(); // one record: to the thread
+  t.equal(inside.atDecoder.length, 1);
+  vm.call({ fn: 'SPM_ID_GET' });
+  vm.call({ fn: 'FEATURES', id: fid('MSG_SEND2'), inputProperties: 0 });
+  const drained = tracer.drained(); // two more: past the backlog, decoded here, held for the first
+  t.equal(inside.atDecoder.length, 1, 'the second batch did not go to the thread');
+  t.same(got, [], 'and waits for the first');
+  await drained;
+  t.same(got.map((l) => l.function), ['FFA_ID_GET', 'FFA_SPM_ID_GET', 'FFA_FEATURES']);
+  t.same(got.map((l) => l.seq), [...got.map((l) => l.seq)].sort((a, b) => a - b), 'in capture order');
   await tracer.close();
 });
 

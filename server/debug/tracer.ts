@@ -34,6 +34,11 @@ export interface TracerOptions {
   ringSize?: number;
   /** Append JSONL here (the first line is the session header). */
   file?: string;
+  /**
+   * Records the decoder thread may be behind by (default: the ring size, at least 4096). Past it
+   * this thread decodes too: a traced SPMC running flat out slows down rather than queue without bound.
+   */
+  decoderBacklog?: number;
   /** What the header records (the server passes its manifest, limits and handle seed). */
   session?: { partitions: PartitionManifest[]; limits: SpmcLimits; handleSeed: bigint };
 }
@@ -64,8 +69,12 @@ export class Tracer {
   private decoderFailed = false;
   /** Until the thread has loaded, batches are decoded here (starting it takes a while). */
   private decoderReady = false;
-  /** Batches at the decoder, and who waits for them all to come back. */
-  private decoding = 0;
+  /** Batches in capture order, decoded (lines) or not yet; they go out from the front, in order. */
+  private outbox: { records: number; lines?: TraceLine[] }[] = [];
+  /** Those at the decoder thread (it answers in order), and how many records they hold. */
+  private atDecoder: { records: number; lines?: TraceLine[] }[] = [];
+  private backlog = 0;
+  private readonly maxBacklog: number;
   private whenDrained: (() => void)[] = [];
   private readonly file?: WriteStream;
   private stopObserving: () => void;
@@ -81,6 +90,7 @@ export class Tracer {
     // A file needs every record: keep enough in the ring to cover a burst between two flushes.
     this.ring = new Array(Math.max(opts.file ? 4096 : 1, opts.ringSize ?? 10000));
     this.regs = new BigUint64Array(this.ring.length * SLOT);
+    this.maxBacklog = opts.decoderBacklog ?? Math.max(4096, this.ring.length);
     if (opts.file) {
       this.file = createWriteStream(opts.file, { flags: 'w' });
       const s = opts.session;
@@ -200,22 +210,23 @@ export class Tracer {
       const decoder = new Worker(new URL('./trace-decoder.js', import.meta.url));
       decoder.on('message', (lines: TraceLine[] | 'ready') => {
         if (lines === 'ready') return void (this.decoderReady = true);
-        this.deliver(lines);
-        if (--this.decoding === 0) {
-          decoder.unref();
-          this.drainedNow();
-        }
+        const batch = this.atDecoder.shift()!;
+        this.backlog -= batch.records;
+        batch.lines = lines;
+        this.sendDecoded();
       });
       // Should it ever fail or stop, decode here from then on: the trace must not stop. (Batches it
       // held are lost; a file then misses them, and says so.)
       const lost = (why: string) => {
         if (this.decoder !== decoder) return;
         process.emitWarning(`trace decoder thread ${why}; decoding on the main thread`);
-        if (this.decoding > 0) this.file?.write(`${JSON.stringify({ kind: 'lost', batches: this.decoding, why })}\n`);
+        if (this.atDecoder.length > 0) this.file?.write(`${JSON.stringify({ kind: 'lost', batches: this.atDecoder.length, why })}\n`);
         this.decoderFailed = true;
         this.decoder = undefined;
-        this.decoding = 0;
-        this.drainedNow();
+        for (const batch of this.atDecoder) batch.lines = [];
+        this.atDecoder = [];
+        this.backlog = 0;
+        this.sendDecoded();
       };
       decoder.on('error', (err) => lost(`failed (${err.message})`));
       decoder.on('exit', (code) => lost(`exited (code ${code})`));
@@ -253,10 +264,26 @@ export class Tracer {
     this.queue = [];
     if (raws.length === 0) return;
     const batch = packBatch(raws, slots, regs);
-    if (this.decoder && this.decoderReady) {
-      if (this.decoding++ === 0) this.decoder.ref();
+    const entry: { records: number; lines?: TraceLine[] } = { records: raws.length };
+    this.outbox.push(entry);
+    if (this.decoder && this.decoderReady && this.backlog + raws.length <= this.maxBacklog) {
+      if (this.atDecoder.length === 0) this.decoder.ref();
+      this.atDecoder.push(entry);
+      this.backlog += raws.length;
       this.decoder.postMessage(batch, [batch.nums.buffer as ArrayBuffer, regs.buffer as ArrayBuffer]);
-    } else this.deliver(decodeBatch(batch));
+    } else {
+      entry.lines = decodeBatch(batch);
+      this.sendDecoded();
+    }
+  }
+
+  /** Hand out the decoded batches at the front of the outbox, in capture order. */
+  private sendDecoded(): void {
+    while (this.outbox[0]?.lines) this.deliver(this.outbox.shift()!.lines!);
+    if (this.atDecoder.length === 0) {
+      this.decoder?.unref();
+      this.drainedNow();
+    }
   }
 
   private deliver(lines: TraceLine[]): void {
@@ -281,7 +308,7 @@ export class Tracer {
   drained(): Promise<void> {
     this.recordAnswers();
     if (this.queue.length > 0) this.flush();
-    if (this.decoding === 0) return Promise.resolve();
+    if (this.atDecoder.length === 0) return Promise.resolve();
     return new Promise((resolve) => this.whenDrained.push(resolve));
   }
 
