@@ -42,7 +42,7 @@ export function spmcClientConstructor(): grpc.ServiceClientConstructor {
   return grpc.makeGenericClientConstructor(fastSpmcServiceDefinition(), 'Spmc');
 }
 
-type WireU64 = Long | { low: number; high: number; unsigned: boolean } | number | string;
+export type WireU64 = Long | { low: number; high: number; unsigned: boolean } | number | string;
 
 export function u64FromWire(v: WireU64 | undefined): bigint {
   if (v === undefined || v === null) return 0n;

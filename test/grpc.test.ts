@@ -130,11 +130,71 @@ t.test('malformed messages are INVALID_ARGUMENT and the server keeps serving', a
   const status = new Promise<number>((resolve) => stream.on('error', (e: grpc.ServiceError) => resolve(e.code)));
   stream.write(Buffer.from([0x1a, 0xff]));
   t.equal(grpc.status[await status], 'INVALID_ARGUMENT');
+  const memory = raw['Memory']!() as grpc.ClientDuplexStream<Buffer, Buffer>;
+  const memoryStatus = new Promise<number>((resolve) => memory.on('error', (e: grpc.ServiceError) => resolve(e.code)));
+  memory.write(Buffer.from([0x1a, 0xff]));
+  t.equal(grpc.status[await memoryStatus], 'INVALID_ARGUMENT', 'a garbage Memory message');
   // Garbage registers are an FF-A answer.
   const out = await ch.call(a.session, 0, toRegisters([0xdeadbeefcafen, 0xffffffffffffffffn, 7n]));
   t.equal(out[0], 0xffffffffn, 'SMCCC NOT_SUPPORTED');
   t.equal(errorOfRegs(await ch.call(a.session, 0, toRegisters([fid('ID_GET'), 1]))), FFA_ERRORS.INVALID_PARAMETERS);
   t.equal((await ch.call(a.session, 0, toRegisters([fid('ID_GET')])))[2], BigInt(a.endpointId), 'still serving');
+});
+
+t.test('the Memory stream: accesses answered in order, refusals answered without ending it', async (t) => {
+  const { server, address } = await startServer();
+  t.teardown(() => server.stop());
+  const ch = new SpmcChannel(address);
+  t.teardown(() => ch.close());
+  const a = await ch.attach({});
+  const b = await ch.attach({});
+  const stream = (ch.client['Memory'] as () => grpc.ClientDuplexStream<object, { data: Buffer; status: number; details: string }>).call(ch.client);
+  const replies: { data: Buffer; status: number; details: string }[] = [];
+  stream.on('data', (r) => replies.push(r));
+  const ended = new Promise<number>((resolve) => stream.on('error', (e: grpc.ServiceError) => resolve(e.code)));
+  const until = async (n: number) => {
+    while (replies.length < n) await new Promise((r) => setTimeout(r, 5));
+  };
+  // Written back to back: answered in order, the later read seeing the earlier write.
+  stream.write({ session: a.session, address: a.ramBase + 16n, write: Buffer.from([1, 2, 3, 4]) });
+  stream.write({ session: '', address: a.ramBase + 16n, read: 4 });
+  stream.write({ session: '', address: 0x1000n, read: 4 }); // not its memory
+  stream.write({ session: '', address: a.ramBase, read: 0 });
+  stream.write({ session: '', address: a.ramBase, write: Buffer.alloc(0) });
+  stream.write({ session: a.session, address: a.ramBase });
+  stream.write({ session: '', address: a.ramBase + 17n, read: 2 });
+  await until(7);
+  t.same(
+    replies.map((r) => [r.status === 0 ? 'OK' : grpc.status[r.status], [...r.data]]),
+    [
+      ['OK', []],
+      ['OK', [1, 2, 3, 4]],
+      ['PERMISSION_DENIED', []],
+      ['INVALID_ARGUMENT', []],
+      ['INVALID_ARGUMENT', []],
+      ['INVALID_ARGUMENT', []],
+      ['OK', [2, 3]],
+    ],
+  );
+  t.match(replies[2]!.details, /0x1000/);
+  // Another session on the same stream ends it; so does a detached one.
+  stream.write({ session: b.session, address: b.ramBase, read: 1 });
+  t.equal(grpc.status[await ended], 'INVALID_ARGUMENT');
+
+  const s2 = (ch.client['Memory'] as () => grpc.ClientDuplexStream<object, unknown>).call(ch.client);
+  const ended2 = new Promise<number>((resolve) => s2.on('error', (e: grpc.ServiceError) => resolve(e.code)));
+  s2.write({ session: 'no-such-session', address: 0n, read: 1 });
+  t.equal(grpc.status[await ended2], 'UNAUTHENTICATED');
+
+  // Through the transport: the driver's accesses go this way, and a fault is PERMISSION_DENIED.
+  const connector = new GrpcConnector(address, 'session');
+  t.teardown(() => connector.close());
+  const vm = await EmulatedVm.attach(connector, { name: 'm' });
+  t.teardown(() => vm.detach());
+  await vm.write(vm.ramBase, Uint8Array.of(9, 8, 7));
+  t.same([...(await vm.read(vm.ramBase, 3))], [9, 8, 7]);
+  t.equal(await codeOf(vm.read(0x1000n, 1)), 'PERMISSION_DENIED');
+  t.same([...(await vm.read(vm.ramBase + 1n, 1))], [8], 'the stream carries on after a fault');
 });
 
 t.test('a Session stream carries one session; a cancelled one releases its VM', async (t) => {

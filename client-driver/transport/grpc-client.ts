@@ -97,8 +97,59 @@ export class SpmcChannel {
   }
 }
 
+interface MemoryReply {
+  data: Buffer;
+  status: number;
+  details: string;
+}
+
+/**
+ * A session's guest memory accesses on one Memory stream, answered in order (a unary call each
+ * costs about a millisecond in grpc-js; an access on the stream, a message each way).
+ */
+class MemoryStream {
+  private readonly stream: grpc.ClientDuplexStream<object, MemoryReply>;
+  private readonly waiting: { resolve(r: MemoryReply): void; reject(e: Error): void }[] = [];
+  private named = false;
+  broken = false;
+
+  constructor(
+    channel: SpmcChannel,
+    private readonly session: string,
+  ) {
+    this.stream = (channel.client['Memory'] as () => grpc.ClientDuplexStream<object, MemoryReply>).call(channel.client);
+    this.stream.on('data', (r: MemoryReply) => this.waiting.shift()?.resolve(r));
+    this.stream.on('error', (e) => this.fail(transportError(e)));
+    this.stream.on('end', () => this.fail(new TransportError('UNAVAILABLE', 'memory stream ended')));
+  }
+
+  private fail(e: TransportError): void {
+    this.broken = true;
+    for (const w of this.waiting.splice(0)) w.reject(e);
+  }
+
+  /** One access; a refused one rejects with the status the unary form would have ended with. */
+  access(address: bigint, access: { read: number } | { write: Buffer }): Promise<MemoryReply> {
+    return new Promise<MemoryReply>((resolve, reject) => {
+      this.waiting.push({ resolve, reject });
+      this.stream.write({ session: this.named ? '' : this.session, address: u64ToWire(address), ...access });
+      this.named = true;
+    }).then((r) => {
+      if (r.status !== 0) throw transportError({ code: r.status, details: r.details } as grpc.ServiceError);
+      return r;
+    });
+  }
+
+  end(): void {
+    this.broken = true;
+    this.stream.end();
+  }
+}
+
 /** What both gRPC transports do the same way: guest memory, the interrupt line, detach. */
 export abstract class GrpcTransport implements Transport {
+  private memory?: MemoryStream;
+
   constructor(
     protected readonly channel: SpmcChannel,
     protected readonly session: string,
@@ -110,15 +161,27 @@ export abstract class GrpcTransport implements Transport {
     return this.channel.interrupts(this.session, handler, onLost);
   }
 
-  readMemory(address: bigint, length: number): Promise<Uint8Array> {
-    return this.channel.readMemory(this.session, address, length);
+  /** The memory stream, opened on first use and again after it broke (say the server restarted). */
+  private memoryStream(): MemoryStream {
+    if (!this.memory || this.memory.broken) this.memory = new MemoryStream(this.channel, this.session);
+    return this.memory;
   }
 
-  writeMemory(address: bigint, data: Uint8Array): Promise<void> {
-    return this.channel.writeMemory(this.session, address, data);
+  async readMemory(address: bigint, length: number): Promise<Uint8Array> {
+    const r = await this.memoryStream().access(address, { read: length });
+    return new Uint8Array(r.data.buffer, r.data.byteOffset, r.data.length);
   }
 
-  detach(): Promise<void> {
-    return this.channel.detach(this.session);
+  async writeMemory(address: bigint, data: Uint8Array): Promise<void> {
+    await this.memoryStream().access(address, { write: Buffer.from(data.buffer, data.byteOffset, data.length) });
+  }
+
+  async detach(): Promise<void> {
+    try {
+      await this.channel.detach(this.session);
+    } finally {
+      this.memory?.end();
+      this.memory = undefined;
+    }
   }
 }

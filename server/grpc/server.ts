@@ -10,6 +10,7 @@ import { type EndpointId, isUuidString, parseUuid, type Registers } from '../../
 import type { AttachRequest__Output as AttachRequest } from '../../proto/gen/remote_spmc/v1/AttachRequest.js';
 import type { DetachRequest__Output as DetachRequest } from '../../proto/gen/remote_spmc/v1/DetachRequest.js';
 import type { InterruptsRequest__Output as InterruptsRequest } from '../../proto/gen/remote_spmc/v1/InterruptsRequest.js';
+import type { MemoryRequest__Output as MemoryRequest } from '../../proto/gen/remote_spmc/v1/MemoryRequest.js';
 import type { ReadMemoryRequest__Output as ReadMemoryRequest } from '../../proto/gen/remote_spmc/v1/ReadMemoryRequest.js';
 import type { WriteMemoryRequest__Output as WriteMemoryRequest } from '../../proto/gen/remote_spmc/v1/WriteMemoryRequest.js';
 import {
@@ -20,6 +21,7 @@ import {
   registerFile,
   SPMC_SERVICE_NAME,
   u64FromWire,
+  type WireU64,
   u64ToWire,
 } from '../../proto/wire.js';
 import type { TraceRequest__Output as TraceRequest } from '../../proto/gen/remote_spmc/v1/TraceRequest.js';
@@ -135,6 +137,7 @@ export class SpmcGrpcServer {
       for (const stream of [...s.streams, ...s.interruptLines]) stream.emit('error', { code: grpc.status.UNAVAILABLE, details: 'server shutting down' });
     }
     for (const stream of this.debugStreams) stream.end();
+    for (const stream of this.memoryStreams) stream.emit('error', { code: grpc.status.UNAVAILABLE, details: 'server shutting down' });
     await new Promise<void>((resolve) => {
       const force = setTimeout(() => {
         this.server.forceShutdown();
@@ -186,6 +189,59 @@ export class SpmcGrpcServer {
       this.log.warn({ endpoint: s.endpointId, err: (e as Error).message }, 'detach failed');
     }
     this.log.info({ endpoint: s.endpointId, why }, 'endpoint released');
+  }
+
+  private readMemory(s: Session, address: WireU64, length: number): Buffer {
+    if (length === 0 || length > MAX_MEMORY_ACCESS) throw new StatusError(grpc.status.INVALID_ARGUMENT, `length must be 1..${MAX_MEMORY_ACCESS}`);
+    return Buffer.from(this.guarded(s, () => this.spmc.readMemory(s.endpointId, u64FromWire(address), length)));
+  }
+
+  private writeMemory(s: Session, address: WireU64, data: Buffer): void {
+    if (data.length === 0 || data.length > MAX_MEMORY_ACCESS) throw new StatusError(grpc.status.INVALID_ARGUMENT, `data must be 1..${MAX_MEMORY_ACCESS} bytes`);
+    this.guarded(s, () => this.spmc.writeMemory(s.endpointId, u64FromWire(address), new Uint8Array(data.buffer, data.byteOffset, data.length)));
+  }
+
+  /**
+   * A session's memory accesses on one stream, each answered at once and in order. A refused access
+   * (fault, bad length) is answered with its status and the stream carries on; a stream that names
+   * no valid session, or another one, ends with the status.
+   */
+  private readonly memoryStreams = new Set<grpc.ServerDuplexStream<MemoryRequest | Malformed, object>>();
+
+  private memoryStream(stream: grpc.ServerDuplexStream<MemoryRequest | Malformed, object>): void {
+    let bound: Session | undefined;
+    let done = false;
+    whileOpen(stream, this.memoryStreams, () => {});
+    stream.on('data', (req: MemoryRequest | Malformed) => {
+      if (done) return;
+      try {
+        if (isMalformed(req)) throw new StatusError(grpc.status.INVALID_ARGUMENT, req.malformed);
+        if (bound && req.session !== '' && req.session !== bound.token) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'a stream carries one session');
+        // Every access checks that the session still exists (it may have been detached meanwhile).
+        bound = this.session(bound?.token ?? req.session);
+      } catch (e) {
+        done = true;
+        stream.emit('error', toStatus(e));
+        return;
+      }
+      try {
+        if (req.read !== undefined) stream.write({ data: this.readMemory(bound, req.address, req.read) });
+        else if (req.write !== undefined) {
+          this.writeMemory(bound, req.address, req.write);
+          stream.write({});
+        } else throw new StatusError(grpc.status.INVALID_ARGUMENT, 'an access is a read or a write');
+      } catch (e) {
+        const { code, details } = toStatus(e);
+        stream.write({ status: code, details });
+      }
+    });
+    stream.on('end', () => {
+      if (!done) stream.end();
+      done = true;
+    });
+    stream.on('error', () => {
+      done = true;
+    });
   }
 
   /** A memory access; a fault is logged before it goes back as PERMISSION_DENIED. */
@@ -253,21 +309,12 @@ export class SpmcGrpcServer {
         call.on('cancelled', () => out.abandon());
         return out.answer.then((r) => ({ x: r }));
       }),
-      ReadMemory: unary<ReadMemoryRequest>((req) => {
-        const s = this.session(req.session);
-        if (req.length === 0 || req.length > MAX_MEMORY_ACCESS) {
-          throw new StatusError(grpc.status.INVALID_ARGUMENT, `length must be 1..${MAX_MEMORY_ACCESS}`);
-        }
-        return { data: Buffer.from(this.guarded(s, () => this.spmc.readMemory(s.endpointId, u64FromWire(req.address), req.length))) };
-      }),
+      ReadMemory: unary<ReadMemoryRequest>((req) => ({ data: this.readMemory(this.session(req.session), req.address, req.length) })),
       WriteMemory: unary<WriteMemoryRequest>((req) => {
-        const s = this.session(req.session);
-        if (req.data.length === 0 || req.data.length > MAX_MEMORY_ACCESS) {
-          throw new StatusError(grpc.status.INVALID_ARGUMENT, `data must be 1..${MAX_MEMORY_ACCESS} bytes`);
-        }
-        this.guarded(s, () => this.spmc.writeMemory(s.endpointId, u64FromWire(req.address), new Uint8Array(req.data)));
+        this.writeMemory(this.session(req.session), req.address, req.data);
         return {};
       }),
+      Memory: (stream: grpc.ServerDuplexStream<MemoryRequest | Malformed, object>) => this.memoryStream(stream),
       Session: (stream: grpc.ServerDuplexStream<CallRequest | Malformed, object>) => this.sessionStream(stream),
       Interrupts: (stream: grpc.ServerWritableStream<InterruptsRequest | Malformed, object>) => this.interruptLine(stream),
     };
