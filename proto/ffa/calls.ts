@@ -150,14 +150,8 @@ const MALFORMED_ERROR: Partial<Record<FfaFunction, FfaErrorCode>> = {
 
 const lo32 = (v: bigint): number => Number(v & U32);
 const hiLo = (lo: bigint, hi: bigint): bigint => ((hi & U32) << 32n) | (lo & U32);
-const target = (v: bigint): TargetInfo => {
-  const w = Number(BigInt.asUintN(32, v));
-  return { endpoint: w >>> 16, vcpu: w & 0xffff };
-};
-const route = (v: bigint): SrcDst => {
-  const w = Number(BigInt.asUintN(32, v));
-  return { source: w >>> 16, destination: w & 0xffff };
-};
+const target = (v: bigint): TargetInfo => ({ endpoint: pairHigh(v), vcpu: pairLow(v) });
+const route = (v: bigint): SrcDst => ({ source: pairHigh(v), destination: pairLow(v) });
 const packTarget = (t: TargetInfo): bigint => packPair(t.endpoint, t.vcpu);
 const packRoute = (r: SrcDst): bigint => packPair(r.source, r.destination);
 const bit = (v: bigint, n: number): boolean => ((v >> BigInt(n)) & 1n) === 1n;

@@ -100,47 +100,39 @@ export type FfaFunction = keyof typeof FFA_FUNCTIONS;
 
 export const FFA_FUNCTION_NAMES = Object.keys(FFA_FUNCTIONS) as FfaFunction[];
 
-function computeFid(fn: FfaFunction, width: Width): number | undefined {
-  const spec: FunctionSpec = FFA_FUNCTIONS[fn];
-  return spec.widths.includes(width) ? ((width === 64 ? SMC64_FAST_BASE : SMC32_FAST_BASE) | spec.num) >>> 0 : undefined;
-}
-
-/** Every FID worked out once, [SMC32, SMC64]: encoding a call looks its x0 up instead (a hot path). */
-const FIDS = new Map<FfaFunction, [number | undefined, number | undefined]>();
-const FID_REGISTERS = new Map<FfaFunction, [bigint | undefined, bigint | undefined]>();
-for (const fn of Object.keys(FFA_FUNCTIONS) as FfaFunction[]) {
-  const ids = [computeFid(fn, 32), computeFid(fn, 64)] as [number | undefined, number | undefined];
-  FIDS.set(fn, ids);
-  FID_REGISTERS.set(fn, [ids[0] === undefined ? undefined : BigInt(ids[0]), ids[1] === undefined ? undefined : BigInt(ids[1])]);
-}
-
-/** The FID of `fn` in the given width; throws if that width does not exist (a programming error). */
-export function fid(fn: FfaFunction, width: Width = 32): number {
-  const id = FIDS.get(fn)?.[width === 64 ? 1 : 0];
-  if (id === undefined) throw new Error(`FFA_${fn} has no SMC${width} form`);
-  return id;
-}
-
-/** The same, as the x0 register value. */
-export function fidRegister(fn: FfaFunction, width: Width = 32): bigint {
-  const x0 = FID_REGISTERS.get(fn)?.[width === 64 ? 1 : 0];
-  if (x0 === undefined) throw new Error(`FFA_${fn} has no SMC${width} form`);
-  return x0;
-}
-
 export interface FunctionId {
   readonly fn: FfaFunction;
   readonly width: Width;
   readonly fid: number;
+  /** The FID as the x0 register value (encoding a call takes it from here: a hot path). */
+  readonly x0: bigint;
 }
 
+/** Every defined (function, width) pair, worked out once: by FID, and by name as [SMC32, SMC64]. */
 const byFid = new Map<number, FunctionId>();
+const byName = new Map<FfaFunction, [FunctionId | undefined, FunctionId | undefined]>();
 for (const fn of FFA_FUNCTION_NAMES) {
+  const forms: [FunctionId | undefined, FunctionId | undefined] = [undefined, undefined];
   for (const width of FFA_FUNCTIONS[fn].widths as readonly Width[]) {
-    const id = fid(fn, width);
-    byFid.set(id, { fn, width, fid: id });
+    const id = ((width === 64 ? SMC64_FAST_BASE : SMC32_FAST_BASE) | FFA_FUNCTIONS[fn].num) >>> 0;
+    const entry = { fn, width, fid: id, x0: BigInt(id) };
+    byFid.set(id, entry);
+    forms[width === 64 ? 1 : 0] = entry;
   }
+  byName.set(fn, forms);
 }
+
+function functionId(fn: FfaFunction, width: Width): FunctionId {
+  const id = byName.get(fn)?.[width === 64 ? 1 : 0];
+  if (!id) throw new Error(`FFA_${fn} has no SMC${width} form`);
+  return id;
+}
+
+/** The FID of `fn` in the given width; throws if that width does not exist (a programming error). */
+export const fid = (fn: FfaFunction, width: Width = 32): number => functionId(fn, width).fid;
+
+/** The same, as the x0 register value. */
+export const fidRegister = (fn: FfaFunction, width: Width = 32): bigint => functionId(fn, width).x0;
 
 /** Every defined (function, width) pair, for tables and tests. */
 export const ALL_FUNCTION_IDS: readonly FunctionId[] = [...byFid.values()];
