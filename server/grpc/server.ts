@@ -202,12 +202,23 @@ export class SpmcGrpcServer {
   }
 
   /**
+   * The session of a stream's request: the stream's first request names it, later ones may leave it
+   * empty but may not name another; and it must still exist (it may have been detached meanwhile).
+   */
+  private streamSession(bound: Session | undefined, named: string): Session {
+    if (!bound) return this.session(named);
+    if (named !== '' && named !== bound.token) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'a stream carries one session');
+    if (!this.sessions.has(bound.token)) throw new StatusError(grpc.status.UNAUTHENTICATED, 'session was detached');
+    return bound;
+  }
+
+  private readonly memoryStreams = new Set<grpc.ServerDuplexStream<MemoryRequest | Malformed, object>>();
+
+  /**
    * A session's memory accesses on one stream, each answered at once and in order. A refused access
    * (fault, bad length) is answered with its status and the stream carries on; a stream that names
    * no valid session, or another one, ends with the status.
    */
-  private readonly memoryStreams = new Set<grpc.ServerDuplexStream<MemoryRequest | Malformed, object>>();
-
   private memoryStream(stream: grpc.ServerDuplexStream<MemoryRequest | Malformed, object>): void {
     let bound: Session | undefined;
     let done = false;
@@ -216,9 +227,7 @@ export class SpmcGrpcServer {
       if (done) return;
       try {
         if (isMalformed(req)) throw new StatusError(grpc.status.INVALID_ARGUMENT, req.malformed);
-        if (bound && req.session !== '' && req.session !== bound.token) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'a stream carries one session');
-        // Every access checks that the session still exists (it may have been detached meanwhile).
-        bound = this.session(bound?.token ?? req.session);
+        bound = this.streamSession(bound, req.session);
       } catch (e) {
         done = true;
         stream.emit('error', toStatus(e));
@@ -273,10 +282,8 @@ export class SpmcGrpcServer {
     return { session: token, endpoint_id: ep.id, ram_base: u64ToWire(ep.ram.base), ram_bytes: u64ToWire(ep.ram.size) };
   }
 
-  /** One call: the reply now, or once another endpoint completes the blocked vCPU. */
   /** One SMCCC call of a session: the answer now, or the Pending that will give it. */
-  private call(req: CallRequest, session: string, via: string): Registers | Pending {
-    const s = this.session(session);
+  private call(req: CallRequest, s: Session, via: string): Registers | Pending {
     const x = registerFile(req.x);
     if (!x) throw new StatusError(grpc.status.INVALID_ARGUMENT, `x: at most 18 registers, got ${req.x.length}`);
     return this.spmc.handle(s.endpointId, req.vcpu, x, via);
@@ -304,7 +311,7 @@ export class SpmcGrpcServer {
       }),
       // A client that gives up on a blocked call leaves the model as it is; the answer is dropped.
       Call: unary<CallRequest>((req, call) => {
-        const out = this.call(req, req.session, 'grpc-unary');
+        const out = this.call(req, this.session(req.session), 'grpc-unary');
         if (!isPending(out)) return { x: out };
         call.on('cancelled', () => out.abandon());
         return out.answer.then((r) => ({ x: r }));
@@ -364,14 +371,12 @@ export class SpmcGrpcServer {
         const req = queue.shift()!;
         try {
           if (isMalformed(req)) throw new StatusError(grpc.status.INVALID_ARGUMENT, req.malformed);
+          const session = this.streamSession(bound, req.session);
           if (!bound) {
-            bound = this.session(req.session);
+            bound = session;
             bound.streams.add(stream as grpc.ServerDuplexStream<unknown, unknown>);
-          } else if (req.session !== bound.token && req.session !== '') {
-            throw new StatusError(grpc.status.INVALID_ARGUMENT, 'a stream carries one session');
           }
-          if (!this.sessions.has(bound.token)) throw new StatusError(grpc.status.UNAUTHENTICATED, 'session was detached');
-          const out = this.call(req, bound.token, 'grpc-session');
+          const out = this.call(req, session, 'grpc-session');
           if (isPending(out)) {
             busy = out;
             // Answered inside another endpoint's call: written once that call is over (a watcher,
