@@ -118,7 +118,7 @@ export type RawRecord =
 /** Registers per slot: a call's x0..x17 and its answer's. */
 export const SLOT = 2 * REGISTER_COUNT;
 
-const hex = (v: bigint | number) => `0x${v.toString(16)}`;
+export const hex = (v: bigint | number) => `0x${v.toString(16)}`;
 
 /** Fields that hold endpoint IDs: shown in hex, as FF-A engineers read them. */
 const ID_FIELDS = new Set(['source', 'destination', 'endpoint', 'sender', 'receiver', 'vmId', 'senderVmId', 'id']);
@@ -232,26 +232,14 @@ export function toRecord(raw: RawRecord, regs: BigUint64Array): TraceRecord {
   }
 }
 
-const functionOf = (rec: TraceRecord): string => ('function' in rec ? rec.function : '');
-const errorOf = (rec: TraceRecord): string => ('result' in rec && rec.result?.error) || '';
-
-/** What a filter looks at in a record. */
-export const filterFields = (rec: TraceRecord): Omit<TraceLine, 'json'> => ({
+/** The streamed form of a record (`json: ''` where only a filter will look at it). */
+export const toLine = (rec: TraceRecord, json = JSON.stringify(rec)): TraceLine => ({
   seq: rec.seq,
   kind: rec.kind,
   endpoint: rec.endpoint,
-  function: functionOf(rec),
-  error: errorOf(rec),
-});
-
-/** The streamed form of a record. */
-export const toLine = (rec: TraceRecord): TraceLine => ({
-  seq: rec.seq,
-  kind: rec.kind,
-  endpoint: rec.endpoint,
-  function: functionOf(rec),
-  error: errorOf(rec),
-  json: JSON.stringify(rec),
+  function: 'function' in rec ? rec.function : '',
+  error: ('result' in rec && rec.result?.error) || '',
+  json,
 });
 
 /**

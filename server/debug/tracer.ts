@@ -14,7 +14,7 @@ import type { PartitionManifest, Spmc } from '../spmc/spmc.js';
 import type { MemoryFaultRecord, ObservedCall, SpmcLimits, SpmcObserver } from '../spmc/state.js';
 import {
   decodeBatch,
-  filterFields,
+  hex,
   jsonValue,
   matches,
   packBatch,
@@ -24,6 +24,7 @@ import {
   type TraceHeader,
   type TraceLine,
   type TraceRecord,
+  toLine,
   toRecord,
 } from './records.js';
 
@@ -49,7 +50,11 @@ export interface TracerOptions {
  */
 export const FLUSH_MS = 20;
 
-const hex = (v: bigint | number) => `0x${v.toString(16)}`;
+/** A handed-over batch: how many records, and their lines once decoded. */
+interface OutboxBatch {
+  records: number;
+  lines?: TraceLine[];
+}
 
 export class Tracer {
   private readonly ring: (RawRecord | undefined)[];
@@ -70,10 +75,9 @@ export class Tracer {
   /** Until the thread has loaded, batches are decoded here (starting it takes a while). */
   private decoderReady = false;
   /** Batches in capture order, decoded (lines) or not yet; they go out from the front, in order. */
-  private outbox: { records: number; lines?: TraceLine[] }[] = [];
-  /** Those at the decoder thread (it answers in order), and how many records they hold. */
-  private atDecoder: { records: number; lines?: TraceLine[] }[] = [];
-  private backlog = 0;
+  private outbox: OutboxBatch[] = [];
+  /** Those at the decoder thread (it answers in order). */
+  private atDecoder: OutboxBatch[] = [];
   private readonly maxBacklog: number;
   private whenDrained: (() => void)[] = [];
   private readonly file?: WriteStream;
@@ -210,9 +214,7 @@ export class Tracer {
       const decoder = new Worker(new URL('./trace-decoder.js', import.meta.url));
       decoder.on('message', (lines: TraceLine[] | 'ready') => {
         if (lines === 'ready') return void (this.decoderReady = true);
-        const batch = this.atDecoder.shift()!;
-        this.backlog -= batch.records;
-        batch.lines = lines;
+        this.atDecoder.shift()!.lines = lines;
         this.sendDecoded();
       });
       // Should it ever fail or stop, decode here from then on: the trace must not stop. (Batches it
@@ -225,7 +227,6 @@ export class Tracer {
         this.decoder = undefined;
         for (const batch of this.atDecoder) batch.lines = [];
         this.atDecoder = [];
-        this.backlog = 0;
         this.sendDecoded();
       };
       decoder.on('error', (err) => lost(`failed (${err.message})`));
@@ -264,12 +265,12 @@ export class Tracer {
     this.queue = [];
     if (raws.length === 0) return;
     const batch = packBatch(raws, slots, regs);
-    const entry: { records: number; lines?: TraceLine[] } = { records: raws.length };
+    const entry: OutboxBatch = { records: raws.length };
     this.outbox.push(entry);
-    if (this.decoder && this.decoderReady && this.backlog + raws.length <= this.maxBacklog) {
+    const backlog = this.atDecoder.reduce((n, b) => n + b.records, 0);
+    if (this.decoder && this.decoderReady && backlog + raws.length <= this.maxBacklog) {
       if (this.atDecoder.length === 0) this.decoder.ref();
       this.atDecoder.push(entry);
-      this.backlog += raws.length;
       this.decoder.postMessage(batch, [batch.nums.buffer as ArrayBuffer, regs.buffer as ArrayBuffer]);
     } else {
       entry.lines = decodeBatch(batch);
@@ -319,7 +320,7 @@ export class Tracer {
       const raw = this.ring[(this.next - i + this.ring.length) % this.ring.length];
       if (!raw) break;
       const rec = toRecord(raw, this.regs);
-      if (matches(filter, filterFields(rec))) out.push(rec);
+      if (matches(filter, toLine(rec, ''))) out.push(rec);
     }
     return out.reverse();
   }
