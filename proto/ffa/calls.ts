@@ -5,7 +5,7 @@
 // ABI defines, so re-encoding it reproduces exactly the bits a well-formed caller may set; any other
 // bit in the registers the call uses is an MBZ violation.
 
-import { errorCodeFromWord, errorCodeToWord, FFA_ERRORS, type FfaErrorCode } from './errors.js';
+import { errorCodeFromWord, errorCodeToWord, FFA_ERRORS, type FfaErrorCode, type Reason } from './errors.js';
 import {
   type FfaFunction,
   type Width,
@@ -40,7 +40,8 @@ export type DirectMessageKind = { kind: 'partition' } | { kind: 'framework'; typ
 export type MemBuffer = { address: bigint; pageCount: number };
 
 export type FfaCall =
-  | { fn: 'ERROR'; target: TargetInfo; code: number; errorArg: number }
+  /** `reason` is not in the registers: the SPMC says there why it refused (see Reason). */
+  | { fn: 'ERROR'; target: TargetInfo; code: number; errorArg: number; reason?: Reason }
   | { fn: 'SUCCESS'; width: Width; target: TargetInfo; args: bigint[] }
   | { fn: 'INTERRUPT'; target: TargetInfo; interruptId: number }
   | { fn: 'VERSION'; requested: FfaVersion }
@@ -602,7 +603,7 @@ export const ffaSuccess = (args: (bigint | number)[] = [], width: Width = 32): F
   target: { endpoint: 0, vcpu: 0 },
   args: args.map((a) => BigInt(a)),
 });
-export const ffaError = (code: number): FfaCall => ({ fn: 'ERROR', target: { endpoint: 0, vcpu: 0 }, code, errorArg: 0 });
+export const ffaError = (code: number, reason?: Reason): FfaCall => ({ fn: 'ERROR', target: { endpoint: 0, vcpu: 0 }, code, errorArg: 0, reason });
 
 /** Registers of FFA_ERROR(code), without building a call value (hot path). */
 export function errorRegisters(code: number): Registers {

@@ -26,6 +26,15 @@ export const errorCodeFromWord = (w2: bigint | number): number => Number(BigInt.
 /** The 32-bit word for a code (zero-extended, as Hafnium returns it). */
 export const errorCodeToWord = (code: number): bigint => BigInt.asUintN(32, BigInt(code));
 
+/**
+ * Why a call was refused: a stable code (`msg_send2.receiver_no_indirect`) and a sentence naming
+ * the failed check with its values. It travels beside the registers, never in them.
+ */
+export interface Reason {
+  code: string;
+  text: string;
+}
+
 export function errorName(code: number): string {
   return nameByCode.get(code) ?? `UNKNOWN(${code})`;
 }

@@ -18,6 +18,9 @@ export function toRegisters(x: readonly (bigint | number)[]): Registers {
   return r;
 }
 
+/** The one hex formatter: ids, addresses and register values as FF-A engineers read them. */
+export const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
+
 /** Target info / src-dst packing: high half-word in [31:16], low in [15:0]. */
 export const packPair = (high: number, low: number): bigint => BigInt((((high & 0xffff) << 16) | (low & 0xffff)) >>> 0);
 // asUintN then plain numbers: one BigInt operation instead of a shift and a mask (hot: every route).

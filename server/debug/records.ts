@@ -10,6 +10,7 @@ import {
   type FfaVersion,
   fidName,
   formatUuid,
+  hex,
   type Registers,
   REGISTER_COUNT,
   registersUsed,
@@ -118,7 +119,6 @@ export type RawRecord =
 /** Registers per slot: a call's x0..x17 and its answer's. */
 export const SLOT = 2 * REGISTER_COUNT;
 
-export const hex = (v: bigint | number) => `0x${v.toString(16)}`;
 
 /** Fields that hold endpoint IDs: shown in hex, as FF-A engineers read them. */
 const ID_FIELDS = new Set(['source', 'destination', 'endpoint', 'sender', 'receiver', 'vmId', 'senderVmId', 'id']);

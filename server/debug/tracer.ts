@@ -8,13 +8,12 @@
 
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { type EndpointId, formatUuid, fidName, REGISTER_COUNT, U32 } from '../../proto/ffa/index.js';
+import { type EndpointId, formatUuid, fidName, hex, REGISTER_COUNT, U32 } from '../../proto/ffa/index.js';
 import { isPending } from '../spmc/pending.js';
 import type { PartitionManifest, Spmc } from '../spmc/spmc.js';
 import type { MemoryFaultRecord, ObservedCall, SpmcLimits, SpmcObserver } from '../spmc/state.js';
 import {
   decodeBatch,
-  hex,
   jsonValue,
   matches,
   packBatch,

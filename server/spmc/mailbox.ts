@@ -6,14 +6,14 @@ import {
   FFA_PAGE_SIZE,
   FFA_VERSION_1_2,
   type EndpointId,
-  ffaError,
   ffaSuccess,
+  hex,
   RXTX_MAX_PAGES_SHIFT,
   RXTX_MIN_SIZE_4K,
 } from '../../proto/ffa/index.js';
 import type { Endpoint } from './endpoint.js';
 import { pageAligned } from './memory.js';
-import type { AbiTable, SpmcState } from './state.js';
+import { type AbiTable, refuse, type SpmcState } from './state.js';
 
 const PAGE = BigInt(FFA_PAGE_SIZE);
 const { INVALID_PARAMETERS, DENIED } = FFA_ERRORS;
@@ -60,19 +60,32 @@ export function unmapMailbox(ep: Endpoint): void {
   ep.mailbox = undefined;
 }
 
+const alreadyMapped = (caller: Endpoint) =>
+  refuse(DENIED, 'rxtx_map.already_mapped', `RXTX_MAP: ${hex(caller.id)} already has RX/TX buffers mapped`);
+
 export const mailboxAbis: AbiTable = {
   RXTX_MAP: {
     // A second map is DENIED before its arguments are looked at (Hafnium).
-    onInvalid: ({ caller }) => (caller.mailbox ? ffaError(DENIED) : undefined),
+    onInvalid: ({ caller }) => (caller.mailbox ? alreadyMapped(caller) : undefined),
     handle({ state, caller }, { tx, rx, pageCount }) {
-      if (caller.mailbox) return ffaError(DENIED);
-      if (pageCount < 1 || pageCount > state.limits.rxtxMaxPages) return ffaError(INVALID_PARAMETERS);
-      if (!pageAligned(tx) || !pageAligned(rx)) return ffaError(INVALID_PARAMETERS);
+      if (caller.mailbox) return alreadyMapped(caller);
+      if (pageCount < 1 || pageCount > state.limits.rxtxMaxPages) {
+        return refuse(INVALID_PARAMETERS, 'rxtx_map.page_count', `RXTX_MAP: page count ${pageCount} is not 1..${state.limits.rxtxMaxPages}`);
+      }
+      if (!pageAligned(tx) || !pageAligned(rx)) {
+        return refuse(INVALID_PARAMETERS, 'rxtx_map.unaligned', `RXTX_MAP: TX ${hex(tx)} or RX ${hex(rx)} is not 4 KiB aligned`);
+      }
       const size = BigInt(pageCount) * PAGE;
-      if (tx < rx + size && rx < tx + size) return ffaError(INVALID_PARAMETERS);
+      if (tx < rx + size && rx < tx + size) {
+        return refuse(INVALID_PARAMETERS, 'rxtx_map.overlap', `RXTX_MAP: TX ${hex(tx)} and RX ${hex(rx)} overlap (${pageCount} pages each)`);
+      }
       // Both buffers must be the caller's own, exclusively: TX read-write, RX at least readable.
-      if (!caller.access.allows(tx, tx + size, 'rw', ['owned'])) return ffaError(INVALID_PARAMETERS);
-      if (!caller.access.allows(rx, rx + size, 'ro', ['owned'])) return ffaError(INVALID_PARAMETERS);
+      if (!caller.access.allows(tx, tx + size, 'rw', ['owned'])) {
+        return refuse(INVALID_PARAMETERS, 'rxtx_map.tx_not_owned', `RXTX_MAP: TX ${hex(tx)}+${hex(size)} is not memory ${hex(caller.id)} owns exclusively read-write`);
+      }
+      if (!caller.access.allows(rx, rx + size, 'ro', ['owned'])) {
+        return refuse(INVALID_PARAMETERS, 'rxtx_map.rx_not_owned', `RXTX_MAP: RX ${hex(rx)}+${hex(size)} is not memory ${hex(caller.id)} owns exclusively`);
+      }
       caller.access.assign(tx, tx + size, 'mailbox-tx', 'rw');
       caller.access.assign(rx, rx + size, 'mailbox-rx', 'ro');
       caller.mailbox = { tx, rx, pageCount, rxState: 'empty' };
@@ -87,16 +100,20 @@ export const mailboxAbis: AbiTable = {
   RXTX_UNMAP: {
     handle({ caller }, { id }) {
       // w1[31:16] names a VM only when the hypervisor unmaps for it; every caller here is virtual.
-      if (id !== 0) return ffaError(INVALID_PARAMETERS);
-      if (!caller.mailbox) return ffaError(INVALID_PARAMETERS);
+      if (id !== 0) return refuse(INVALID_PARAMETERS, 'rxtx_unmap.id', `RXTX_UNMAP: w1 names endpoint ${hex(id)}; a virtual caller passes 0`);
+      if (!caller.mailbox) return refuse(INVALID_PARAMETERS, 'rxtx_unmap.not_mapped', `RXTX_UNMAP: ${hex(caller.id)} has no RX/TX buffers mapped`);
       unmapMailbox(caller);
       return ffaSuccess();
     },
   },
   RX_RELEASE: {
     handle({ caller }, { vmId }) {
-      if (vmId !== 0) return ffaError(INVALID_PARAMETERS);
-      return releaseRx(caller) ? ffaSuccess() : ffaError(DENIED);
+      if (vmId !== 0) return refuse(INVALID_PARAMETERS, 'rx_release.id', `RX_RELEASE: w1 names endpoint ${hex(vmId)}; a virtual caller passes 0`);
+      if (releaseRx(caller)) return ffaSuccess();
+      const mb = caller.mailbox;
+      if (!mb) return refuse(DENIED, 'rx_release.not_mapped', `RX_RELEASE: ${hex(caller.id)} has no RX buffer mapped`);
+      if (mb.rxState === 'empty') return refuse(DENIED, 'rx_release.not_owned', `RX_RELEASE: the RX buffer of ${hex(caller.id)} is not full (nothing to release)`);
+      return refuse(DENIED, 'rx_release.framework_pending', `RX_RELEASE: ${hex(caller.id)} must collect its RX-buffer-full framework notification with NOTIFICATION_GET first`);
     },
   },
 };

@@ -3,15 +3,15 @@
 
 import {
   decodeCall,
-  encodeCall,
   type EndpointId,
   errorRegisters,
   FFA_ERRORS,
   FFA_PAGE_SIZE,
   type FfaFunction,
   type FfaVersion,
-  ffaError,
   ffaSuccess,
+  fidName,
+  hex,
   FFA_VERSION_IMPLEMENTED,
   isCompatible,
   isSecureId,
@@ -19,6 +19,7 @@ import {
   PARTITION_ID_TYPE_MASK,
   PARTITION_PROPERTIES as P,
   PARTITION_PROPERTIES_MASK_V1_1,
+  type Reason,
   type Registers,
   REGISTER_COUNT,
   SMCCC_NOT_SUPPORTED,
@@ -39,7 +40,7 @@ import { releaseMemory } from './memory-share.js';
 import { memoryAbis } from './memory-abis.js';
 import { indirectMessagingAbis } from './indirect-messaging.js';
 import { flushDelayedSri, forgetSender, notificationAbis, resetReceiver, signalReceiver } from './notifications.js';
-import { Pending } from './pending.js';
+import { isPending, Pending } from './pending.js';
 import { mailboxAbis, unmapMailbox } from './mailbox.js';
 import { roundUp } from './memory.js';
 import { partitionAbis } from './partitions.js';
@@ -48,7 +49,9 @@ import {
   type AbiTable,
   type CallContext,
   DEFAULT_LIMITS,
+  encodeAnswer,
   FAULT_LOG_SIZE,
+  refuse,
   type SpmcLimits,
   type SpmcObserver,
   SpmcState,
@@ -284,7 +287,7 @@ export class Spmc {
    * yielded to it gets its cycles back so it can finish.
    */
   private releaseVcpus(ep: Endpoint): void {
-    const aborted = ffaError(FFA_ERRORS.ABORTED);
+    const aborted = refuse(FFA_ERRORS.ABORTED, 'detach.endpoint_left', `endpoint ${hex(ep.id)} (${ep.name}) left while this call waited on it`);
     for (const v of ep.vcpus) {
       if (v.handling && !v.handling.originGone) {
         const origin = vcpuAt(this.state, v.handling.origin);
@@ -302,7 +305,7 @@ export class Spmc {
         }
       }
       // Its own outstanding call is over too.
-      v.pending?.complete(encodeCall(aborted, ep.version));
+      v.pending?.complete(encodeAnswer(this.state, aborted, ep.version));
       Object.assign(v, { state: v.idle, pending: undefined, handling: undefined, blockedOn: undefined, runBy: undefined, yieldedTo: undefined });
     }
   }
@@ -313,8 +316,14 @@ export class Spmc {
     const version = this.state.endpoints.get(callerId)?.version;
     for (const o of this.state.observers) o.beforeCall?.();
     const out = this.dispatch(callerId, vcpuIndex, x);
-    for (const o of this.state.observers) o.call?.({ endpoint: callerId, vcpu: vcpuIndex, x, version: version!, via, out });
+    const reason = isPending(out) ? undefined : this.state.reasons.get(out);
+    for (const o of this.state.observers) o.call?.({ endpoint: callerId, vcpu: vcpuIndex, x, version: version!, via, out, reason });
     return out;
+  }
+
+  /** Why the model answered these registers with FFA_ERROR (undefined for any other answer). */
+  reasonFor(answer: Registers): Reason | undefined {
+    return this.state.reasons.get(answer);
   }
 
   private dispatch(callerId: EndpointId, vcpuIndex: number, x: readonly bigint[]): Registers | Pending {
@@ -332,20 +341,26 @@ export class Spmc {
     const decoded = decodeCall(x, caller.version);
     if (!decoded.ok && !decoded.known) {
       if (decoded.smcccVersion) return toRegisters([SMCCC_VERSION_1_2]);
-      return decoded.inFfaRange ? errorRegisters(FFA_ERRORS.NOT_SUPPORTED) : toRegisters([SMCCC_NOT_SUPPORTED]);
+      if (!decoded.inFfaRange) return toRegisters([SMCCC_NOT_SUPPORTED]);
+      const r = errorRegisters(FFA_ERRORS.NOT_SUPPORTED);
+      this.state.reasons.set(r, { code: 'ffa.unknown_function', text: `function ID ${hex(decoded.fid)} is not an FF-A function this SPMC implements` });
+      return r;
     }
     const fn: FfaFunction = decoded.ok ? decoded.call.fn : decoded.fn;
     const handler = this.abis[fn] as AbiHandler<FfaFunction> | undefined;
-    if (!handler) return errorRegisters(FFA_ERRORS.NOT_SUPPORTED);
+    if (!handler) {
+      const name = fidName(decoded.fid);
+      return encodeAnswer(this.state, refuse(FFA_ERRORS.NOT_SUPPORTED, `${fn.toLowerCase()}.not_supported`, `${name}: not handled by this SPMC`), caller.version);
+    }
 
     const ctx: CallContext = { state: this.state, caller, vcpu };
     const reply = decoded.ok
       ? handler.handle(ctx, decoded.call as never)
-      : (handler.onInvalid?.(ctx, decoded) ?? ffaError(decoded.error));
+      : (handler.onInvalid?.(ctx, decoded) ?? refuse(decoded.error, `${fn.toLowerCase()}.mbz`, `${fn}: ${decoded.why}`));
     if (fn !== 'VERSION' && fn !== 'INTERRUPT') caller.versionLocked = true;
     if (vcpu.delayedSri) flushDelayedSri(this.state, vcpu);
     if ('pending' in reply) return reply.pending;
-    return 'raw' in reply ? reply.raw : encodeCall(reply, caller.version);
+    return 'raw' in reply ? reply.raw : encodeAnswer(this.state, reply, caller.version);
   }
 
   /** Guest read, checked against the endpoint's access table. */

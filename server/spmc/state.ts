@@ -5,8 +5,11 @@ import {
   type DecodeResult,
   type EndpointId,
   type FfaCall,
+  type FfaErrorCode,
   type FfaFunction,
   type FfaVersion,
+  ffaError,
+  type Reason,
   type Registers,
   type Width,
 } from '../../proto/ffa/index.js';
@@ -73,6 +76,8 @@ export interface ObservedCall {
   /** Which transport brought it (grpc-session, grpc-unary, http, in-process ...). */
   via: string;
   out: Registers | Pending;
+  /** Why, when `out` is an FFA_ERROR answer given now (a Pending one carries its own). */
+  reason?: Reason;
 }
 
 export class SpmcState {
@@ -86,6 +91,11 @@ export class SpmcState {
   readonly faults: MemoryFaultRecord[] = [];
   faultCount = 0;
   readonly shares: MemShares;
+  /**
+   * Why each FFA_ERROR answer was given, keyed by the answer's register file (a fresh array per
+   * answer): the registers stay the ABI's, and whoever holds them can ask for the reason.
+   */
+  readonly reasons = new WeakMap<Registers, Reason>();
   /** RAM windows of endpoints that left while others still held pages in them. */
   private readonly orphanWindows: Window[] = [];
 
@@ -142,6 +152,19 @@ export interface CallContext {
  */
 export type Reply = FfaCall | { raw: Registers } | { pending: Pending };
 
+/**
+ * Refuse a call: FFA_ERROR(error) with the reason, `code` as `<function>.<check>` and `text` a
+ * sentence naming the check that failed and the values involved.
+ */
+export const refuse = (error: FfaErrorCode, code: string, text: string): FfaCall => ffaError(error, { code, text });
+
+/** Encode an answer for `version`, remembering why when it is a refusal. */
+export function encodeAnswer(state: SpmcState, value: FfaCall, version: FfaVersion): Registers {
+  const r = encodeCall(value, version);
+  if (value.fn === 'ERROR' && value.reason) state.reasons.set(r, value.reason);
+  return r;
+}
+
 export const vcpuRef = (ep: Endpoint, v: Vcpu): VcpuRef => ({ endpoint: ep.id, vcpu: v.index });
 export const sameVcpu = (a: VcpuRef | undefined, b: VcpuRef): boolean => !!a && a.endpoint === b.endpoint && a.vcpu === b.vcpu;
 
@@ -181,7 +204,7 @@ export function wake(state: SpmcState, ref: VcpuRef, value: FfaCall): void {
   vcpu.state = 'running';
   vcpu.pending = undefined;
   vcpu.blockedOn = undefined;
-  if (!pending.complete(encodeCall(value, ep.version))) state.dropped++;
+  if (!pending.complete(encodeAnswer(state, value, ep.version))) state.dropped++;
 }
 
 export type InvalidCall = Extract<DecodeResult, { ok: false; known: true }>;
