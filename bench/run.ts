@@ -15,7 +15,7 @@ import { encodeCall, fid, FFA_PAGE_SIZE, FFA_VERSION_1_2, REGISTER_COUNT, UUID_N
 import { fastSpmcServiceDefinition } from '../proto/wire.js';
 import { FfaDriver } from '../client-driver/driver.js';
 import { GrpcConnector } from '../client-driver/transport/grpc.js';
-import { InProcessConnector } from '../client-driver/transport/in-process.js';
+import { InProcessConnector } from '../server/session/in-process.js';
 import { EmulatedVm } from '../client-driver/vm.js';
 import { defaultManifest } from '../server/manifest.js';
 import { PARTITION_COMMANDS } from '../server/partitions/commands.js';

@@ -8,6 +8,7 @@ import { Tracer } from '../server/debug/tracer.js';
 import { SpmcGrpcServer } from '../server/grpc/server.js';
 import { buildHttpApp } from '../server/http/app.js';
 import { defaultManifest } from '../server/manifest.js';
+import { SessionCore } from '../server/session/core.js';
 import { startBuiltinPartitions } from '../server/partitions/index.js';
 import { Spmc } from '../server/spmc/spmc.js';
 
@@ -38,7 +39,7 @@ if (process.argv[1]?.endsWith('servers.js')) {
   const bind = process.env.BENCH_BIND ?? '127.0.0.1';
   const spmcPort = await spmc.listen(`${bind}:0`);
   const echo = await startEchoServer(`${bind}:0`);
-  const app = await buildHttpApp({ spmc: model, serving: () => true, tracer });
+  const app = await buildHttpApp({ core: SessionCore.for(model), tracer });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const a = app.server.address();
   const http = `127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`;

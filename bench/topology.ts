@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FfaDriver } from '../client-driver/driver.js';
-import { InProcessConnector } from '../client-driver/transport/in-process.js';
+import { InProcessConnector } from '../server/session/in-process.js';
 import { EmulatedVm } from '../client-driver/vm.js';
 import { parseScenario, ScenarioVm } from '../server/cli/vm.js';
 import { parseManifest } from '../server/manifest.js';

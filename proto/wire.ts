@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { Long } from '@grpc/proto-loader';
-import { REGISTER_COUNT, type Registers, U32 } from './ffa/index.js';
+import { type Reason, REGISTER_COUNT, type Registers, U32 } from './ffa/index.js';
 
 /** The .proto beside the package root (this file runs from dist/proto/). */
 export const SPMC_PROTO_PATH = fileURLToPath(new URL('../../proto/remote_spmc.proto', import.meta.url));
@@ -15,23 +15,21 @@ export const MAX_MEMORY_ACCESS = 1 << 20;
 
 const LOADER_OPTIONS: protoLoader.Options = { keepCase: true, defaults: true };
 
-let cached: grpc.ServiceDefinition | undefined;
+let loaded: protoLoader.PackageDefinition | undefined;
+const packageDefinition = () => (loaded ??= protoLoader.loadSync(SPMC_PROTO_PATH, LOADER_OPTIONS));
+
 export function spmcServiceDefinition(): grpc.ServiceDefinition {
-  if (!cached) {
-    const pkg = protoLoader.loadSync(SPMC_PROTO_PATH, LOADER_OPTIONS);
-    cached = pkg[SPMC_SERVICE_NAME] as grpc.ServiceDefinition;
-  }
-  return cached;
+  return packageDefinition()[SPMC_SERVICE_NAME] as grpc.ServiceDefinition;
 }
 
 export const DEBUG_SERVICE_NAME = 'remote_spmc.v1.Debug';
-let debugCached: grpc.ServiceDefinition | undefined;
 export function debugServiceDefinition(): grpc.ServiceDefinition {
-  if (!debugCached) {
-    const pkg = protoLoader.loadSync(SPMC_PROTO_PATH, LOADER_OPTIONS);
-    debugCached = pkg[DEBUG_SERVICE_NAME] as grpc.ServiceDefinition;
-  }
-  return debugCached;
+  return packageDefinition()[DEBUG_SERVICE_NAME] as grpc.ServiceDefinition;
+}
+
+/** The field list of a message of the contract, as the loader read it from the .proto. */
+function messageFields(name: string): { name: string; number: number }[] {
+  return (packageDefinition()[`remote_spmc.v1.${name}`] as unknown as { type: { field: { name: string; number: number }[] } }).type.field;
 }
 
 export function debugClientConstructor(): grpc.ServiceClientConstructor {
@@ -72,16 +70,22 @@ const WT_FIXED64 = 1;
 const WT_LEN = 2;
 const WT_FIXED32 = 5;
 
-let fields: { session: number; vcpu: number; x: number; replyX: number } | undefined;
+let fields: { session: number; vcpu: number; x: number; replyX: number; replyReason: number; reasonCode: number; reasonText: number } | undefined;
 function fieldNumbers() {
   if (!fields) {
-    const call = spmcServiceDefinition()['Call']! as unknown as {
-      requestType: { type: { field: { name: string; number: number }[] } };
-      responseType: { type: { field: { name: string; number: number }[] } };
-    };
     const num = (list: { name: string; number: number }[], name: string) => list.find((f) => f.name === name)!.number;
-    const req = call.requestType.type.field;
-    fields = { session: num(req, 'session'), vcpu: num(req, 'vcpu'), x: num(req, 'x'), replyX: num(call.responseType.type.field, 'x') };
+    const req = messageFields('CallRequest');
+    const reply = messageFields('CallReply');
+    const refusal = messageFields('Refusal');
+    fields = {
+      session: num(req, 'session'),
+      vcpu: num(req, 'vcpu'),
+      x: num(req, 'x'),
+      replyX: num(reply, 'x'),
+      replyReason: num(reply, 'reason'),
+      reasonCode: num(refusal, 'code'),
+      reasonText: num(refusal, 'text'),
+    };
   }
   return fields;
 }
@@ -208,24 +212,77 @@ export function encodeCallRequest(m: CallMessage): Buffer {
   return buf;
 }
 
-export function encodeCallReply(x: readonly bigint[]): Buffer {
-  const field = fieldNumbers().replyX;
+/** A CallReply: the answer's registers, and why when the answer is a refusal. */
+export interface ReplyMessage {
+  x: bigint[];
+  reason?: Reason;
+}
+
+const stringFieldSize = (field: number, b: Buffer) => varintLength((field << 3) | WT_LEN) + varintLength(b.length) + b.length;
+
+function putString(buf: Buffer, at: number, field: number, b: Buffer): number {
+  at = putVarint(buf, at, (field << 3) | WT_LEN);
+  at = putVarint(buf, at, b.length);
+  return at + b.copy(buf, at);
+}
+
+export function encodeCallReply(x: readonly bigint[], reason?: Reason): Buffer {
+  const f = fieldNumbers();
   const n = significant(x);
-  const buf = Buffer.allocUnsafe(registersSize(field, n));
-  putRegisters(buf, 0, field, x, n);
+  let size = registersSize(f.replyX, n);
+  let code: Buffer | undefined;
+  let text: Buffer | undefined;
+  let inner = 0;
+  if (reason) {
+    code = Buffer.from(reason.code, 'utf8');
+    text = Buffer.from(reason.text, 'utf8');
+    inner = stringFieldSize(f.reasonCode, code) + stringFieldSize(f.reasonText, text);
+    size += varintLength((f.replyReason << 3) | WT_LEN) + varintLength(inner) + inner;
+  }
+  const buf = Buffer.allocUnsafe(size);
+  let at = putRegisters(buf, 0, f.replyX, x, n);
+  if (code && text) {
+    at = putVarint(buf, at, (f.replyReason << 3) | WT_LEN);
+    at = putVarint(buf, at, inner);
+    at = putString(buf, at, f.reasonCode, code);
+    putString(buf, at, f.reasonText, text);
+  }
   return buf;
 }
 
-export function decodeCallReply(buf: Buffer): bigint[] {
+function readString(c: Cursor): string {
+  const n = c.varint();
+  c.need(n);
+  const s = c.buf.toString('utf8', c.pos, c.pos + n);
+  c.pos += n;
+  return s;
+}
+
+export function decodeCallReply(buf: Buffer): ReplyMessage {
   const f = fieldNumbers();
   const c = new Cursor(buf);
-  const x: bigint[] = [];
+  const m: ReplyMessage = { x: [] };
   while (c.pos < buf.length) {
     const key = c.varint();
-    if (Math.floor(key / 8) === f.replyX) readFixed64s(c, key & 7, x);
-    else c.skip(key & 7);
+    const field = Math.floor(key / 8);
+    if (field === f.replyX) readFixed64s(c, key & 7, m.x);
+    else if (field === f.replyReason && (key & 7) === WT_LEN) {
+      const n = c.varint();
+      c.need(n);
+      const inner = new Cursor(buf.subarray(c.pos, c.pos + n));
+      c.pos += n;
+      const reason: Reason = { code: '', text: '' };
+      while (inner.pos < inner.buf.length) {
+        const k = inner.varint();
+        const kf = Math.floor(k / 8);
+        if (kf === f.reasonCode && (k & 7) === WT_LEN) reason.code = readString(inner);
+        else if (kf === f.reasonText && (k & 7) === WT_LEN) reason.text = readString(inner);
+        else inner.skip(k & 7);
+      }
+      m.reason = reason;
+    } else c.skip(key & 7);
   }
-  return x;
+  return m;
 }
 
 /** The service definition with the per-call messages on the bigint codec above. */
@@ -237,8 +294,8 @@ export function fastSpmcServiceDefinition(): grpc.ServiceDefinition {
       ...def[name]!,
       requestSerialize: (m: CallMessage) => encodeCallRequest(m),
       requestDeserialize: decodeCallRequest,
-      responseSerialize: (m: { x: bigint[] }) => encodeCallReply(m.x),
-      responseDeserialize: (b: Buffer) => ({ x: decodeCallReply(b) }),
+      responseSerialize: (m: ReplyMessage) => encodeCallReply(m.x, m.reason),
+      responseDeserialize: decodeCallReply,
     } as grpc.MethodDefinition<unknown, unknown>;
   }
   return out as grpc.ServiceDefinition;

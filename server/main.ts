@@ -18,6 +18,7 @@ import { SPMC_ID } from '../proto/ffa/index.js';
 import { startBuiltinPartitions } from './partitions/index.js';
 import { runRemotePartition } from './partitions/remote.js';
 import { SERVICES } from './partitions/test-service.js';
+import { SessionCore } from './session/core.js';
 import { Spmc, SpmcError } from './spmc/spmc.js';
 import type { PartitionManifest } from './spmc/spmc.js';
 import type { SpmcLimits } from './spmc/state.js';
@@ -119,8 +120,9 @@ async function serve(opts: ServeOptions): Promise<void> {
   // Memory handles start from a secret seed, so one VM cannot guess another's.
   const handleSeed = randomBytes(8).readBigUInt64LE();
   const spmc = new Spmc({ partitions: opts.partitions, limits: opts.limits, handleSeed });
+  const core = SessionCore.for(spmc, { logger: log });
   // The trace sees everything from the first call on (the built-in partitions' setup included).
-  const tracer = new Tracer(spmc, {
+  const tracer = new Tracer(core, {
     ringSize: opts.traceSize,
     file: opts.traceFile,
     session: { partitions: opts.partitions, limits: spmc.state.limits, handleSeed },
@@ -129,11 +131,11 @@ async function serve(opts: ServeOptions): Promise<void> {
   spmc.observe({
     console: (id, line) => log.info({ partition: spmc.endpoint(id)?.name, endpoint: `0x${id.toString(16)}`, console: line }, 'partition console'),
   });
-  await startBuiltinPartitions(spmc, (id, e) => log.error({ partition: id, err: String(e) }, 'built-in partition failed'));
-  const grpcServer = new SpmcGrpcServer(spmc, { logger: log });
+  await startBuiltinPartitions(core, (id, e) => log.error({ partition: id, err: String(e) }, 'built-in partition failed'));
+  const grpcServer = new SpmcGrpcServer(core);
   grpcServer.addDebug(tracer);
   let serving = true;
-  const http = await buildHttpApp({ spmc, serving: () => serving, tracer, sessions: grpcServer });
+  const http = await buildHttpApp({ core, tracer });
 
   const grpcPort = await grpcServer.listen(formatHostPort(opts.grpc));
   await http.listen({ host: opts.http.host, port: opts.http.port });

@@ -13,6 +13,7 @@ import { Tracer, type TraceRecord } from '../server/debug/tracer.js';
 import { SpmcGrpcServer } from '../server/grpc/server.js';
 import { buildHttpApp } from '../server/http/app.js';
 import { PARTITION_COMMANDS as CMD } from '../server/partitions/commands.js';
+import { SessionCore } from '../server/session/core.js';
 import { startedSpmc } from './helpers.js';
 
 async function stack() {
@@ -21,7 +22,7 @@ async function stack() {
   const grpcServer = new SpmcGrpcServer(spmc);
   grpcServer.addDebug(tracer);
   const grpcAddr = `127.0.0.1:${await grpcServer.listen('127.0.0.1:0')}`;
-  const app = await buildHttpApp({ spmc, serving: () => true, tracer, sessions: grpcServer });
+  const app = await buildHttpApp({ core: SessionCore.for(spmc), tracer });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const addr = app.server.address();
   const base = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;

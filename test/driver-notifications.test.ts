@@ -6,7 +6,7 @@ import { type EndpointId, FFA_ERRORS } from '../proto/ffa/index.js';
 import { FfaDriver } from '../client-driver/driver.js';
 import type { IndirectMessage } from '../client-driver/notifier.js';
 import { GrpcConnector } from '../client-driver/transport/grpc.js';
-import { InProcessConnector } from '../client-driver/transport/in-process.js';
+import { InProcessConnector } from '../server/session/in-process.js';
 import type { Connector } from '../client-driver/transport/transport.js';
 import { EmulatedVm } from '../client-driver/vm.js';
 import { SpmcGrpcServer } from '../server/grpc/server.js';

@@ -20,7 +20,7 @@ import {
 import { type FfaDevice } from '../client-driver/bus.js';
 import { FfaDriver } from '../client-driver/driver.js';
 import { FfaDriverError, ffaToErrno } from '../client-driver/errno.js';
-import { InProcessConnector } from '../client-driver/transport/in-process.js';
+import { InProcessConnector } from '../server/session/in-process.js';
 import type { Transport } from '../client-driver/transport/transport.js';
 import { EmulatedVm } from '../client-driver/vm.js';
 import { errnoOf, newSpmc, SP1_UUID, SP2_UUID, SP3_UUID } from './helpers.js';

@@ -10,6 +10,7 @@ import { SpmcChannel } from '../client-driver/transport/grpc-client.js';
 import { GrpcConnector } from '../client-driver/transport/grpc.js';
 import { EmulatedVm } from '../client-driver/vm.js';
 import { SpmcGrpcServer } from '../server/grpc/server.js';
+import { SessionCore } from '../server/session/core.js';
 import { parseManifest } from '../server/manifest.js';
 import { Spmc } from '../server/spmc/spmc.js';
 import { defaultManifest } from '../server/manifest.js';
@@ -225,7 +226,7 @@ t.test('a Session stream carries one session; a cancelled one releases its VM', 
   for (let i = 0; i < 100 && spmc.endpoint(a.endpointId); i++) await new Promise((r) => setTimeout(r, 10));
   t.equal(spmc.endpoint(a.endpointId), undefined, 'cancelled: released');
   t.ok(spmc.endpoint(b.endpointId), 'the other VM is untouched');
-  t.equal(server.sessionCount, 1);
+  t.equal(SessionCore.for(spmc).sessionCount, 1);
 });
 
 t.test('health service and shutdown', async (t) => {

@@ -18,6 +18,7 @@ import { FfaDriverError } from '../client-driver/errno.js';
 import { TransportError } from '../client-driver/transport/transport.js';
 import { defaultManifest } from '../server/manifest.js';
 import { startBuiltinPartitions } from '../server/partitions/index.js';
+import { SessionCore } from '../server/session/core.js';
 import { isPending, type Pending } from '../server/spmc/pending.js';
 import { type AttachParams, Spmc } from '../server/spmc/spmc.js';
 import type { SpmcLimits } from '../server/spmc/state.js';
@@ -52,19 +53,24 @@ export class RawVm {
 
   /** A call that must answer at once. */
   regs(x: (bigint | number)[], vcpu = 0): Registers {
-    const out = this.spmc.handle(this.id, vcpu, toRegisters(x));
+    const out = this.handle(toRegisters(x), vcpu);
     if (isPending(out)) throw new Error(`call 0x${x[0]!.toString(16)} blocked`);
     return out;
   }
 
+  /** Through the model's session core, as a transport calls (its interceptors see the call). */
+  private handle(x: Registers, vcpu: number): Registers | Pending {
+    return SessionCore.for(this.spmc).handle(this.id, vcpu, x, 'direct');
+  }
+
   /** A call that may block: the answer now, or the Pending one. */
   start(c: FfaCall, vcpu = 0): Registers | Pending {
-    return this.spmc.handle(this.id, vcpu, encodeCall(c, this.version));
+    return this.handle(encodeCall(c, this.version), vcpu);
   }
 
   /** Send a call value and decode what comes back. */
   call(c: FfaCall, vcpu = 0): FfaCall {
-    const out = this.spmc.handle(this.id, vcpu, encodeCall(c, this.version));
+    const out = this.handle(encodeCall(c, this.version), vcpu);
     if (isPending(out)) throw new Error(`FFA_${c.fn} blocked`);
     const d = decodeCall(out, this.version);
     if (!d.ok) throw new Error(`undecodable reply ${out.map((v) => v.toString(16))}`);

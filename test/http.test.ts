@@ -1,11 +1,12 @@
 import t from 'tap';
 import { buildHttpApp } from '../server/http/app.js';
+import { SessionCore } from '../server/session/core.js';
 import { newSpmc } from './helpers.js';
 
 t.test('/healthz answers SERVING with the endpoint count, 503 when stopping', async (t) => {
   const spmc = newSpmc();
-  let serving = true;
-  const app = await buildHttpApp({ spmc, serving: () => serving });
+  const core = SessionCore.for(spmc);
+  const app = await buildHttpApp({ core });
   t.teardown(() => app.close());
   let r = await app.inject({ method: 'GET', url: '/healthz' });
   t.equal(r.statusCode, 200);
@@ -13,7 +14,7 @@ t.test('/healthz answers SERVING with the endpoint count, 503 when stopping', as
   spmc.attach({});
   t.equal(r = await app.inject({ method: 'GET', url: '/healthz' }), r);
   t.same(r.json().endpoints, 5);
-  serving = false;
+  core.stop();
   r = await app.inject({ method: 'GET', url: '/healthz' });
   t.equal(r.statusCode, 503);
   t.equal((await app.inject({ method: 'GET', url: '/nope' })).statusCode, 404);

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { encodeCall, type FfaCall, FFA_VERSION_1_2, fid, UUID_NIL } from '../proto/ffa/index.js';
 import { FfaDriver } from '../client-driver/driver.js';
-import { InProcessConnector } from '../client-driver/transport/in-process.js';
+import { InProcessConnector } from '../server/session/in-process.js';
 import { EmulatedVm } from '../client-driver/vm.js';
 import { parseTrace, replay, replayFile } from '../server/debug/replay.js';
 import { type TraceLine, type TraceRecord, Tracer } from '../server/debug/tracer.js';

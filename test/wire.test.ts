@@ -28,8 +28,19 @@ t.test('requests: our bytes parse generically, and generic bytes parse here', as
 t.test('replies both ways', async (t) => {
   const ours = encodeCallReply(x);
   t.same((generic.responseDeserialize(ours) as { x: unknown[] }).x.map((v) => u64FromWire(v as never)), x.slice(0, 5));
-  t.same(decodeCallReply(generic.responseSerialize({ x: x.map(u64ToWire) })), x);
-  t.same(decodeCallReply(encodeCallReply([0n, 0n])), [], 'all zero: nothing on the wire');
+  t.same(decodeCallReply(generic.responseSerialize({ x: x.map(u64ToWire) })).x, x);
+  t.same(decodeCallReply(encodeCallReply([0n, 0n])), { x: [] }, 'all zero: nothing on the wire');
+});
+
+t.test('a refusal reason rides beside the registers, both ways', async (t) => {
+  const reason = { code: 'msg_send2.receiver_no_indirect', text: 'MSG_SEND2: receiver 0x8003 does not receive indirect messages ü' };
+  const ours = encodeCallReply(x, reason);
+  const viaGeneric = generic.responseDeserialize(ours) as { x: unknown[]; reason: { code: string; text: string } };
+  t.same(viaGeneric.x.map((v) => u64FromWire(v as never)), x.slice(0, 5));
+  t.same(viaGeneric.reason, reason);
+  t.same(decodeCallReply(generic.responseSerialize({ x: x.map(u64ToWire), reason })), { x, reason });
+  t.same(decodeCallReply(ours), { x: x.slice(0, 5), reason });
+  t.notOk(decodeCallReply(encodeCallReply(x)).reason, 'no reason unless there is one');
 });
 
 t.test('unpacked registers and unknown fields are read as protobuf says', async (t) => {

@@ -4,8 +4,8 @@ import * as grpc from '@grpc/grpc-js';
 import type { Registers } from '../../proto/ffa/index.js';
 import type { AttachReply__Output as AttachReply } from '../../proto/gen/remote_spmc/v1/AttachReply.js';
 import type { ReadMemoryReply__Output as ReadMemoryReply } from '../../proto/gen/remote_spmc/v1/ReadMemoryReply.js';
-import { type CallMessage, registerFile, spmcClientConstructor, u64FromWire, u64ToWire } from '../../proto/wire.js';
-import { type AttachOptions, type Transport, TransportError, type TransportErrorCode } from './transport.js';
+import { type CallMessage, registerFile, type ReplyMessage, spmcClientConstructor, u64FromWire, u64ToWire } from '../../proto/wire.js';
+import { type Answer, type AttachOptions, type Transport, TransportError, type TransportErrorCode } from './transport.js';
 
 export function transportError(e: unknown): TransportError {
   if (e instanceof TransportError) return e;
@@ -17,11 +17,11 @@ export function transportError(e: unknown): TransportError {
   return new TransportError('UNKNOWN', e instanceof Error ? e.message : String(e));
 }
 
-/** A call's reply registers; a reply with more than 18 is the server's fault, not ours. */
-export function replyRegisters(reply: { x: bigint[] }): Registers {
+/** A call's reply registers, with the refusal's reason; a reply with more than 18 is the server's fault, not ours. */
+export function replyRegisters(reply: ReplyMessage): Answer {
   const x = registerFile(reply.x);
   if (!x) throw new TransportError('INTERNAL', 'reply carries more than 18 registers');
-  return x;
+  return reply.reason ? Object.assign(x, { reason: reply.reason }) : x;
 }
 
 type Unary<Req, Rep> = (req: Req, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, rep: Rep) => void) => void;
@@ -57,8 +57,8 @@ export class SpmcChannel {
   }
 
   /** One call; `options.deadline` gives up on a call that blocks too long (the SPMC drops its answer). */
-  async call(session: string, vcpu: number, x: Registers, options: grpc.CallOptions = {}): Promise<Registers> {
-    return replyRegisters(await this.unary<CallMessage, { x: bigint[] }>('Call', { session, vcpu, x }, options));
+  async call(session: string, vcpu: number, x: Registers, options: grpc.CallOptions = {}): Promise<Answer> {
+    return replyRegisters(await this.unary<CallMessage, ReplyMessage>('Call', { session, vcpu, x }, options));
   }
 
   async readMemory(session: string, address: bigint, length: number): Promise<Uint8Array> {
@@ -171,7 +171,7 @@ export abstract class GrpcTransport implements Transport {
     protected readonly session: string,
   ) {}
 
-  abstract invoke(x: Registers, vcpu?: number): Promise<Registers>;
+  abstract invoke(x: Registers, vcpu?: number): Promise<Answer>;
 
   connectInterrupts(handler: (intid: number, vcpu: number) => void, onLost?: (e: TransportError) => void): () => void {
     return this.channel.interrupts(this.session, handler, onLost);

@@ -2,12 +2,14 @@
 // and each costs one message each way on an open stream. Replies come back in request order.
 
 import type { Registers } from '../../proto/ffa/index.js';
+import type { ReplyMessage } from '../../proto/wire.js';
+import type { Answer } from './transport.js';
 import { GrpcTransport, OrderedStream, replyRegisters } from './grpc-client.js';
 
 export class GrpcSessionTransport extends GrpcTransport {
-  private readonly streams = new Map<number, OrderedStream<{ x: bigint[] }, Registers>>();
+  private readonly streams = new Map<number, OrderedStream<ReplyMessage, Answer>>();
 
-  invoke(x: Registers, vcpu = 0): Promise<Registers> {
+  invoke(x: Registers, vcpu = 0): Promise<Answer> {
     let s = this.streams.get(vcpu);
     // A stream that failed (say the server restarted) is replaced on the next call.
     if (!s || s.broken) {

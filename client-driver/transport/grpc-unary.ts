@@ -3,9 +3,10 @@
 
 import type { Registers } from '../../proto/ffa/index.js';
 import { GrpcTransport } from './grpc-client.js';
+import type { Answer } from './transport.js';
 
 export class GrpcUnaryTransport extends GrpcTransport {
-  invoke(x: Registers, vcpu = 0): Promise<Registers> {
+  invoke(x: Registers, vcpu = 0): Promise<Answer> {
     return this.channel.call(this.session, vcpu, x);
   }
 }

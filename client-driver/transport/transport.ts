@@ -1,11 +1,14 @@
 // The driver's view of the partition manager: the kernel's invoke_ffa_fn (x0..x17 in, x0..x17
 // out) plus access to guest memory, and the way an emulated VM joins.
 
-import type { Registers } from '../../proto/ffa/index.js';
+import type { Reason, Registers } from '../../proto/ffa/index.js';
+
+/** x0..x17 of an answer; when it is FFA_ERROR, the SPMC's reason for the refusal rides along. */
+export type Answer = Registers & { reason?: Reason };
 
 export interface Transport {
-  /** One SMCCC call on a vCPU; resolves to x0..x17 (18 entries). */
-  invoke(x: Registers, vcpu?: number): Promise<Registers>;
+  /** One SMCCC call on a vCPU; resolves to x0..x17 (18 entries), with the reason of a refusal. */
+  invoke(x: Registers, vcpu?: number): Promise<Answer>;
   readMemory(address: bigint, length: number): Promise<Uint8Array>;
   writeMemory(address: bigint, data: Uint8Array): Promise<void>;
   /** Leave the SPMC: it releases this endpoint. */

@@ -8,6 +8,7 @@ import {
   errorName,
   fid,
   type FfaVersion,
+  type Reason,
   fidName,
   formatUuid,
   hex,
@@ -51,8 +52,21 @@ export type TraceRecord =
       blocked?: true;
       result?: TraceResult;
       latencyUs?: number;
+      /** Why the call was refused (the answer is FFA_ERROR): the check that failed, with its values. */
+      reason?: string;
+      reasonCode?: string;
     })
-  | (Common & { kind: 'return'; callSeq: number; vcpu: number; function: string; result: TraceResult; latencyUs: number; dropped?: true })
+  | (Common & {
+      kind: 'return';
+      callSeq: number;
+      vcpu: number;
+      function: string;
+      result: TraceResult;
+      latencyUs: number;
+      dropped?: true;
+      reason?: string;
+      reasonCode?: string;
+    })
   | (Common & { kind: 'abandon'; callSeq: number; vcpu: number; function: string })
   | (Common & { kind: 'attach'; endpointKind: 'vm' | 'sp'; vcpuCount: number; ramBase: string; ramBytes: string; properties: number; uuids: string[] })
   | (Common & { kind: 'detach' })
@@ -73,6 +87,9 @@ export interface TraceLine {
   /** The FF-A error name when the answer is FFA_ERROR; '' otherwise. */
   error: string;
   json: string;
+  /** Why it was refused, when `error` is set ('' otherwise), and the reason's stable code. */
+  reason: string;
+  reason_code: string;
 }
 
 /** The first line of a trace file: what a replay needs to rebuild the same SPMC. */
@@ -110,8 +127,23 @@ export type RawRecord =
       outVersion: FfaVersion;
       blocked: boolean;
       slot: number;
+      reason?: Reason;
     }
-  | { kind: 'return'; seq: number; t: number; endpoint: EndpointId; name: string; callSeq: number; vcpu: number; version: FfaVersion; fn: string; latencyUs: number; dropped: boolean; slot: number }
+  | {
+      kind: 'return';
+      seq: number;
+      t: number;
+      endpoint: EndpointId;
+      name: string;
+      callSeq: number;
+      vcpu: number;
+      version: FfaVersion;
+      fn: string;
+      latencyUs: number;
+      dropped: boolean;
+      slot: number;
+      reason?: Reason;
+    }
   | { kind: 'abandon'; seq: number; t: number; endpoint: EndpointId; name: string; callSeq: number; vcpu: number; fn: string }
   /** Attach, detach, write, fault, console: rare, so made whole when captured. */
   | { kind: 'event'; seq: number; t: number; endpoint: EndpointId; name: string; event: object };
@@ -205,6 +237,10 @@ export function toRecord(raw: RawRecord, regs: BigUint64Array): TraceRecord {
       else {
         rec.result = decodeResult(answer, raw.outVersion);
         rec.latencyUs = Math.round(raw.handledUs * 10) / 10;
+        if (raw.reason) {
+          rec.reason = raw.reason.text;
+          rec.reasonCode = raw.reason.code;
+        }
       }
       return rec;
     }
@@ -223,6 +259,10 @@ export function toRecord(raw: RawRecord, regs: BigUint64Array): TraceRecord {
         latencyUs: Math.round(raw.latencyUs * 10) / 10,
       };
       if (raw.dropped) rec.dropped = true;
+      if (raw.reason) {
+        rec.reason = raw.reason.text;
+        rec.reasonCode = raw.reason.code;
+      }
       return rec;
     }
     case 'abandon':
@@ -240,6 +280,8 @@ export const toLine = (rec: TraceRecord, json = JSON.stringify(rec)): TraceLine 
   function: 'function' in rec ? rec.function : '',
   error: ('result' in rec && rec.result?.error) || '',
   json,
+  reason: ('reason' in rec && rec.reason) || '',
+  reason_code: ('reasonCode' in rec && rec.reasonCode) || '',
 });
 
 /**
@@ -255,6 +297,8 @@ export interface RawBatch {
 const KINDS = ['call', 'return', 'abandon', 'event'] as const;
 /** Numbers per record: kind, seq, t, endpoint, vcpu, version, us, outVersion or callSeq, flag, slot. */
 const NUMS = 10;
+/** Strings per record: name, via or function, reason code, reason text ('' where none). */
+const STRS = 4;
 
 /** Pack records; `slots[i]` is where raws[i]'s registers are in `regs` (the batch's own copy). */
 export function packBatch(raws: readonly RawRecord[], slots: readonly number[], regs: BigUint64Array): RawBatch {
@@ -269,18 +313,18 @@ export function packBatch(raws: readonly RawRecord[], slots: readonly number[], 
     switch (r.kind) {
       case 'call':
         nums.set([r.vcpu, r.version, r.handledUs, r.outVersion, r.blocked ? 1 : 0, slots[i]!], n + 4);
-        strs.push(r.name, r.via);
+        strs.push(r.name, r.via, r.reason?.code ?? '', r.reason?.text ?? '');
         break;
       case 'return':
         nums.set([r.vcpu, r.version, r.latencyUs, r.callSeq, r.dropped ? 1 : 0, slots[i]!], n + 4);
-        strs.push(r.name, r.fn);
+        strs.push(r.name, r.fn, r.reason?.code ?? '', r.reason?.text ?? '');
         break;
       case 'abandon':
         nums.set([r.vcpu, 0, 0, r.callSeq], n + 4);
-        strs.push(r.name, r.fn);
+        strs.push(r.name, r.fn, '', '');
         break;
       case 'event':
-        strs.push(r.name, JSON.stringify(r.event));
+        strs.push(r.name, JSON.stringify(r.event), '', '');
     }
   });
   return { nums, strs, regs };
@@ -288,17 +332,18 @@ export function packBatch(raws: readonly RawRecord[], slots: readonly number[], 
 
 export function unpackBatch({ nums, strs }: RawBatch): RawRecord[] {
   const raws: RawRecord[] = [];
-  for (let n = 0, i = 0; n < nums.length; n += NUMS, i += 2) {
+  for (let n = 0, i = 0; n < nums.length; n += NUMS, i += STRS) {
     const at = (k: number) => nums[n + k]!;
     const [seq, t, endpoint, vcpu, version, us, other, flag, slot] = [at(1), at(2), at(3), at(4), at(5), at(6), at(7), at(8), at(9)];
     const name = strs[i]!;
     const str = strs[i + 1]!;
+    const reason = strs[i + 2] ? { code: strs[i + 2]!, text: strs[i + 3]! } : undefined;
     switch (KINDS[at(0)]) {
       case 'call':
-        raws.push({ kind: 'call', seq, t, endpoint, name, vcpu, version, via: str, handledUs: us, outVersion: other, blocked: flag === 1, slot });
+        raws.push({ kind: 'call', seq, t, endpoint, name, vcpu, version, via: str, handledUs: us, outVersion: other, blocked: flag === 1, slot, reason });
         break;
       case 'return':
-        raws.push({ kind: 'return', seq, t, endpoint, name, vcpu, version, fn: str, latencyUs: us, callSeq: other, dropped: flag === 1, slot });
+        raws.push({ kind: 'return', seq, t, endpoint, name, vcpu, version, fn: str, latencyUs: us, callSeq: other, dropped: flag === 1, slot, reason });
         break;
       case 'abandon':
         raws.push({ kind: 'abandon', seq, t, endpoint, name, vcpu, callSeq: other, fn: str });

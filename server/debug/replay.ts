@@ -127,7 +127,7 @@ export function replay(header: TraceHeader, records: TraceRecord[], partitions =
         report.calls++;
         let out: Registers | Pending;
         try {
-          out = spmc.handle(r.endpoint, r.vcpu, regs(r.x), 'replay');
+          out = spmc.handle(r.endpoint, r.vcpu, regs(r.x));
         } catch (e) {
           return differ(r, `${r.function} by 0x${r.endpoint.toString(16)}`, r.blocked ? 'blocked' : show(regs(r.result!.r)), `refused: ${(e as Error).message}`);
         }

@@ -8,10 +8,12 @@
 
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { type EndpointId, formatUuid, fidName, hex, REGISTER_COUNT, U32 } from '../../proto/ffa/index.js';
+import { type EndpointId, formatUuid, fidName, hex, type Reason, REGISTER_COUNT, U32 } from '../../proto/ffa/index.js';
 import { isPending } from '../spmc/pending.js';
+import { coreOf, type SessionCore } from '../session/core.js';
+import type { InterceptedCall, Interceptor, Outcome } from '../session/interceptors.js';
 import type { PartitionManifest, Spmc } from '../spmc/spmc.js';
-import type { MemoryFaultRecord, ObservedCall, SpmcLimits, SpmcObserver } from '../spmc/state.js';
+import type { MemoryFaultRecord, SpmcLimits, SpmcObserver } from '../spmc/state.js';
 import {
   decodeBatch,
   jsonValue,
@@ -83,13 +85,16 @@ export class Tracer {
   private stopObserving: () => void;
   /** Endpoint names, kept after they leave: their last records still say who they were. */
   private readonly names = new Map<EndpointId, string>();
-  /** When the call being handled reached the model (the model itself reads no clock). */
-  private callStart = 0;
+  /** Events of the model that are not calls: attach, detach, writes, faults, console lines. */
   private readonly observer: SpmcObserver;
-  constructor(
-    private readonly spmc: Spmc,
-    opts: TracerOptions = {},
-  ) {
+  /** Calls, from the session core's interceptor chain (the trace is its first link: it sees injected answers too). */
+  private readonly interceptor: Interceptor = { name: 'trace', after: (c, out, reason) => this.onCall(c, out, reason) };
+  private readonly spmc: Spmc;
+  private readonly core: SessionCore;
+  /** Trace a model's session core (given it, or the model). */
+  constructor(target: SessionCore | Spmc, opts: TracerOptions = {}) {
+    this.core = coreOf(target);
+    const spmc = (this.spmc = this.core.spmc);
     // A file needs every record: keep enough in the ring to cover a burst between two flushes.
     this.ring = new Array(Math.max(opts.file ? 4096 : 1, opts.ringSize ?? 10000));
     this.regs = new BigUint64Array(this.ring.length * SLOT);
@@ -109,8 +114,6 @@ export class Tracer {
     }
     for (const ep of spmc.state.endpoints.values()) this.names.set(ep.id, ep.name);
     this.observer = {
-      beforeCall: () => void (this.callStart = performance.now()),
-      call: (c) => this.onCall(c),
       attach: (ep) => {
         this.names.set(ep.id, ep.name);
         this.event(ep.id, {
@@ -130,28 +133,37 @@ export class Tracer {
       fault: (f: MemoryFaultRecord) => this.event(f.endpoint, { kind: 'fault', address: hex(f.address), length: f.length, access: f.access }),
       console: (id, line) => this.event(id, { kind: 'console', line }),
     };
-    this.stopObserving = spmc.observe(this.observer);
+    this.stopObserving = this.record();
+  }
+
+  private record(): () => void {
+    const stopEvents = this.spmc.observe(this.observer);
+    const stopCalls = this.core.use(this.interceptor);
+    return () => {
+      stopEvents();
+      stopCalls();
+    };
   }
 
   /** Stop or resume recording (what happens meanwhile is not in the trace; a replay would differ). */
   setRecording(on: boolean): void {
     this.stopObserving();
-    this.stopObserving = on ? this.spmc.observe(this.observer) : () => {};
+    this.stopObserving = on ? this.record() : () => {};
   }
 
   private event(endpoint: EndpointId, event: object): void {
     this.push({ kind: 'event', seq: ++this.seq, t: Date.now(), endpoint, name: this.names.get(endpoint) ?? '', event });
   }
 
-  private onCall(c: ObservedCall): void {
+  private onCall(c: InterceptedCall, out: Outcome, reason: Reason | undefined): void {
     const now = performance.now();
     const seq = ++this.seq;
     const ep = this.spmc.endpoint(c.endpoint);
-    const blocked = isPending(c.out);
+    const blocked = isPending(out);
     const at = this.next * SLOT;
     const regs = this.regs;
     for (let i = 0; i < REGISTER_COUNT; i++) regs[at + i] = c.x[i] ?? 0n;
-    if (!isPending(c.out)) for (let i = 0; i < REGISTER_COUNT; i++) regs[at + REGISTER_COUNT + i] = c.out[i] ?? 0n;
+    if (!isPending(out)) for (let i = 0; i < REGISTER_COUNT; i++) regs[at + REGISTER_COUNT + i] = out[i] ?? 0n;
     this.push({
       kind: 'call',
       seq,
@@ -161,20 +173,21 @@ export class Tracer {
       vcpu: c.vcpu,
       version: c.version,
       via: c.via,
-      handledUs: (now - this.callStart) * 1000,
+      handledUs: (now - c.start) * 1000,
       slot: this.next,
       outVersion: ep?.version ?? c.version,
       blocked,
+      reason,
     });
     if (this.answers.length > 0) this.recordAnswers();
-    if (!isPending(c.out)) return;
-    const pending = c.out;
-    const perf = this.callStart;
+    if (!isPending(out)) return;
+    const pending = out;
+    const perf = c.start;
     const fn = fidName(Number(c.x[0]! & U32));
     const name = () => this.names.get(c.endpoint) ?? '';
     pending.onAbandonObserved = () =>
       this.push({ kind: 'abandon', seq: ++this.seq, t: Date.now(), endpoint: c.endpoint, name: name(), callSeq: seq, vcpu: c.vcpu, fn });
-    pending.whenComplete((out) => {
+    pending.whenComplete((answer) => {
       // Answered inside another endpoint's call: recorded after that call, so the order of the
       // records is the order in which a replay must issue them.
       const latencyUs = (performance.now() - perf) * 1000;
@@ -182,8 +195,9 @@ export class Tracer {
         // The answer is encoded for the caller's version at the time it is answered.
         const version = this.spmc.endpoint(c.endpoint)?.version ?? c.version;
         const slot = this.next;
-        for (let i = 0; i < REGISTER_COUNT; i++) this.regs[slot * SLOT + i] = out[i] ?? 0n;
-        this.push({ kind: 'return', seq: ++this.seq, t: Date.now(), endpoint: c.endpoint, name: name(), callSeq: seq, vcpu: c.vcpu, version, fn, latencyUs, dropped: pending.abandoned, slot });
+        for (let i = 0; i < REGISTER_COUNT; i++) this.regs[slot * SLOT + i] = answer[i] ?? 0n;
+        const why = this.spmc.reasonFor(answer);
+        this.push({ kind: 'return', seq: ++this.seq, t: Date.now(), endpoint: c.endpoint, name: name(), callSeq: seq, vcpu: c.vcpu, version, fn, latencyUs, dropped: pending.abandoned, slot, reason: why });
       });
       if (this.answers.length === 1) queueMicrotask(() => this.recordAnswers());
     });

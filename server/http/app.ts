@@ -6,8 +6,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import type { Tracer } from '../debug/tracer.js';
-import type { SpmcGrpcServer } from '../grpc/server.js';
-import type { Spmc } from '../spmc/spmc.js';
+import type { SessionCore } from '../session/core.js';
 import { dashboardRoutes } from './dashboard.js';
 import { metricsRoutes } from './metrics.js';
 import { smcccRoutes } from './smccc.js';
@@ -15,13 +14,10 @@ import { stateRoutes } from './state.js';
 import { traceRoutes } from './trace.js';
 
 export interface HttpOptions {
-  spmc: Spmc;
-  /** Whether the service is still taking calls (false while shutting down). */
-  serving: () => boolean;
+  /** The session core: sessions shared with the gRPC side, and the model behind it. */
+  core: SessionCore;
   /** The trace (state routes work without it; /v1/trace needs it). */
   tracer?: Tracer;
-  /** Sessions shared with the gRPC side, for POST /v1/smccc. */
-  sessions?: Pick<SpmcGrpcServer, 'openSession' | 'sessionEndpoint' | 'closeSession'>;
   logger?: boolean | object;
 }
 
@@ -38,8 +34,8 @@ const health: FastifyPluginAsync<HttpOptions> = async (app, opts) => {
       },
     },
     async (_req, reply) => {
-      if (!opts.serving()) return reply.code(503).send({ status: 'NOT_SERVING' });
-      return { status: 'SERVING', endpoints: opts.spmc.state.endpoints.size };
+      if (!opts.core.serving) return reply.code(503).send({ status: 'NOT_SERVING' });
+      return { status: 'SERVING', endpoints: opts.core.spmc.state.endpoints.size };
     },
   );
 };
@@ -58,10 +54,10 @@ export async function buildHttpApp(opts: HttpOptions): Promise<FastifyInstance> 
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   await app.register(health, opts);
-  await app.register(stateRoutes, opts);
+  await app.register(stateRoutes, { spmc: opts.core.spmc });
   if (opts.tracer) await app.register(traceRoutes, { tracer: opts.tracer });
-  if (opts.sessions) await app.register(smcccRoutes, { spmc: opts.spmc, sessions: opts.sessions });
-  await app.register(metricsRoutes, opts);
+  await app.register(smcccRoutes, { core: opts.core });
+  await app.register(metricsRoutes, { core: opts.core });
   await app.register(dashboardRoutes);
   return app;
 }

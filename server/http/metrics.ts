@@ -1,12 +1,12 @@
 // Prometheus metrics (prom-client): calls by function and result, latency, endpoints, memory
-// transactions and faults. Every call is counted from the model's observer, so the observer only
+// transactions and faults. Every call is counted by an interceptor on the session core, which only
 // bumps numbers in plain maps; prom-client reads them when /metrics is scraped.
 
 import type { FastifyPluginAsync } from 'fastify';
 import { Counter, Gauge, type Metric, Registry } from 'prom-client';
 import { errorCodeFromWord, errorName, fid, fidName, U32 } from '../../proto/ffa/index.js';
 import { isPending } from '../spmc/pending.js';
-import type { Spmc } from '../spmc/spmc.js';
+import type { SessionCore } from '../session/core.js';
 
 const ERROR_FID = fid('ERROR');
 /** Latency buckets, seconds. */
@@ -23,7 +23,8 @@ interface FnStats {
   count: number;
 }
 
-export const metricsRoutes: FastifyPluginAsync<{ spmc: Spmc }> = async (app, { spmc }) => {
+export const metricsRoutes: FastifyPluginAsync<{ core: SessionCore }> = async (app, { core }) => {
+  const spmc = core.spmc;
   const byFn = new Map<number, FnStats>();
   let faultCount = 0;
   const stats = (x0: number): FnStats => {
@@ -44,18 +45,20 @@ export const metricsRoutes: FastifyPluginAsync<{ spmc: Spmc }> = async (app, { s
     s.sum += seconds;
     s.count++;
   };
-  let t0 = 0;
-  const stop = spmc.observe({
-    beforeCall: () => void (t0 = performance.now()),
-    call: (c) => {
+  const stopCounting = core.use({
+    name: 'metrics',
+    after: (c, out) => {
       const s = stats(Number(c.x[0]! & U32));
-      const start = t0;
-      if (!isPending(c.out)) return record(s, c.out, (performance.now() - start) / 1e3);
-      c.out.whenComplete((out) => record(s, out, (performance.now() - start) / 1e3));
+      const start = c.start;
+      if (!isPending(out)) return record(s, out, (performance.now() - start) / 1e3);
+      out.whenComplete((r) => record(s, r, (performance.now() - start) / 1e3));
     },
-    fault: () => void faultCount++,
   });
-  app.addHook('onClose', async () => stop());
+  const stopFaults = spmc.observe({ fault: () => void faultCount++ });
+  app.addHook('onClose', async () => {
+    stopCounting();
+    stopFaults();
+  });
 
   const registry = new Registry();
   new Counter({

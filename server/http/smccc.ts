@@ -2,29 +2,40 @@
 // that blocks keeps the request open until it is answered; a client that goes away abandons it.
 
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
-import { parseUuid, REGISTER_COUNT, toRegisters } from '../../proto/ffa/index.js';
-import { type SpmcGrpcServer, toStatus } from '../grpc/server.js';
+import { hex, REGISTER_COUNT, type Registers, toRegisters } from '../../proto/ffa/index.js';
+import type { SessionCore } from '../session/core.js';
+import { statusOf, type TransportStatus } from '../session/status.js';
 import { isPending } from '../spmc/pending.js';
-import type { Spmc } from '../spmc/spmc.js';
 
 const HEX64 = '^0x[0-9a-fA-F]{1,16}$';
-const hex = (v: bigint) => `0x${v.toString(16)}`;
 
-/** gRPC status -> HTTP status, for the same refusals. */
-const HTTP_OF: Record<number, number> = { 3: 400, 5: 404, 6: 409, 7: 403, 8: 429, 14: 503, 16: 401 };
-const NAME_OF: Record<number, string> = { 3: 'INVALID_ARGUMENT', 5: 'NOT_FOUND', 6: 'ALREADY_EXISTS', 7: 'PERMISSION_DENIED', 8: 'RESOURCE_EXHAUSTED', 14: 'UNAVAILABLE', 16: 'UNAUTHENTICATED' };
+/** The session core's statuses as HTTP statuses. */
+export const HTTP_STATUS: Record<TransportStatus, number> = {
+  INVALID_ARGUMENT: 400,
+  UNAUTHENTICATED: 401,
+  PERMISSION_DENIED: 403,
+  ALREADY_EXISTS: 409,
+  RESOURCE_EXHAUSTED: 429,
+  UNAVAILABLE: 503,
+  INTERNAL: 500,
+};
 
 function refuse(reply: FastifyReply, e: unknown) {
-  const s = toStatus(e);
-  return reply.code(HTTP_OF[s.code] ?? 500).send({ error: NAME_OF[s.code] ?? 'INTERNAL', message: s.details });
+  const { status, message } = statusOf(e);
+  return reply.code(HTTP_STATUS[status]).send({ error: status, message });
 }
 
 export interface SmcccOptions {
-  spmc: Spmc;
-  sessions: Pick<SpmcGrpcServer, 'openSession' | 'sessionEndpoint' | 'closeSession'>;
+  core: SessionCore;
 }
 
-export const smcccRoutes: FastifyPluginAsync<SmcccOptions> = async (app, { spmc, sessions }) => {
+export const smcccRoutes: FastifyPluginAsync<SmcccOptions> = async (app, { core }) => {
+  /** x0..x17 as hex, and why when the answer is FFA_ERROR. */
+  const answer = (x: Registers) => {
+    const reason = core.reasonFor(x);
+    return reason ? { x: x.map(hex), reason: reason.text, reasonCode: reason.code } : { x: x.map(hex) };
+  };
+
   app.post<{ Body: { endpointId?: number; name?: string; vcpuCount?: number; ramBytes?: string; properties?: number; uuids?: string[]; credential?: string } }>(
     '/v1/attach',
     {
@@ -48,15 +59,7 @@ export const smcccRoutes: FastifyPluginAsync<SmcccOptions> = async (app, { spmc,
     async (req, reply) => {
       try {
         const b = req.body ?? {};
-        const a = sessions.openSession({
-          endpoint_id: b.endpointId ?? 0,
-          name: b.name ?? '',
-          vcpu_count: b.vcpuCount ?? 0,
-          ram_bytes: BigInt(b.ramBytes ?? '0x0'),
-          properties: b.properties ?? 0,
-          uuids: (b.uuids ?? []).map((u) => (parseUuid(u), u)),
-          credential: b.credential ?? '',
-        });
+        const a = core.attach({ ...b, ramBytes: BigInt(b.ramBytes ?? '0x0') });
         return { session: a.session, endpointId: a.endpointId, ramBase: hex(a.ramBase), ramBytes: hex(a.ramBytes) };
       } catch (e) {
         return refuse(reply, e);
@@ -74,7 +77,7 @@ export const smcccRoutes: FastifyPluginAsync<SmcccOptions> = async (app, { spmc,
     },
     async (req, reply) => {
       try {
-        sessions.closeSession(req.body.session);
+        core.detach(req.body.session);
         return {};
       } catch (e) {
         return refuse(reply, e);
@@ -97,23 +100,31 @@ export const smcccRoutes: FastifyPluginAsync<SmcccOptions> = async (app, { spmc,
             x: { type: 'array', minItems: 1, maxItems: REGISTER_COUNT, items: { type: 'string', pattern: HEX64 } },
           },
         },
-        response: { 200: { type: 'object', properties: { x: { type: 'array', items: { type: 'string' } } } } },
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              x: { type: 'array', items: { type: 'string' } },
+              reason: { type: 'string', description: 'when x0 is FFA_ERROR: the check that refused the call, with its values' },
+              reasonCode: { type: 'string', description: 'the stable code of that reason' },
+            },
+          },
+        },
       },
     },
     async (req, reply) => {
       let out;
       try {
-        const endpoint = sessions.sessionEndpoint(req.body.session);
-        out = spmc.handle(endpoint, req.body.vcpu ?? 0, toRegisters(req.body.x.map((v) => BigInt(v))), 'http');
+        out = core.call(core.session(req.body.session), req.body.vcpu ?? 0, toRegisters(req.body.x.map((v) => BigInt(v))), 'http');
       } catch (e) {
         return refuse(reply, e);
       }
-      if (!isPending(out)) return { x: out.map(hex) };
+      if (!isPending(out)) return answer(out);
       const pending = out;
       req.raw.on('close', () => {
         if (!reply.sent) pending.abandon();
       });
-      return { x: (await pending.answer).map(hex) };
+      return answer(await pending.answer);
     },
   );
 };

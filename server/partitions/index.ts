@@ -2,9 +2,10 @@
 // in-process transport and one receive loop per execution context.
 
 import { FfaDriver } from '../../client-driver/driver.js';
-import { InProcessConnector } from '../../client-driver/transport/in-process.js';
 import { EmulatedVm } from '../../client-driver/vm.js';
+import { coreOf, type SessionCore } from '../session/core.js';
 import type { Spmc } from '../spmc/spmc.js';
+import { InProcessConnector } from '../session/in-process.js';
 import { SERVICES } from './test-service.js';
 
 export interface RunningPartition {
@@ -14,10 +15,11 @@ export interface RunningPartition {
   loops: Promise<void>[];
 }
 
-export async function startBuiltinPartitions(spmc: Spmc, onError?: (id: number, e: unknown) => void): Promise<RunningPartition[]> {
-  const connector = new InProcessConnector(spmc);
+export async function startBuiltinPartitions(target: SessionCore | Spmc, onError?: (id: number, e: unknown) => void): Promise<RunningPartition[]> {
+  const core = coreOf(target);
+  const connector = new InProcessConnector(core);
   const running: RunningPartition[] = [];
-  for (const p of spmc.partitions()) {
+  for (const p of core.spmc.partitions()) {
     if (p.behaviour.kind !== 'builtin') continue;
     const vm = EmulatedVm.fromAttachment(connector.partition(p.id), p.name, p.execContexts);
     const driver = new FfaDriver(vm, { onHandlerError: (e) => onError?.(p.id, e) });

@@ -310,15 +310,12 @@ export class Spmc {
     }
   }
 
-  /** One SMCCC call, atomically against the state: the answer now, or a Pending one. */
-  handle(callerId: EndpointId, vcpuIndex: number, x: readonly bigint[], via = 'direct'): Registers | Pending {
-    if (this.state.observers.size === 0) return this.dispatch(callerId, vcpuIndex, x);
-    const version = this.state.endpoints.get(callerId)?.version;
-    for (const o of this.state.observers) o.beforeCall?.();
-    const out = this.dispatch(callerId, vcpuIndex, x);
-    const reason = isPending(out) ? undefined : this.state.reasons.get(out);
-    for (const o of this.state.observers) o.call?.({ endpoint: callerId, vcpu: vcpuIndex, x, version: version!, via, out, reason });
-    return out;
+  /**
+   * One SMCCC call, atomically against the state: the answer now, or a Pending one. (Transports
+   * call through the session core, whose interceptors see every call.)
+   */
+  handle(callerId: EndpointId, vcpuIndex: number, x: readonly bigint[]): Registers | Pending {
+    return this.dispatch(callerId, vcpuIndex, x);
   }
 
   /** Why the model answered these registers with FFA_ERROR (undefined for any other answer). */

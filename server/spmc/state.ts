@@ -57,27 +57,11 @@ export interface SpmcObserver {
   interrupt?(endpoint: EndpointId, intid: number): void;
   /** A whole line of FFA_CONSOLE_LOG output from a partition. */
   console?(endpoint: EndpointId, line: string): void;
-  /** A call is about to be handled (an observer that times calls reads its own clock here). */
-  beforeCall?(): void;
-  /** A call was handled: `out` is the answer, or the Pending one. `version` is the caller's before the call. */
-  call?(c: ObservedCall): void;
   attach?(ep: Endpoint): void;
   detach?(endpoint: EndpointId): void;
   /** A guest write that passed the access check. */
   write?(endpoint: EndpointId, address: bigint, data: Uint8Array): void;
   fault?(f: MemoryFaultRecord): void;
-}
-
-export interface ObservedCall {
-  endpoint: EndpointId;
-  vcpu: number;
-  x: readonly bigint[];
-  version: FfaVersion;
-  /** Which transport brought it (grpc-session, grpc-unary, http, in-process ...). */
-  via: string;
-  out: Registers | Pending;
-  /** Why, when `out` is an FFA_ERROR answer given now (a Pending one carries its own). */
-  reason?: Reason;
 }
 
 export class SpmcState {

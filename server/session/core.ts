@@ -1,0 +1,253 @@
+// The transport-neutral session core: the one registry of attached endpoints and their sessions,
+// the entry points every transport calls (attach, detach, call, guest memory, the interrupt line),
+// and the interceptor chain around every call. gRPC, the JSON transport and the in-process
+// connector are thin adapters over it.
+
+import { randomBytes } from 'node:crypto';
+import { type EndpointId, hex, isUuidString, parseUuid, type Reason, type Registers } from '../../proto/ffa/index.js';
+import { MAX_MEMORY_ACCESS } from '../../proto/wire.js';
+import { isPending } from '../spmc/pending.js';
+import { type AttachParams, MemoryFault, type Spmc } from '../spmc/spmc.js';
+import { type Interceptor, InterceptedCall, type Outcome } from './interceptors.js';
+import { SessionError } from './status.js';
+
+export interface Logger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+}
+
+const silent: Logger = { info() {}, warn() {} };
+
+/** An attach as a transport receives it: UUIDs as text, to be checked here. */
+export type AttachRequest = Omit<AttachParams, 'uuids'> & { uuids?: string[] };
+
+export interface Attached {
+  /** The token that names the session on every transport. */
+  session: string;
+  endpointId: EndpointId;
+  ramBase: bigint;
+  ramBytes: bigint;
+}
+
+export interface Session {
+  readonly token: string;
+  readonly endpointId: EndpointId;
+  /** Open streams (or other holders) of the session; when the last is cancelled, it is released. */
+  readonly holders: Set<object>;
+  /** Interrupt lines: each is ended when the session is released. */
+  readonly lines: Set<() => void>;
+}
+
+export interface SessionCoreOptions {
+  logger?: Logger;
+}
+
+/** The core to work on, given it or its model. */
+export const coreOf = (target: Spmc | SessionCore): SessionCore => (target instanceof SessionCore ? target : SessionCore.for(target));
+
+/** One session core per model: every transport over a model shares its sessions and interceptors. */
+const cores = new WeakMap<Spmc, SessionCore>();
+
+export class SessionCore {
+  /** The session core of `spmc` (made on first use; `opts` apply then). */
+  static for(spmc: Spmc, opts: SessionCoreOptions = {}): SessionCore {
+    let core = cores.get(spmc);
+    if (!core) cores.set(spmc, (core = new SessionCore(spmc, opts)));
+    return core;
+  }
+
+  private readonly sessions = new Map<string, Session>();
+  private chain: Interceptor[] = [];
+  private readonly log: Logger;
+  private stopping = false;
+
+  private constructor(
+    readonly spmc: Spmc,
+    opts: SessionCoreOptions,
+  ) {
+    this.log = opts.logger ?? silent;
+  }
+
+  // ---- interceptors ---------------------------------------------------------------------------
+
+  /** Add an interceptor at the end of the chain (the first added sees a call first); returns its removal. */
+  use(i: Interceptor): () => void {
+    this.chain = [...this.chain, i];
+    return () => void (this.chain = this.chain.filter((c) => c !== i));
+  }
+
+  // ---- sessions -------------------------------------------------------------------------------
+
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  get serving(): boolean {
+    return !this.stopping;
+  }
+
+  /** Stop taking calls: from now on every entry point answers UNAVAILABLE. */
+  stop(): void {
+    this.stopping = true;
+  }
+
+  /** Join as a VM (or as a remote partition, with its credential): a new session. */
+  attach(req: AttachRequest): Attached {
+    this.checkServing();
+    const bad = req.uuids?.find((u) => !isUuidString(u));
+    if (bad !== undefined) throw new SessionError('INVALID_ARGUMENT', `uuids: ${JSON.stringify(bad)} is not a UUID`);
+    const ep = this.spmc.attach({ ...req, uuids: req.uuids?.map(parseUuid) });
+    const token = randomBytes(18).toString('base64url');
+    this.sessions.set(token, { token, endpointId: ep.id, holders: new Set(), lines: new Set() });
+    this.log.info({ endpoint: ep.id, name: ep.name, kind: ep.kind }, 'endpoint attached');
+    return { session: token, endpointId: ep.id, ramBase: ep.ram.base, ramBytes: ep.ram.size };
+  }
+
+  /** The session behind a token, or UNAUTHENTICATED (UNAVAILABLE while stopping). */
+  session(token: string): Session {
+    this.checkServing();
+    const s = this.sessions.get(token);
+    if (!s) throw new SessionError('UNAUTHENTICATED', token === '' ? 'no session named' : 'unknown session');
+    return s;
+  }
+
+  /**
+   * The session of a stream's request: the stream's first request names it, later ones may leave
+   * it empty but may not name another; and it must still exist (it may have been released).
+   */
+  streamSession(bound: Session | undefined, named: string): Session {
+    if (!bound) return this.session(named);
+    if (named !== '' && named !== bound.token) throw new SessionError('INVALID_ARGUMENT', 'session: a stream carries one session');
+    this.checkServing();
+    if (!this.sessions.has(bound.token)) throw new SessionError('UNAUTHENTICATED', 'session was detached');
+    return bound;
+  }
+
+  /** Leave: the SPMC releases the endpoint. */
+  detach(token: string, why = 'detach'): void {
+    this.release(this.session(token), why);
+  }
+
+  /** A stream (or another holder) keeps the session while it is open. */
+  hold(s: Session, holder: object): void {
+    s.holders.add(holder);
+  }
+
+  /**
+   * A holder is done. One that was cancelled (its client went away) releases the session once no
+   * other holder remains; one that ended cleanly leaves it attached.
+   */
+  letGo(s: Session, holder: object, cancelled: boolean): void {
+    if (!s.holders.delete(holder)) return;
+    if (cancelled && s.holders.size === 0) this.release(s, 'session stream cancelled');
+  }
+
+  private release(s: Session, why: string): void {
+    if (!this.sessions.delete(s.token)) return;
+    for (const end of [...s.lines]) end();
+    s.lines.clear();
+    try {
+      this.spmc.detach(s.endpointId);
+    } catch (e) {
+      this.log.warn({ endpoint: s.endpointId, err: (e as Error).message }, 'detach failed');
+    }
+    this.log.info({ endpoint: s.endpointId, why }, 'endpoint released');
+  }
+
+  private checkServing(): void {
+    if (this.stopping) throw new SessionError('UNAVAILABLE', 'server shutting down');
+  }
+
+  // ---- calls ----------------------------------------------------------------------------------
+
+  /** One SMCCC call of a session. */
+  call(s: Session, vcpu: number, x: Registers, via: string): Outcome {
+    return this.handle(s.endpointId, vcpu, x, via);
+  }
+
+  /**
+   * One SMCCC call of an endpoint through the interceptor chain: each interceptor's `before` in
+   * order until one answers (or the model does), then the `after`s of those that ran, innermost first.
+   */
+  handle(endpoint: EndpointId, vcpu: number, x: Registers, via: string): Outcome {
+    const chain = this.chain;
+    if (chain.length === 0) return this.spmc.handle(endpoint, vcpu, x);
+    const version = this.spmc.endpoint(endpoint)?.version;
+    if (version === undefined) return this.spmc.handle(endpoint, vcpu, x); // refused as the model refuses it
+    const call = new InterceptedCall(endpoint, vcpu, x, version, via, performance.now());
+    let out: Outcome | undefined;
+    let ran = 0;
+    while (ran < chain.length && !out) {
+      const i = chain[ran++]!;
+      const injected = i.before?.(call);
+      if (injected) {
+        out = injected.x;
+        call.answeredBy = i.name;
+        if (injected.reason) this.spmc.state.reasons.set(out, injected.reason);
+      }
+    }
+    out ??= this.spmc.handle(endpoint, vcpu, x);
+    const reason = isPending(out) ? undefined : this.spmc.reasonFor(out);
+    while (ran > 0) chain[--ran]!.after?.(call, out, reason);
+    return out;
+  }
+
+  /** Why these answer registers are an FFA_ERROR (undefined for any other answer). */
+  reasonFor(answer: Registers): Reason | undefined {
+    return this.spmc.reasonFor(answer);
+  }
+
+  // ---- guest memory ---------------------------------------------------------------------------
+
+  readMemory(s: Session, address: bigint, length: number): Uint8Array {
+    if (!Number.isInteger(length) || length < 1 || length > MAX_MEMORY_ACCESS) {
+      throw new SessionError('INVALID_ARGUMENT', `length: ${length} is not 1..${MAX_MEMORY_ACCESS}`);
+    }
+    return this.guarded(s, () => this.spmc.readMemory(s.endpointId, address, length));
+  }
+
+  writeMemory(s: Session, address: bigint, data: Uint8Array): void {
+    if (data.length < 1 || data.length > MAX_MEMORY_ACCESS) {
+      throw new SessionError('INVALID_ARGUMENT', `data: ${data.length} bytes is not 1..${MAX_MEMORY_ACCESS}`);
+    }
+    this.guarded(s, () => this.spmc.writeMemory(s.endpointId, address, data));
+  }
+
+  /** A memory access; a fault is logged before it goes back to the caller. */
+  private guarded<T>(s: Session, access: () => T): T {
+    this.checkServing();
+    try {
+      return access();
+    } catch (e) {
+      if (e instanceof MemoryFault) this.log.warn({ endpoint: s.endpointId, address: hex(e.address), length: e.length, access: e.access }, 'memory fault');
+      throw e;
+    }
+  }
+
+  // ---- the interrupt line ---------------------------------------------------------------------
+
+  /**
+   * Connect the session's interrupt line: `deliver` runs for each interrupt the model raises for
+   * the endpoint (those already pending are raised again now). `ended` runs if the session is
+   * released first. Returns the disconnect.
+   */
+  interrupts(s: Session, deliver: (intid: number, vcpu: number) => void, ended: () => void = () => {}): () => void {
+    const endpoint = s.endpointId;
+    const stop = this.spmc.observe({
+      interrupt: (id, intid) => {
+        if (id === endpoint) deliver(intid, 0);
+      },
+    });
+    const end = () => {
+      disconnect();
+      ended();
+    };
+    const disconnect = () => {
+      stop();
+      s.lines.delete(end);
+    };
+    s.lines.add(end);
+    this.spmc.resignal(endpoint);
+    return disconnect;
+  }
+}
