@@ -22,7 +22,7 @@ export function formatRecord(r: TraceRecord, colour: boolean): string {
   switch (r.kind) {
     case 'call': {
       const call = `${r.function} ${brief(r.args)}`.trim();
-      if (r.blocked) return `${head} v${r.vcpu} ${call} ${c('yellow', '... blocked')}`;
+      if (r.blocked) return `${head} v${r.vcpu} ${call} ${r.waiting ? c('dim', '... waiting') : c('yellow', '... blocked')}`;
       const res = r.result!;
       const ans = res.error ? c('red', `FFA_ERROR ${res.error}`) : `${res.function} ${brief(res.values)}`.trim();
       return `${head} v${r.vcpu} ${call} -> ${ans}`;

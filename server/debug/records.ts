@@ -50,6 +50,11 @@ export type TraceRecord =
       x: string[];
       /** The call blocked; a `return` record with the same callSeq answers it. */
       blocked?: true;
+      /**
+       * Blocked only waiting for its next message (FFA_MSG_WAIT, a direct response): the vCPU is
+       * idle, not stuck on another endpoint, and its answer is that message.
+       */
+      waiting?: true;
       result?: TraceResult;
       latencyUs?: number;
       /** Why the call was refused (the answer is FFA_ERROR): the check that failed, with its values. */
@@ -126,6 +131,7 @@ export type RawRecord =
       handledUs: number;
       outVersion: FfaVersion;
       blocked: boolean;
+      waiting: boolean;
       slot: number;
       reason?: Reason;
     }
@@ -233,8 +239,10 @@ export function toRecord(raw: RawRecord, regs: BigUint64Array): TraceRecord {
         const args = jsonValue(d.call) as Record<string, unknown>;
         if (Object.keys(args).length > 0) rec.args = args;
       } else rec.invalid = d.why;
-      if (raw.blocked) rec.blocked = true;
-      else {
+      if (raw.blocked) {
+        rec.blocked = true;
+        if (raw.waiting) rec.waiting = true;
+      } else {
         rec.result = decodeResult(answer, raw.outVersion);
         rec.latencyUs = Math.round(raw.handledUs * 10) / 10;
         if (raw.reason) {
@@ -312,7 +320,8 @@ export function packBatch(raws: readonly RawRecord[], slots: readonly number[], 
     nums[n + 3] = r.endpoint;
     switch (r.kind) {
       case 'call':
-        nums.set([r.vcpu, r.version, r.handledUs, r.outVersion, r.blocked ? 1 : 0, slots[i]!], n + 4);
+        // flag: 0 answered, 1 blocked, 2 blocked waiting for its next message.
+        nums.set([r.vcpu, r.version, r.handledUs, r.outVersion, r.blocked ? (r.waiting ? 2 : 1) : 0, slots[i]!], n + 4);
         strs.push(r.name, r.via, r.reason?.code ?? '', r.reason?.text ?? '');
         break;
       case 'return':
@@ -340,7 +349,7 @@ export function unpackBatch({ nums, strs }: RawBatch): RawRecord[] {
     const reason = strs[i + 2] ? { code: strs[i + 2]!, text: strs[i + 3]! } : undefined;
     switch (KINDS[at(0)]) {
       case 'call':
-        raws.push({ kind: 'call', seq, t, endpoint, name, vcpu, version, via: str, handledUs: us, outVersion: other, blocked: flag === 1, slot, reason });
+        raws.push({ kind: 'call', seq, t, endpoint, name, vcpu, version, via: str, handledUs: us, outVersion: other, blocked: flag >= 1, waiting: flag === 2, slot, reason });
         break;
       case 'return':
         raws.push({ kind: 'return', seq, t, endpoint, name, vcpu, version, fn: str, latencyUs: us, callSeq: other, dropped: flag === 1, slot, reason });

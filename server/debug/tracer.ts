@@ -160,6 +160,9 @@ export class Tracer {
     const seq = ++this.seq;
     const ep = this.spmc.endpoint(c.endpoint);
     const blocked = isPending(out);
+    // Parked as waiting (MSG_WAIT, a direct response) rather than blocked on another endpoint.
+    const vcpu = ep?.vcpus[c.vcpu];
+    const waiting = blocked && vcpu?.pending === out && vcpu.state === 'waiting';
     const at = this.next * SLOT;
     const regs = this.regs;
     for (let i = 0; i < REGISTER_COUNT; i++) regs[at + i] = c.x[i] ?? 0n;
@@ -178,6 +181,7 @@ export class Tracer {
       outVersion: ep?.version ?? c.version,
       blocked,
       reason,
+      waiting,
     });
     if (this.answers.length > 0) this.recordAnswers();
     if (!isPending(out)) return;
