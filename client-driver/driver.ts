@@ -7,6 +7,7 @@
 import { Mutex } from 'async-mutex';
 import {
   COMPOSITE_HEADER_SIZE,
+  errorName,
   CONSTITUENT_SIZE,
   type Constituent,
   decodeCompositeHeader,
@@ -64,7 +65,7 @@ import {
 import { type FfaDevice, FfaBus } from './bus.js';
 import { FfaDriverError, ffaToErrno } from './errno.js';
 import { FfaNotifier } from './notifier.js';
-import { TransportError } from './transport/transport.js';
+import { type Answer, TransportError } from './transport/transport.js';
 import type { EmulatedVm } from './vm.js';
 
 /** ffa_mem_ops_args: who gets the memory, and which. */
@@ -122,6 +123,8 @@ export interface FfaDriverOptions {
   yieldDelayMs?: number;
   /** Told when a direct-request handler throws (the request is answered with an empty payload). */
   onHandlerError?: (e: unknown, req: DirectRequest) => void;
+  /** Debug-level log (pino-compatible): each refused call with the SPMC's reason. */
+  log?: { debug(obj: object, msg?: string): void };
 }
 
 /** Register form of the count-then-fill probe may race with a VM attaching; retry this often. */
@@ -168,7 +171,7 @@ export class FfaDriver {
    * reads the answer in the same promise callback (every call of every endpoint passes here, and
    * each extra await would cost it another trip through the microtask queue).
    */
-  private invoke<T>(x: Registers, vcpu: number, then: (r: Registers) => T): Promise<T> {
+  private invoke<T>(x: Registers, vcpu: number, then: (r: Answer) => T): Promise<T> {
     if (!this.inFlight[vcpu]) return this.invokeNow(x, vcpu, then);
     return new Promise((resolve, reject) => (this.queued[vcpu] ??= []).push(() => this.invokeNow(x, vcpu, then).then(resolve, reject)));
   }
@@ -176,9 +179,9 @@ export class FfaDriver {
   /** Calls waiting for their vCPU, per vCPU. */
   private readonly queued: (() => void)[][] = [];
 
-  private invokeNow<T>(x: Registers, vcpu: number, then: (r: Registers) => T): Promise<T> {
+  private invokeNow<T>(x: Registers, vcpu: number, then: (r: Answer) => T): Promise<T> {
     this.inFlight[vcpu] = (this.inFlight[vcpu] ?? 0) + 1;
-    let sent: Promise<Registers>;
+    let sent: Promise<Answer>;
     try {
       sent = this.vm.transport.invoke(x, vcpu);
     } catch (e) {
@@ -230,6 +233,10 @@ export class FfaDriver {
       // Replies are the partition manager's own encoding: read them, as Linux does, without judging MBZ.
       const d = decodeCall(reply, this.version, false);
       if (!d.ok) throw new FfaDriverError('EIO', `undecodable reply to FFA_${c.fn}: ${d.why}`);
+      if (d.call.fn === 'ERROR' && reply.reason) {
+        d.call.reason = reply.reason;
+        this.opts.log?.debug({ fn: c.fn, error: errorName(d.call.code), reason: reply.reason.code }, reply.reason.text);
+      }
       return d.call;
     });
   }
@@ -238,7 +245,7 @@ export class FfaDriver {
   async success(c: FfaCall, vcpu = 0): Promise<bigint[]> {
     const r = await this.call(c, vcpu);
     if (r.fn === 'SUCCESS') return r.args;
-    if (r.fn === 'ERROR') throw new FfaDriverError(ffaToErrno(r.code), `FFA_${c.fn}`, r.code);
+    if (r.fn === 'ERROR') throw new FfaDriverError(ffaToErrno(r.code), `FFA_${c.fn}`, r.code, r.reason);
     throw new FfaDriverError('EIO', `FFA_${c.fn} answered FFA_${r.fn}`);
   }
 

@@ -2,7 +2,7 @@
 // table's own length (the seed patch's review), so a code the table does not know is -EINVAL.
 
 import { constants } from 'node:os';
-import { FFA_ERRORS, type FfaErrorName, errorName } from '../proto/ffa/index.js';
+import { FFA_ERRORS, type FfaErrorName, errorName, type Reason } from '../proto/ffa/index.js';
 
 export type Errno = keyof typeof constants.errno;
 
@@ -35,8 +35,11 @@ export class FfaDriverError extends Error {
     message: string,
     /** The FF-A status behind it, when the SPMC answered FFA_ERROR. */
     readonly ffaError?: number,
+    /** Why the SPMC refused, when it said. */
+    readonly reason?: Reason,
   ) {
-    super(`${errno}: ${message}${ffaError !== undefined ? ` (FFA ${errorName(ffaError)})` : ''}`);
+    const why = reason ? `: ${reason.text}` : '';
+    super(`${errno}: ${message}${ffaError !== undefined ? ` (FFA ${errorName(ffaError)}${why})` : ''}`);
     this.name = 'FfaDriverError';
   }
 

@@ -14,7 +14,10 @@ const brief = (o: unknown): string =>
         .join(' ')
     : '';
 
-/** One readable line: seq, endpoint, vCPU, call and its answer. */
+/** Why a refused call was refused, after its error name. */
+const because = (reason: string | undefined): string => (reason ? ` (${reason})` : '');
+
+/** One readable line: seq, endpoint, vCPU, call and its answer (and why, when refused). */
 export function formatRecord(r: TraceRecord, colour: boolean): string {
   const c = (k: keyof typeof COLOUR, s: string) => (colour ? `${COLOUR[k]}${s}${COLOUR.reset}` : s);
   const who = `${r.name || '?'}(0x${r.endpoint.toString(16)})`;
@@ -24,11 +27,11 @@ export function formatRecord(r: TraceRecord, colour: boolean): string {
       const call = `${r.function} ${brief(r.args)}`.trim();
       if (r.blocked) return `${head} v${r.vcpu} ${call} ${r.waiting ? c('dim', '... waiting') : c('yellow', '... blocked')}`;
       const res = r.result!;
-      const ans = res.error ? c('red', `FFA_ERROR ${res.error}`) : `${res.function} ${brief(res.values)}`.trim();
+      const ans = res.error ? c('red', `FFA_ERROR ${res.error}`) + because(r.reason) : `${res.function} ${brief(res.values)}`.trim();
       return `${head} v${r.vcpu} ${call} -> ${ans}`;
     }
     case 'return': {
-      const ans = r.result.error ? c('red', `FFA_ERROR ${r.result.error}`) : `${r.result.function} ${brief(r.result.values)}`.trim();
+      const ans = r.result.error ? c('red', `FFA_ERROR ${r.result.error}`) + because(r.reason) : `${r.result.function} ${brief(r.result.values)}`.trim();
       return `${head} v${r.vcpu} ${c('dim', `<- #${r.callSeq} ${r.function}`)} -> ${ans} ${c('dim', `(${r.latencyUs} us)`)}`;
     }
     case 'fault':

@@ -10,6 +10,7 @@ import { coreOf, type Session, type SessionCore } from './core.js';
 import { statusOf } from './status.js';
 
 const transportError = (e: unknown): TransportError => {
+  if (e instanceof TransportError) return e;
   const { status, message } = statusOf(e);
   return new TransportError(status, message);
 };
