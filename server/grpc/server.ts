@@ -279,7 +279,8 @@ export class SpmcGrpcServer {
     const token = randomBytes(18).toString('base64url');
     this.sessions.set(token, { token, endpointId: ep.id, streams: new Set(), interruptLines: new Set() });
     this.log.info({ endpoint: ep.id, name: ep.name, kind: ep.kind }, 'endpoint attached');
-    return { session: token, endpoint_id: ep.id, ram_base: u64ToWire(ep.ram.base), ram_bytes: u64ToWire(ep.ram.size) };
+    const ffaVersion = this.spmc.partition(ep.id)?.ffaVersion ?? 0;
+    return { session: token, endpoint_id: ep.id, ram_base: u64ToWire(ep.ram.base), ram_bytes: u64ToWire(ep.ram.size), ffa_version: ffaVersion };
   }
 
   /** One SMCCC call of a session: the answer now, or the Pending that will give it. */
