@@ -378,17 +378,22 @@ export class FfaDriver {
   /**
    * ffa_notifications_setup(): a bitmap if the SPMC wants one created, then the SRI and NPI; with
    * neither, notifications stay off. The interrupt line is connected for whichever exists.
+   *
+   * One departure from Linux: BITMAP_CREATE answered NOT_SUPPORTED is taken as "the hypervisor made
+   * the bitmap", not as the end of notifications. Hafnium reports BITMAP_CREATE to every caller in
+   * FFA_FEATURES yet lets only the hypervisor call it (remote-spmc follows it), and Linux, which
+   * gives up on any failure here, would run with notifications off behind such a hypervisor.
    */
   private async notificationsSetup(): Promise<void> {
     let created = false;
     if (await this.supported(fid('NOTIFICATION_BITMAP_CREATE'))) {
       try {
         await this.success({ fn: 'NOTIFICATION_BITMAP_CREATE', vmId: this.vmId, vcpuCount: this.opts.cpuCount ?? this.vm.vcpuCount });
+        created = true;
       } catch (e) {
-        if (e instanceof FfaDriverError && e.ffaError !== undefined) return;
-        throw e;
+        if (!(e instanceof FfaDriverError) || e.ffaError === undefined) throw e;
+        if (e.ffaError !== FFA_ERRORS.NOT_SUPPORTED) return;
       }
-      created = true;
     }
     const destroy = async () => {
       if (created) await this.success({ fn: 'NOTIFICATION_BITMAP_DESTROY', vmId: this.vmId });

@@ -43,7 +43,7 @@ export class SpmcChannel {
     return new Promise((resolve, reject) => fn(req, options, (err, rep) => (err ? reject(transportError(err)) : resolve(rep))));
   }
 
-  async attach(opts: AttachOptions): Promise<{ session: string; endpointId: number; ramBase: bigint; ramBytes: bigint }> {
+  async attach(opts: AttachOptions): Promise<{ session: string; endpointId: number; ramBase: bigint; ramBytes: bigint; ffaVersion?: number }> {
     const rep = await this.unary<object, AttachReply>('Attach', {
       endpoint_id: opts.endpointId ?? 0,
       name: opts.name ?? '',
@@ -53,7 +53,7 @@ export class SpmcChannel {
       uuids: opts.uuids ?? [],
       credential: opts.credential ?? '',
     });
-    return { session: rep.session, endpointId: rep.endpoint_id, ramBase: u64FromWire(rep.ram_base), ramBytes: u64FromWire(rep.ram_bytes) };
+    return { session: rep.session, endpointId: rep.endpoint_id, ramBase: u64FromWire(rep.ram_base), ramBytes: u64FromWire(rep.ram_bytes), ffaVersion: rep.ffa_version || undefined };
   }
 
   /** One call; `options.deadline` gives up on a call that blocks too long (the SPMC drops its answer). */

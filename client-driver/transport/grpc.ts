@@ -21,7 +21,7 @@ export class GrpcConnector implements Connector {
     const a = await this.channel.attach(opts);
     const transport =
       this.mode === 'session' ? new GrpcSessionTransport(this.channel, a.session) : new GrpcUnaryTransport(this.channel, a.session);
-    return { endpointId: a.endpointId, ramBase: a.ramBase, ramBytes: a.ramBytes, transport };
+    return { endpointId: a.endpointId, ramBase: a.ramBase, ramBytes: a.ramBytes, ffaVersion: a.ffaVersion, transport };
   }
 
   close(): void {

@@ -36,6 +36,8 @@ export interface Attachment {
   endpointId: number;
   ramBase: bigint;
   ramBytes: bigint;
+  /** A manifest partition's declared FF-A version, for its driver to ask for; absent for a VM. */
+  ffaVersion?: number;
   transport: Transport;
 }
 

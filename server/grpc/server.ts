@@ -152,7 +152,7 @@ export class SpmcGrpcServer {
           uuids: req.uuids,
           credential: req.credential,
         });
-        return { session: a.session, endpoint_id: a.endpointId, ram_base: u64ToWire(a.ramBase), ram_bytes: u64ToWire(a.ramBytes) };
+        return { session: a.session, endpoint_id: a.endpointId, ram_base: u64ToWire(a.ramBase), ram_bytes: u64ToWire(a.ramBytes), ffa_version: a.ffaVersion };
       }),
       Detach: unary<DetachRequest>((req) => {
         this.core.detach(req.session);

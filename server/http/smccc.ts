@@ -60,7 +60,7 @@ export const smcccRoutes: FastifyPluginAsync<SmcccOptions> = async (app, { core 
       try {
         const b = req.body ?? {};
         const a = core.attach({ ...b, ramBytes: BigInt(b.ramBytes ?? '0x0') });
-        return { session: a.session, endpointId: a.endpointId, ramBase: hex(a.ramBase), ramBytes: hex(a.ramBytes) };
+        return { session: a.session, endpointId: a.endpointId, ramBase: hex(a.ramBase), ramBytes: hex(a.ramBytes), ffaVersion: a.ffaVersion };
       } catch (e) {
         return refuse(reply, e);
       }

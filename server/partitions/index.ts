@@ -22,7 +22,8 @@ export async function startBuiltinPartitions(target: SessionCore | Spmc, onError
   for (const p of core.spmc.partitions()) {
     if (p.behaviour.kind !== 'builtin') continue;
     const vm = EmulatedVm.fromAttachment(connector.partition(p.id), p.name, p.execContexts);
-    const driver = new FfaDriver(vm, { onHandlerError: (e) => onError?.(p.id, e) });
+    // The partition's image speaks the version its manifest declares.
+    const driver = new FfaDriver(vm, { version: p.ffaVersion, onHandlerError: (e) => onError?.(p.id, e) });
     await driver.init();
     const service = SERVICES[p.behaviour.service as keyof typeof SERVICES](driver);
     const loops = Array.from({ length: p.execContexts }, (_, vcpu) =>

@@ -1,6 +1,7 @@
 // A partition served by its own process: attach as the manifest's remote partition over
 // grpc-session, then one receive loop per execution context, as a built-in one runs.
 
+import { type FfaVersion, formatVersion, hex } from '../../proto/ffa/index.js';
 import { FfaDriver } from '../../client-driver/driver.js';
 import { GrpcConnector } from '../../client-driver/transport/grpc.js';
 import { EmulatedVm } from '../../client-driver/vm.js';
@@ -11,6 +12,8 @@ export interface RemotePartitionOptions {
   id: number;
   credential: string;
   service: keyof typeof SERVICES;
+  /** The FF-A version to ask for; default: the one the manifest declares (told at attach). */
+  version?: FfaVersion;
   log?: (msg: string, obj?: object) => void;
 }
 
@@ -18,15 +21,18 @@ export interface RemotePartitionOptions {
 export async function runRemotePartition(opts: RemotePartitionOptions): Promise<void> {
   const connector = new GrpcConnector(opts.server);
   try {
-    const probe = await EmulatedVm.attach(connector, { endpointId: opts.id, credential: opts.credential });
-    const driver = new FfaDriver(probe, { onHandlerError: (e) => opts.log?.('handler failed', { err: String(e) }) });
+    const attached = await connector.attach({ endpointId: opts.id, credential: opts.credential });
+    const probe = EmulatedVm.fromAttachment(attached, `sp-${hex(attached.endpointId)}`, 1);
+    // Negotiate what the manifest declares, as an image built for that version would.
+    const version = opts.version ?? attached.ffaVersion;
+    const driver = new FfaDriver(probe, { version, onHandlerError: (e) => opts.log?.('handler failed', { err: String(e) }) });
     await driver.init();
     const self = (await driver.partitionProbe(new Uint8Array(16))).find((p) => p.id === driver.vmId);
     const contexts = self?.execContexts ?? 1;
     const service = SERVICES[opts.service](driver);
     const loops = Array.from({ length: contexts }, (_, vcpu) => driver.serveDirectRequests(service, vcpu));
     // The loops' first FFA_MSG_WAIT is on its way; requests until it lands are BUSY.
-    opts.log?.('serving', { id: driver.vmId, contexts, service: opts.service });
+    opts.log?.('serving', { id: driver.vmId, contexts, service: opts.service, ffaVersion: formatVersion(driver.version) });
     await Promise.all(loops);
   } finally {
     connector.close();

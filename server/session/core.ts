@@ -27,6 +27,8 @@ export interface Attached {
   endpointId: EndpointId;
   ramBase: bigint;
   ramBytes: bigint;
+  /** A manifest partition's declared FF-A version (what it should ask FFA_VERSION for); 0 for a VM. */
+  ffaVersion: number;
 }
 
 export interface Session {
@@ -100,7 +102,7 @@ export class SessionCore {
     const token = randomBytes(18).toString('base64url');
     this.sessions.set(token, { token, endpointId: ep.id, holders: new Set(), lines: new Set() });
     this.log.info({ endpoint: ep.id, name: ep.name, kind: ep.kind }, 'endpoint attached');
-    return { session: token, endpointId: ep.id, ramBase: ep.ram.base, ramBytes: ep.ram.size };
+    return { session: token, endpointId: ep.id, ramBase: ep.ram.base, ramBytes: ep.ram.size, ffaVersion: this.spmc.partition(ep.id)?.ffaVersion ?? 0 };
   }
 
   /** The session behind a token, or UNAUTHENTICATED (UNAVAILABLE while stopping). */

@@ -110,7 +110,8 @@ export class InProcessConnector implements Connector {
   async attach(opts: AttachOptions): Promise<Attachment> {
     try {
       const a = this.core.attach(opts);
-      return { endpointId: a.endpointId, ramBase: a.ramBase, ramBytes: a.ramBytes, transport: new InProcessTransport(this.core, a.endpointId, this.core.session(a.session)) };
+      const transport = new InProcessTransport(this.core, a.endpointId, this.core.session(a.session));
+      return { endpointId: a.endpointId, ramBase: a.ramBase, ramBytes: a.ramBytes, ffaVersion: a.ffaVersion || undefined, transport };
     } catch (e) {
       throw transportError(e);
     }

@@ -1,4 +1,6 @@
-// FFA_CONSOLE_LOG: a partition's characters, kept per partition as lines and handed to observers.
+// FFA_CONSOLE_LOG (Hafnium's api_ffa_console_log): an endpoint's characters, kept per endpoint as
+// lines and handed to observers. Partitions log to the SPMC; a VM logs to the hypervisor, which the
+// server also is (Hafnium as hypervisor takes its VMs' console output the same way).
 
 import {
   CONSOLE_LOG_MAX_CHARS_32,
@@ -6,11 +8,11 @@ import {
   CONSOLE_LOG_MAX_CHARS_64_V1_2,
   FFA_ERRORS,
   FFA_VERSION_1_2,
-  ffaError,
   ffaSuccess,
+  formatVersion,
 } from '../../proto/ffa/index.js';
 import type { Endpoint } from './endpoint.js';
-import type { AbiTable, SpmcState } from './state.js';
+import { type AbiTable, refuse, type SpmcState } from './state.js';
 
 /** Whole lines kept per partition, and the longest line before it is cut. */
 export const CONSOLE_LINES_KEPT = 256;
@@ -26,10 +28,15 @@ function emitLine(state: SpmcState, ep: Endpoint, line: string): void {
 export const consoleAbis: AbiTable = {
   CONSOLE_LOG: {
     handle({ state, caller }, { width, length, chars }) {
-      // Only partitions have a console here; the hypervisor does not forward VMs' (TF-A's SPMD neither).
-      if (caller.kind !== 'sp') return ffaError(FFA_ERRORS.NOT_SUPPORTED);
+      // 32-bit: w2..w7; 64-bit: x2..x7, or x2..x17 from a v1.2 caller.
       const max = width === 32 ? CONSOLE_LOG_MAX_CHARS_32 : caller.version >= FFA_VERSION_1_2 ? CONSOLE_LOG_MAX_CHARS_64_V1_2 : CONSOLE_LOG_MAX_CHARS_64;
-      if (length === 0 || length > max || length > chars.length) return ffaError(FFA_ERRORS.INVALID_PARAMETERS);
+      if (length === 0 || length > max || length > chars.length) {
+        return refuse(
+          FFA_ERRORS.INVALID_PARAMETERS,
+          'console_log.char_count',
+          `CONSOLE_LOG_${width}: character count ${length} is not 1..${max} (a v${formatVersion(caller.version)} caller)`,
+        );
+      }
       const con = caller.console;
       for (const c of chars.subarray(0, length)) {
         if (c === 0x0a) {
@@ -45,6 +52,5 @@ export const consoleAbis: AbiTable = {
       }
       return ffaSuccess();
     },
-    features: ({ caller }, _w, props) => (props === 0 && caller.kind === 'sp' ? [0, 0] : undefined),
   },
 };

@@ -3,12 +3,12 @@
 // Cycles move with calls: a direct request or FFA_RUN gives the target's vCPU the caller's cycles
 // (the caller blocks); FFA_MSG_WAIT, a response or FFA_YIELD hands them back.
 
-import { FFA_ERRORS, ffaError, ffaSuccess, type FfaCall } from '../../proto/ffa/index.js';
+import { FFA_ERRORS, ffaSuccess, type FfaCall, hex } from '../../proto/ffa/index.js';
 import type { Vcpu } from './endpoint.js';
 import { releaseRx } from './mailbox.js';
 import { npiInterrupt, takeLatchedNpi } from './notifications.js';
 import type { AbiTable, SpmcState } from './state.js';
-import { park, sameVcpu, vcpuRef, wake } from './state.js';
+import { park, refuse, sameVcpu, vcpuRef, wake } from './state.js';
 
 const { INVALID_PARAMETERS, DENIED, BUSY } = FFA_ERRORS;
 
@@ -25,7 +25,13 @@ export const cpuCycleAbis: AbiTable = {
   MSG_WAIT: {
     handle({ state, caller, vcpu }, call) {
       // While serving a request the cycles belong to the requester: answer it first.
-      if (vcpu.handling) return ffaError(DENIED);
+      if (vcpu.handling) {
+        return refuse(
+          DENIED,
+          'msg_wait.handling_request',
+          `MSG_WAIT: ${hex(caller.id)} vCPU ${vcpu.index} is serving a direct request from ${hex(vcpu.handling.origin.endpoint)}; it must respond first`,
+        );
+      }
       // The implicit release fails silently, as Hafnium's does.
       if (!call.retainRx) releaseRx(caller);
       // Notifications arrived while no context waited: take them now instead of waiting.
@@ -44,7 +50,8 @@ export const cpuCycleAbis: AbiTable = {
       const giver = vcpu.handling && !vcpu.handling.originGone ? vcpu.handling.origin : vcpu.runBy;
       if (!giver) {
         // Nobody lent these cycles: a VM's yield is a no-op; an SP outside any request may not.
-        return caller.kind === 'vm' ? ffaSuccess() : ffaError(DENIED);
+        if (caller.kind === 'vm') return ffaSuccess();
+        return refuse(DENIED, 'yield.no_cycles', `YIELD: partition ${hex(caller.id)} vCPU ${vcpu.index} was given no cycles (no request, no FFA_RUN) to hand back`);
       }
       wake(state, giver, { fn: 'YIELD', target, timeout });
       const reply = park(vcpu, 'preempted', 'YIELD');
@@ -57,13 +64,18 @@ export const cpuCycleAbis: AbiTable = {
     handle({ state, caller, vcpu }, { target }) {
       const ep = state.endpoints.get(target.endpoint);
       const t = ep?.vcpus[target.vcpu];
-      if (!ep || !t || ep.id === caller.id) return ffaError(INVALID_PARAMETERS);
-      if (caller.kind === 'sp' && ep.kind === 'vm') return ffaError(DENIED);
+      if (!ep) return refuse(INVALID_PARAMETERS, 'run.unknown_target', `RUN: no endpoint ${hex(target.endpoint)}`);
+      if (!t) return refuse(INVALID_PARAMETERS, 'run.vcpu', `RUN: ${hex(ep.id)} has no vCPU ${target.vcpu} (it has ${ep.vcpuCount})`);
+      if (ep.id === caller.id) return refuse(INVALID_PARAMETERS, 'run.self', `RUN: ${hex(caller.id)} may not run itself`);
+      if (caller.kind === 'sp' && ep.kind === 'vm') return refuse(DENIED, 'run.sp_to_vm', `RUN: partition ${hex(caller.id)} may not run VM ${hex(ep.id)}`);
       const me = vcpuRef(caller, vcpu);
       switch (t.state) {
         case 'preempted':
           // Only the vCPU it yielded to may give it its cycles back.
-          if (!sameVcpu(t.yieldedTo, me)) return ffaError(DENIED);
+          if (!sameVcpu(t.yieldedTo, me)) {
+            const to = t.yieldedTo ? `${hex(t.yieldedTo.endpoint)} vCPU ${t.yieldedTo.vcpu}` : 'no one';
+            return refuse(DENIED, 'run.not_yielded_to_caller', `RUN: ${hex(ep.id)} vCPU ${t.index} yielded to ${to}, not to ${hex(caller.id)} vCPU ${vcpu.index}`);
+          }
           t.yieldedTo = undefined;
           wake(state, target, ffaSuccess());
           return park(vcpu, 'blocked', 'RUN', target);
@@ -73,11 +85,13 @@ export const cpuCycleAbis: AbiTable = {
           return park(vcpu, 'blocked', 'RUN', target);
         default:
           // Running, blocked on someone else, or not started.
-          return ffaError(BUSY);
+          return refuse(BUSY, 'run.target_busy', `RUN: ${hex(ep.id)} vCPU ${t.index} is ${t.state}, not waiting or preempted`);
       }
     },
   },
 
   // Only the other world may signal an interrupt; no endpoint here is that.
-  INTERRUPT: { handle: () => ffaError(DENIED) },
+  INTERRUPT: {
+    handle: ({ caller }) => refuse(DENIED, 'interrupt.not_other_world', `INTERRUPT: only the other world signals an interrupt; ${hex(caller.id)} may not`),
+  },
 };

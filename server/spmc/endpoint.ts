@@ -75,7 +75,10 @@ export interface Endpoint {
   readonly vcpuCount: number;
   readonly properties: number;
   readonly uuids: readonly Uuid[];
-  /** The version that picks this endpoint's layouts: negotiated (VMs) or declared (SPs). */
+  /**
+   * The version that picks this endpoint's layouts and what others see of it: the declared one (a
+   * partition's manifest; v1.0 for a VM) until FFA_VERSION negotiates another (versions.ts).
+   */
   version: FfaVersion;
   /** Set by the first FF-A call other than FFA_VERSION; from then on only the same version is accepted. */
   versionLocked: boolean;

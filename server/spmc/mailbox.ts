@@ -4,12 +4,9 @@
 import {
   FFA_ERRORS,
   FFA_PAGE_SIZE,
-  FFA_VERSION_1_2,
   type EndpointId,
   ffaSuccess,
   hex,
-  RXTX_MAX_PAGES_SHIFT,
-  RXTX_MIN_SIZE_4K,
 } from '../../proto/ffa/index.js';
 import type { Endpoint } from './endpoint.js';
 import { pageAligned } from './memory.js';
@@ -90,11 +87,6 @@ export const mailboxAbis: AbiTable = {
       caller.access.assign(rx, rx + size, 'mailbox-rx', 'ro');
       caller.mailbox = { tx, rx, pageCount, rxState: 'empty' };
       return ffaSuccess();
-    },
-    features({ state, caller }, _width, inputProperties) {
-      if (inputProperties !== 0) return undefined;
-      const maxPages = caller.version >= FFA_VERSION_1_2 ? state.limits.rxtxMaxPages << RXTX_MAX_PAGES_SHIFT : 0;
-      return [RXTX_MIN_SIZE_4K | maxPages, 0];
     },
   },
   RXTX_UNMAP: {

@@ -18,7 +18,6 @@ import {
   FFA_ERRORS,
   FFA_PAGE_SIZE,
   FFA_VERSION_1_0,
-  FFA_VERSION_1_1,
   FFA_VERSION_1_2,
   type FfaCall,
   ffaError,
@@ -36,7 +35,6 @@ import {
   RECLAIM_FLAG_CLEAR,
   RECLAIM_FLAG_TIME_SLICE,
   RELINQUISH_FLAG_CLEAR,
-  RETRIEVE_REQ_NS_BIT,
   U32,
 } from '../../proto/ffa/index.js';
 import type { Endpoint } from './endpoint.js';
@@ -391,25 +389,13 @@ function memReclaim(ctx: CallContext, call: CallOf<'MEM_RECLAIM'>): Reply {
   return ffaSuccess();
 }
 
-/** FEATURES for the send functions: w2 = 0, no dynamically allocated buffers. */
-const sendFeatures = (_ctx: CallContext, _w: number, props: number): [number, number] | undefined => (props === 0 ? [0, 0] : undefined);
-
 export const memoryAbis: AbiTable = {
-  MEM_SHARE: { handle: memSend, features: sendFeatures },
-  MEM_LEND: { handle: memSend, features: sendFeatures },
-  MEM_DONATE: { handle: memSend, features: sendFeatures },
+  MEM_SHARE: { handle: memSend },
+  MEM_LEND: { handle: memSend },
+  MEM_DONATE: { handle: memSend },
   MEM_FRAG_TX: { handle: fragTx },
   MEM_FRAG_RX: { handle: fragRx },
-  MEM_RETRIEVE_REQ: {
-    handle: retrieveReq,
-    // A v1.1+ caller must say it handles the NS bit (bit 1); the answer reports NS-bit support and
-    // how many retrievals may be outstanding (w3[7:0]).
-    features({ state, caller }, _w, props) {
-      if (caller.version >= FFA_VERSION_1_1 && !(props & RETRIEVE_REQ_NS_BIT)) return undefined;
-      if (caller.version <= FFA_VERSION_1_0 && props !== 0) return undefined;
-      return [caller.version >= FFA_VERSION_1_1 ? RETRIEVE_REQ_NS_BIT : 0, Math.min(255, state.limits.maxTransactions)];
-    },
-  },
+  MEM_RETRIEVE_REQ: { handle: retrieveReq },
   MEM_RELINQUISH: { handle: relinquish },
   MEM_RECLAIM: { handle: memReclaim },
 };

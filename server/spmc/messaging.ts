@@ -75,15 +75,9 @@ function sendResponse(ctx: CallContext, call: ResponseCall): Reply {
   return waitForNext(state, vcpu, call.fn, call);
 }
 
-/** FFA_FEATURES reports a messaging function to an endpoint whose messaging method includes it (the ACS's rule). */
-const ifCaller =
-  (bit: number) =>
-  ({ caller }: CallContext, _w: number, props: number): [number, number] | undefined =>
-    props === 0 && (caller.properties & bit) !== 0 ? [0, 0] : undefined;
-
 export const messagingAbis: AbiTable = {
-  MSG_SEND_DIRECT_REQ: { handle: (ctx, call) => sendRequest(ctx, call, call.route), features: ifCaller(P.DIRECT_REQ_SEND) },
-  MSG_SEND_DIRECT_REQ2: { handle: (ctx, call) => sendRequest(ctx, call, call.route, call.uuid), features: ifCaller(P.DIRECT_REQ2_SEND) },
-  MSG_SEND_DIRECT_RESP: { handle: (ctx, call) => sendResponse(ctx, call), features: ifCaller(P.DIRECT_REQ_RECV) },
-  MSG_SEND_DIRECT_RESP2: { handle: (ctx, call) => sendResponse(ctx, call), features: ifCaller(P.DIRECT_REQ2_RECV) },
+  MSG_SEND_DIRECT_REQ: { handle: (ctx, call) => sendRequest(ctx, call, call.route) },
+  MSG_SEND_DIRECT_REQ2: { handle: (ctx, call) => sendRequest(ctx, call, call.route, call.uuid) },
+  MSG_SEND_DIRECT_RESP: { handle: (ctx, call) => sendResponse(ctx, call) },
+  MSG_SEND_DIRECT_RESP2: { handle: (ctx, call) => sendResponse(ctx, call) },
 };

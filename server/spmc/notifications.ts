@@ -180,8 +180,8 @@ function updateBindings(
 
 export const notificationAbis: AbiTable = {
   // The hypervisor's calls; the server created every VM's bitmap at attach.
-  NOTIFICATION_BITMAP_CREATE: { handle: () => ffaError(NOT_SUPPORTED), onInvalid: () => ffaError(NOT_SUPPORTED), features: () => undefined },
-  NOTIFICATION_BITMAP_DESTROY: { handle: () => ffaError(NOT_SUPPORTED), onInvalid: () => ffaError(NOT_SUPPORTED), features: () => undefined },
+  NOTIFICATION_BITMAP_CREATE: { handle: () => ffaError(NOT_SUPPORTED), onInvalid: () => ffaError(NOT_SUPPORTED) },
+  NOTIFICATION_BITMAP_DESTROY: { handle: () => ffaError(NOT_SUPPORTED), onInvalid: () => ffaError(NOT_SUPPORTED) },
 
   NOTIFICATION_BIND: {
     handle(ctx, { route, perVcpu, bitmap }) {
@@ -235,6 +235,5 @@ export const notificationAbis: AbiTable = {
       // One list, the caller's own ID; global notifications carry no vCPU IDs.
       return ffaSuccess(packNotificationInfo({ lists: [{ endpoint: caller.id, vcpus: [] }], morePending: false }, width), width);
     },
-    features: ({ caller }, _w, props) => (props === 0 && caller.kind === 'vm' ? [0, 0] : undefined),
   },
 };

@@ -6,8 +6,9 @@ import {
   FFA_VERSION_1_0,
   FFA_VERSION_1_1,
   FFA_VERSION_1_2,
-  ffaError,
   ffaSuccess,
+  formatUuid,
+  hex,
   isNilUuid,
   packPartitionInfoRegsHeader,
   PARTITION_INFO_REGS_MAX_PER_CALL,
@@ -25,17 +26,15 @@ import {
 } from '../../proto/ffa/index.js';
 import type { Endpoint } from './endpoint.js';
 import { fillRx, rxBufferSize, rxBusy } from './mailbox.js';
-import type { AbiTable, SpmcState } from './state.js';
+import { type AbiTable, refuse, type SpmcState } from './state.js';
 
 const { INVALID_PARAMETERS, BUSY, NO_MEMORY, RETRY } = FFA_ERRORS;
 
 /** What `caller` may do with `target`, as Hafnium filters it (ffa_setup_partition_properties). */
 export function visibleProperties(target: Endpoint, caller: Endpoint): number {
   let p = target.properties;
-  // SPs cannot send direct requests to the normal world...
+  // SPs cannot send direct requests to the normal world. (SPs never see VMs: visiblePartitions.)
   if (caller.kind === 'vm' && target.kind === 'sp') p &= ~(P.DIRECT_REQ_SEND | P.DIRECT_REQ2_SEND);
-  // ...so to an SP a VM never looks like a direct-request receiver.
-  if (caller.kind === 'sp' && target.kind === 'vm') p &= ~(P.DIRECT_REQ_RECV | P.DIRECT_REQ2_RECV);
   if (target.version < FFA_VERSION_1_2) p &= ~(P.DIRECT_REQ2_RECV | P.DIRECT_REQ2_SEND);
   if (target.version < FFA_VERSION_1_1) p &= ~(P.INDIRECT_MSG | P.NOTIFICATION_RECV);
   const vmEvents = caller.kind === 'vm' && target.kind === 'sp' && (p & P.DIRECT_REQ_RECV) !== 0;
@@ -44,14 +43,29 @@ export function visibleProperties(target: Endpoint, caller: Endpoint): number {
 }
 
 /**
- * The descriptors `caller` gets for `uuid`: attached VMs then SPs, in ID order. With the Nil UUID a
- * v1.2 caller gets one entry per UUID of each partition and older callers one per partition; a
- * specific UUID matches each partition once, with the UUID field left zero.
+ * The endpoints `caller`'s discovery calls list, in the order they list them. The one place that
+ * decides who sees whom (later: logical partitions the SPMD would list to SPs; the `physical`
+ * personality, SPs only for everyone).
+ * - An SP sees SPs only: Hafnium's SPMC keeps normal-world VMs in a separate list (ffa/spmc/vm.c's
+ *   nwd_vms), which api_ffa_fill_partitions_info_array never walks.
+ * - A VM sees the attached VMs, then the SPs (Hafnium's hypervisor lists its VMs and appends what
+ *   the SPMC answers), each in ID order.
+ */
+export function visiblePartitions(state: SpmcState, caller: Endpoint): Endpoint[] {
+  const byId = [...state.endpoints.values()].sort((a, b) => a.id - b.id);
+  const sps = byId.filter((ep) => ep.kind === 'sp');
+  return caller.kind === 'sp' ? sps : [...byId.filter((ep) => ep.kind === 'vm'), ...sps];
+}
+
+/**
+ * The descriptors `caller` gets for `uuid`. With the Nil UUID a v1.2 caller gets one entry per UUID
+ * of each partition and older callers one per partition; a specific UUID matches each partition
+ * once, with the UUID field left zero.
  */
 export function partitionEntries(state: SpmcState, caller: Endpoint, uuid: Uuid): PartitionInfo[] {
   const all = isNilUuid(uuid);
   const out: PartitionInfo[] = [];
-  for (const ep of state.orderedEndpoints()) {
+  for (const ep of visiblePartitions(state, caller)) {
     const base = { id: ep.id, execContexts: ep.vcpuCount, properties: visibleProperties(ep, caller) };
     if (all) {
       const uuids = ep.uuids.length > 0 ? ep.uuids : [UUID_NIL];
@@ -70,12 +84,24 @@ export const partitionAbis: AbiTable = {
   PARTITION_INFO_GET: {
     handle({ state, caller }, { uuid, countOnly }) {
       const entries = partitionEntries(state, caller, uuid);
-      if (!isNilUuid(uuid) && entries.length === 0) return ffaError(INVALID_PARAMETERS);
+      if (!isNilUuid(uuid) && entries.length === 0) {
+        return refuse(INVALID_PARAMETERS, 'partition_info_get.unknown_uuid', `PARTITION_INFO_GET: no partition ${hex(caller.id)} can see serves UUID ${formatUuid(uuid)}`);
+      }
       // Count-only leaves RX alone (and w3 is MBZ), so it works before RXTX_MAP.
       if (countOnly) return ffaSuccess([entries.length, 0]);
-      if (rxBusy(caller)) return ffaError(BUSY);
+      if (rxBusy(caller)) {
+        return caller.mailbox
+          ? refuse(BUSY, 'partition_info_get.rx_full', `PARTITION_INFO_GET: the RX buffer of ${hex(caller.id)} is still full (RX_RELEASE it first)`)
+          : refuse(BUSY, 'partition_info_get.rx_unmapped', `PARTITION_INFO_GET: ${hex(caller.id)} has no RX buffer mapped`);
+      }
       const descSize = partitionInfoSize(caller.version);
-      if (entries.length * descSize > rxBufferSize(caller)) return ffaError(NO_MEMORY);
+      if (entries.length * descSize > rxBufferSize(caller)) {
+        return refuse(
+          NO_MEMORY,
+          'partition_info_get.rx_too_small',
+          `PARTITION_INFO_GET: ${entries.length} descriptors of ${descSize} bytes do not fit the ${rxBufferSize(caller)}-byte RX buffer of ${hex(caller.id)}`,
+        );
+      }
       fillRx(state, caller, encodePartitionInfo(entries, descSize), SPMC_ID, 'PARTITION_INFO_GET');
       return ffaSuccess([entries.length, caller.version >= FFA_VERSION_1_1 ? descSize : 0]);
     },
@@ -84,9 +110,14 @@ export const partitionAbis: AbiTable = {
   PARTITION_INFO_GET_REGS: {
     handle({ state, caller }, { uuid, startIndex, tag }) {
       // Nothing here changes between calls, so no tag is ever handed out; any other is stale.
-      if (tag !== 0) return ffaError(RETRY);
+      if (tag !== 0) return refuse(RETRY, 'partition_info_get_regs.tag', `PARTITION_INFO_GET_REGS: tag ${hex(tag)} was never handed out (only 0 is valid)`);
       const entries = partitionEntries(state, caller, uuid);
-      if (entries.length === 0 || startIndex >= entries.length) return ffaError(INVALID_PARAMETERS);
+      if (entries.length === 0) {
+        return refuse(INVALID_PARAMETERS, 'partition_info_get_regs.unknown_uuid', `PARTITION_INFO_GET_REGS: no partition ${hex(caller.id)} can see serves UUID ${formatUuid(uuid)}`);
+      }
+      if (startIndex >= entries.length) {
+        return refuse(INVALID_PARAMETERS, 'partition_info_get_regs.start_index', `PARTITION_INFO_GET_REGS: start index ${startIndex} is not below the count ${entries.length}`);
+      }
       const batch = entries.slice(startIndex, startIndex + PARTITION_INFO_REGS_MAX_PER_CALL);
       const header = packPartitionInfoRegsHeader({
         lastIndex: entries.length - 1,

@@ -165,7 +165,7 @@ export class Spmc {
       version: p.ffaVersion,
       ram,
     }, p.notificationSupport);
-    ep.versionLocked = true; // an SP's version is its manifest's
+    // Its manifest's version until it negotiates another before its first other call (versions.ts).
     this.state.endpoints.set(p.id, ep);
     this.manifest.set(p.id, p);
   }
@@ -259,6 +259,9 @@ export class Spmc {
     }
     if (this.remoteAttached.has(id)) throw new SpmcError('already-exists', `partition 0x${id.toString(16)} is already attached`);
     this.remoteAttached.add(id);
+    // Each attach boots the partition's image again: it starts from its declared version, unlocked.
+    ep.version = p.ffaVersion;
+    ep.versionLocked = false;
     for (const o of this.state.observers) o.attach?.(ep);
     return ep;
   }

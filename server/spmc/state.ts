@@ -11,7 +11,6 @@ import {
   ffaError,
   type Reason,
   type Registers,
-  type Width,
 } from '../../proto/ffa/index.js';
 import { encodeCall } from '../../proto/ffa/index.js';
 import type { Endpoint, Vcpu, VcpuRef, VcpuState } from './endpoint.js';
@@ -197,8 +196,6 @@ export interface AbiHandler<F extends FfaFunction> {
   handle(ctx: CallContext, call: CallOf<F>): Reply;
   /** Where the reference runs a state check before argument checks, answer a malformed call here. */
   onInvalid?(ctx: CallContext, invalid: InvalidCall): Reply | undefined;
-  /** FFA_FEATURES for this function: interface properties (w2, w3), or undefined for NOT_SUPPORTED. */
-  features?(ctx: CallContext, width: Width, inputProperties: number): [number, number] | undefined;
 }
 
 export type AbiTable = { [F in FfaFunction]?: AbiHandler<F> };

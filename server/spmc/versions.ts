@@ -1,20 +1,33 @@
-// FFA_VERSION: negotiation and lock (Hafnium's rule).
+// FFA_VERSION: negotiation and lock (Hafnium's api_ffa_version).
+//
+// An endpoint starts at a version: a partition at the one its manifest declares (Hafnium's load.c
+// copies the manifest's ffa-version into vm->ffa_version), a VM at v1.0. Until the endpoint makes
+// another FF-A call, FFA_VERSION with any version compatible with the SPMC's replaces it, whatever
+// the manifest says (a partition declared v1.2 may negotiate v1.1 or v1.0, one declared v1.0 may
+// negotiate v1.2); an incompatible request is NOT_SUPPORTED and leaves it as it was. The first other
+// call locks it (Hafnium's ffa_handler sets ffa_version_negotiated); from then on asking for the same
+// version succeeds and asking for another is NOT_SUPPORTED. The negotiated version is the
+// endpoint's from then on, for everything: its layouts and what others see of it. The manifest keeps
+// the declared one (Spmc.partition(id).ffaVersion), and a remote partition that attaches again
+// starts from it again.
 
-import { FFA_VERSION_IMPLEMENTED, isCompatible, SMCCC_NOT_SUPPORTED, toRegisters } from '../../proto/ffa/index.js';
-import type { AbiTable, Reply } from './state.js';
+import { FFA_VERSION_IMPLEMENTED, isCompatible, SMCCC_NOT_SUPPORTED, toRegisters, type FfaVersion } from '../../proto/ffa/index.js';
+import type { AbiTable, CallContext, Reply } from './state.js';
 
-/** FFA_VERSION reports failure SMCCC-style: NOT_SUPPORTED in w0, not FFA_ERROR. */
+/** FFA_VERSION reports failure SMCCC-style: NOT_SUPPORTED in w0, not FFA_ERROR (so no reason). */
 const notSupported = (): Reply => ({ raw: toRegisters([SMCCC_NOT_SUPPORTED]) });
+
+function negotiate({ caller }: CallContext, requested: FfaVersion): Reply {
+  if (!isCompatible(requested, FFA_VERSION_IMPLEMENTED)) return notSupported();
+  if (caller.versionLocked && requested !== caller.version) return notSupported();
+  caller.version = requested;
+  return { raw: toRegisters([FFA_VERSION_IMPLEMENTED]) };
+}
 
 export const versionAbis: AbiTable = {
   VERSION: {
-    handle({ caller }, { requested }) {
-      if (!isCompatible(requested, FFA_VERSION_IMPLEMENTED)) return notSupported();
-      // Once another call has been made the version is fixed; asking for it again is fine.
-      if (caller.versionLocked && requested !== caller.version) return notSupported();
-      caller.version = requested;
-      return { raw: toRegisters([FFA_VERSION_IMPLEMENTED]) };
-    },
-    onInvalid: () => notSupported(),
+    handle: (ctx, { requested }) => negotiate(ctx, requested),
+    // Hafnium reads w1 only: bits set in w2..w7 do not change the answer.
+    onInvalid: (ctx, invalid) => (invalid.call.fn === 'VERSION' ? negotiate(ctx, invalid.call.requested) : notSupported()),
   },
 };
