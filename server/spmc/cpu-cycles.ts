@@ -3,12 +3,12 @@
 // Cycles move with calls: a direct request or FFA_RUN gives the target's vCPU the caller's cycles
 // (the caller blocks); FFA_MSG_WAIT, a response or FFA_YIELD hands them back.
 
-import { FFA_ERRORS, ffaError, ffaSuccess, type FfaCall } from '../../proto/ffa/index.js';
+import { FFA_ERRORS, ffaSuccess, type FfaCall, hex } from '../../proto/ffa/index.js';
 import type { Vcpu } from './endpoint.js';
 import { releaseRx } from './mailbox.js';
 import { npiInterrupt, takeLatchedNpi } from './notifications.js';
 import type { AbiTable, SpmcState } from './state.js';
-import { park, sameVcpu, vcpuRef, wake } from './state.js';
+import { park, refuse, sameVcpu, vcpuRef, wake } from './state.js';
 
 const { INVALID_PARAMETERS, DENIED, BUSY } = FFA_ERRORS;
 
@@ -21,11 +21,26 @@ export function waitForNext(state: SpmcState, vcpu: Vcpu, fn: string, handBack: 
   return park(vcpu, 'waiting', fn);
 }
 
+/**
+ * A context that took its NPI on a direct response is done with it: the requester, held until now,
+ * gets the response (Hafnium resumes the preempted vCPU: ffa_cpu_cycles_preempted_vcpu_resume).
+ */
+function releaseHeldResponse(state: SpmcState, vcpu: Vcpu): void {
+  const req = vcpu.handling;
+  if (!req?.response) return;
+  vcpu.handling = undefined;
+  if (!req.originGone) wake(state, req.origin, req.response);
+  else state.dropped++;
+}
+
 export const cpuCycleAbis: AbiTable = {
   MSG_WAIT: {
     handle({ state, caller, vcpu }, call) {
       // While serving a request the cycles belong to the requester: answer it first.
-      if (vcpu.handling) return ffaError(DENIED);
+      if (vcpu.handling && !vcpu.handling.response) {
+        return refuse(DENIED, 'msg_wait.request_ongoing', `MSG_WAIT: ${hex(caller.id)} context ${vcpu.index} must answer the request from ${hex(vcpu.handling.origin.endpoint)} first`);
+      }
+      releaseHeldResponse(state, vcpu);
       // The implicit release fails silently, as Hafnium's does.
       if (!call.retainRx) releaseRx(caller);
       // Notifications arrived while no context waited: take them now instead of waiting.
@@ -40,11 +55,14 @@ export const cpuCycleAbis: AbiTable = {
 
   YIELD: {
     handle({ state, caller, vcpu }, { timeout }) {
+      // Taking an NPI on a requester's cycles: a yield is a no-op (Hafnium's, for a secure interrupt).
+      if (vcpu.handling?.response) return ffaSuccess();
       const target = { endpoint: caller.id, vcpu: vcpu.index };
       const giver = vcpu.handling && !vcpu.handling.originGone ? vcpu.handling.origin : vcpu.runBy;
       if (!giver) {
         // Nobody lent these cycles: a VM's yield is a no-op; an SP outside any request may not.
-        return caller.kind === 'vm' ? ffaSuccess() : ffaError(DENIED);
+        if (caller.kind === 'vm') return ffaSuccess();
+        return refuse(DENIED, 'yield.no_cycles_lent', `YIELD: nobody gave ${hex(caller.id)} context ${vcpu.index} its cycles (no request, no FFA_RUN)`);
       }
       wake(state, giver, { fn: 'YIELD', target, timeout });
       const reply = park(vcpu, 'preempted', 'YIELD');
@@ -57,27 +75,33 @@ export const cpuCycleAbis: AbiTable = {
     handle({ state, caller, vcpu }, { target }) {
       const ep = state.endpoints.get(target.endpoint);
       const t = ep?.vcpus[target.vcpu];
-      if (!ep || !t || ep.id === caller.id) return ffaError(INVALID_PARAMETERS);
-      if (caller.kind === 'sp' && ep.kind === 'vm') return ffaError(DENIED);
+      if (!ep || !t || ep.id === caller.id) {
+        const why = !ep ? `no endpoint ${hex(target.endpoint)}` : ep.id === caller.id ? `${hex(caller.id)} may not run itself` : `${hex(ep.id)} has no vCPU ${target.vcpu}`;
+        return refuse(INVALID_PARAMETERS, 'run.target', `RUN: ${why}`);
+      }
+      if (caller.kind === 'sp' && ep.kind === 'vm') return refuse(DENIED, 'run.sp_to_vm', `RUN: partition ${hex(caller.id)} may not run VM ${hex(ep.id)}`);
       const me = vcpuRef(caller, vcpu);
       switch (t.state) {
         case 'preempted':
           // Only the vCPU it yielded to may give it its cycles back.
-          if (!sameVcpu(t.yieldedTo, me)) return ffaError(DENIED);
+          if (!sameVcpu(t.yieldedTo, me)) {
+            return refuse(DENIED, 'run.not_yielded_to', `RUN: ${hex(ep.id)} vCPU ${target.vcpu} yielded to ${t.yieldedTo ? `${hex(t.yieldedTo.endpoint)} vCPU ${t.yieldedTo.vcpu}` : 'nobody'}, not to the caller`);
+          }
           t.yieldedTo = undefined;
           wake(state, target, ffaSuccess());
           return park(vcpu, 'blocked', 'RUN', target);
         case 'waiting':
           t.runBy = me;
-          wake(state, target, { fn: 'RUN', target });
+          // Pending notifications: it takes the NPI as it runs (Hafnium injects it on FFA_RUN).
+          wake(state, target, takeLatchedNpi(ep) ? npiInterrupt() : { fn: 'RUN', target });
           return park(vcpu, 'blocked', 'RUN', target);
         default:
           // Running, blocked on someone else, or not started.
-          return ffaError(BUSY);
+          return refuse(BUSY, 'run.busy', `RUN: ${hex(ep.id)} vCPU ${target.vcpu} is ${t.state}`);
       }
     },
   },
 
   // Only the other world may signal an interrupt; no endpoint here is that.
-  INTERRUPT: { handle: () => ffaError(DENIED) },
+  INTERRUPT: { handle: ({ caller }) => refuse(DENIED, 'interrupt.not_other_world', `INTERRUPT: only the other world signals interrupts, not ${hex(caller.id)}`) },
 };

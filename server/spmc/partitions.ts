@@ -24,6 +24,7 @@ import {
   uuidEquals,
 } from '../../proto/ffa/index.js';
 import type { Endpoint } from './endpoint.js';
+import { logicalPartitionEntries } from './logical-partitions.js';
 import { fillRx, rxBufferSize, rxBusy } from './mailbox.js';
 import type { AbiTable, SpmcState } from './state.js';
 
@@ -85,7 +86,10 @@ export const partitionAbis: AbiTable = {
     handle({ state, caller }, { uuid, startIndex, tag }) {
       // Nothing here changes between calls, so no tag is ever handed out; any other is stale.
       if (tag !== 0) return ffaError(RETRY);
-      const entries = partitionEntries(state, caller, uuid);
+      // An SP's query is forwarded to the SPMD, whose logical partitions follow the SPs
+      // (Hafnium's api_ffa_partition_info_get_regs_forward); a VM's is not.
+      const logical = caller.kind === 'sp' ? logicalPartitionEntries(state.logicalPartitions, uuid) : [];
+      const entries = [...partitionEntries(state, caller, uuid), ...logical];
       if (entries.length === 0 || startIndex >= entries.length) return ffaError(INVALID_PARAMETERS);
       const batch = entries.slice(startIndex, startIndex + PARTITION_INFO_REGS_MAX_PER_CALL);
       const header = packPartitionInfoRegsHeader({
