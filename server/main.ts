@@ -13,7 +13,8 @@ import { Tracer } from './debug/tracer.js';
 import { replayFile, TraceFormatError } from './debug/replay.js';
 import { buildHttpApp } from './http/app.js';
 import { SpmcGrpcServer } from './grpc/server.js';
-import { defaultManifest, ManifestError, parseManifest } from './manifest.js';
+import { defaultManifest, ManifestError, parseManifest, parseManifestFile } from './manifest.js';
+import type { LogicalPartition } from './spmc/logical-partitions.js';
 import { SPMC_ID } from '../proto/ffa/index.js';
 import { startBuiltinPartitions } from './partitions/index.js';
 import { runRemotePartition } from './partitions/remote.js';
@@ -60,6 +61,7 @@ interface ServeOptions {
   grpc: HostPort;
   http: HostPort;
   partitions: PartitionManifest[];
+  logicalPartitions: LogicalPartition[];
   limits: Partial<SpmcLimits>;
   logLevel: string;
   traceSize: number;
@@ -93,6 +95,7 @@ function parseServe(args: string[]): ServeOptions {
   };
 
   let partitions: PartitionManifest[];
+  let logicalPartitions: LogicalPartition[] = [];
   if (v.manifest !== undefined) {
     let text: string;
     try {
@@ -100,7 +103,7 @@ function parseServe(args: string[]): ServeOptions {
     } catch (e) {
       throw new UsageError(`--manifest: cannot read ${v.manifest}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
-    partitions = parseManifest(text, v.manifest);
+    ({ partitions, logicalPartitions } = parseManifestFile(text, v.manifest));
   } else {
     partitions = defaultManifest();
   }
@@ -108,6 +111,7 @@ function parseServe(args: string[]): ServeOptions {
     grpc: parseHostPort('--grpc', v.grpc!),
     http: parseHostPort('--http', v.http!),
     partitions,
+    logicalPartitions,
     limits,
     logLevel: checkLogLevel(v['log-level']!),
     traceSize: int('trace-size', 1, 10_000_000),
@@ -119,7 +123,7 @@ async function serve(opts: ServeOptions): Promise<void> {
   const log = pino({ name: 'remote-spmc', level: opts.logLevel });
   // Memory handles start from a secret seed, so one VM cannot guess another's.
   const handleSeed = randomBytes(8).readBigUInt64LE();
-  const spmc = new Spmc({ partitions: opts.partitions, limits: opts.limits, handleSeed });
+  const spmc = new Spmc({ partitions: opts.partitions, logicalPartitions: opts.logicalPartitions, limits: opts.limits, handleSeed });
   const core = SessionCore.for(spmc, { logger: log });
   // The trace sees everything from the first call on (the built-in partitions' setup included).
   const tracer = new Tracer(core, {

@@ -15,7 +15,13 @@ import {
   parseVersion,
   SP_ID_BASE,
   SPMC_ID,
+  SPMD_LP_ID_END,
+  SPMD_LP_ID_START,
+  DIRECT_MSG_ARGS,
+  hex,
+  isNilUuid,
 } from '../proto/ffa/index.js';
+import type { LogicalAnswer, LogicalPartition } from './spmc/logical-partitions.js';
 import type { PartitionManifest } from './spmc/spmc.js';
 
 /** Messaging-method bits a manifest may set (Hafnium: anything else is INVALID_MESSAGING_METHOD). */
@@ -28,11 +34,33 @@ export const BUILTIN_SERVICES = ['test-service'] as const;
 
 export const DEFAULT_SP_RAM = 16n << 20n;
 
+/**
+ * `logical-partitions`: the SPMD's (EL3) partitions SPs discover with PARTITION_INFO_GET_REGS.
+ * `answers`: "echo", or up to five words (integers, or 0x-hex strings for 64-bit values) for w3..w7.
+ */
+const logicalPartitionsSchema = {
+  type: 'array',
+  maxItems: SPMD_LP_ID_END - SPMD_LP_ID_START + 1,
+  items: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['id', 'uuids'],
+    properties: {
+      id: { type: 'integer', minimum: SPMD_LP_ID_START, maximum: SPMD_LP_ID_END },
+      name: { type: 'string', minLength: 1, maxLength: 64 },
+      description: { type: 'string' },
+      uuids: { type: 'array', minItems: 1, maxItems: 8, items: { type: 'string' } },
+      answers: {}, // checked by parseLogicalPartitions, whose errors say what it may be
+    },
+  },
+} as const;
+
 const schema = {
   type: 'object',
   additionalProperties: false,
   required: ['partitions'],
   properties: {
+    'logical-partitions': logicalPartitionsSchema,
     partitions: {
       type: 'array',
       minItems: 1,
@@ -179,6 +207,62 @@ export function parseManifest(text: string, file = '<manifest>', env: NodeJS.Pro
       behaviour: p.remote ? { kind: 'remote', credential } : { kind: 'builtin', service: p.service! },
     } satisfies PartitionManifest;
   });
+}
+
+interface RawLogicalPartition {
+  id: number;
+  name?: string;
+  uuids: string[];
+  answers?: string | unknown[];
+}
+
+const ANSWER_WORD = /^0x[0-9a-fA-F]{1,16}$/;
+
+function logicalAnswer(file: string, at: string, raw: string | unknown[] | undefined): LogicalAnswer | undefined {
+  if (raw === undefined) return undefined;
+  if (raw === 'echo') return { kind: 'echo' };
+  if (!Array.isArray(raw)) throw new ManifestError(file, at, `"${raw}" is neither "echo" nor a list of words`);
+  if (raw.length > DIRECT_MSG_ARGS) throw new ManifestError(file, at, `${raw.length} words; a direct response carries ${DIRECT_MSG_ARGS} (w3..w7)`);
+  const words = raw.map((w, j) => {
+    if (typeof w === 'number' && Number.isSafeInteger(w) && w >= 0) return BigInt(w);
+    if (typeof w === 'string' && ANSWER_WORD.test(w)) return BigInt(w);
+    throw new ManifestError(file, `${at}[${j}]`, `${JSON.stringify(w)} is not a word (a non-negative integer or a 0x-hex string of up to 16 digits)`);
+  });
+  return { kind: 'fixed', words };
+}
+
+/**
+ * The `logical-partitions` section of a manifest (validated against the schema by parseManifest):
+ * IDs unique and clear of the partitions', UUIDs valid, not Nil, once each.
+ */
+export function parseLogicalPartitions(text: string, partitions: readonly PartitionManifest[], file = '<manifest>'): LogicalPartition[] {
+  const doc = parseYaml(text, { intAsBigInt: false, uniqueKeys: true }) as { 'logical-partitions'?: RawLogicalPartition[] };
+  const raw = doc['logical-partitions'] ?? [];
+  const seen = new Set<number>(partitions.map((p) => p.id));
+  return raw.map((lp, i) => {
+    const at = (f: string) => `logical-partitions[${i}].${f}`;
+    if (seen.has(lp.id)) throw new ManifestError(file, at('id'), `${hex(lp.id)} is already used by another partition`);
+    seen.add(lp.id);
+    const uuids = lp.uuids.map((u, j) => {
+      if (!isUuidString(u)) throw new ManifestError(file, at(`uuids[${j}]`), `"${u}" is not a UUID`);
+      if (lp.uuids.indexOf(u) !== j) throw new ManifestError(file, at(`uuids[${j}]`), `"${u}" is listed twice`);
+      const uuid = parseUuid(u);
+      // TF-A's SPMD refuses a logical partition with the Nil UUID (spmd_logical_sp.c).
+      if (isNilUuid(uuid)) throw new ManifestError(file, at(`uuids[${j}]`), 'the Nil UUID names no service');
+      return uuid;
+    });
+    return { id: lp.id, name: lp.name ?? `lsp-${lp.id.toString(16)}`, uuids, answers: logicalAnswer(file, at('answers'), lp.answers) };
+  });
+}
+
+/** A whole manifest: its partitions and the SPMD's logical partitions. */
+export function parseManifestFile(
+  text: string,
+  file = '<manifest>',
+  env: NodeJS.ProcessEnv = process.env,
+): { partitions: PartitionManifest[]; logicalPartitions: LogicalPartition[] } {
+  const partitions = parseManifest(text, file, env);
+  return { partitions, logicalPartitions: parseLogicalPartitions(text, partitions, file) };
 }
 
 /** The reference topology of the FF-A ACS and TF-A tests: four SPs, all v1.2 and built in. */

@@ -110,14 +110,6 @@ const EXCEPTIONS: Exception[] = [
     hafnium: 'api.c:2762 reports v1.1 functions whatever the caller\'s version; api.c:4658 (api_ffa_notification_update_bindings) answers a receiver below v1.1 NOT_SUPPORTED',
   },
   {
-    fns: ['MSG_SEND2'],
-    kinds: KINDS,
-    versions: V1_0,
-    reported: true,
-    handled: false,
-    hafnium: 'api.c:2766 reports FFA_MSG_SEND2_32 whatever the caller\'s version; api.c:2198 (api_ffa_msg_send2_copy_data) answers a v1.0 sender NOT_SUPPORTED',
-  },
-  {
     fns: ['MEM_RETRIEVE_REQ'],
     kinds: KINDS,
     versions: V1_1_UP,

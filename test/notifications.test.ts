@@ -217,17 +217,22 @@ t.test('NOTIFICATION_SET', async (t) => {
     t.ok(isPending(sp1.start({ fn: 'MSG_WAIT', retainRx: false })), 'SP1 waits');
     t.same(interrupts, [[vm.id, SRI_INTID]], 'sent as it gave up the CPU');
   });
-  t.test('a waiting partition wakes with FFA_INTERRUPT(NPI)', async (t) => {
+  t.test('a waiting partition is not woken; FFA_RUN gives it the NPI (api_ffa_notification_set, api_vcpu_prepare_run)', async (t) => {
     const { vm, sp } = setup();
     const sp1 = sp(SP1);
     t.equal(bind(sp1, vm.id, 0b100n).fn, 'SUCCESS');
     const wait = sp1.start({ fn: 'MSG_WAIT', retainRx: false });
     t.ok(isPending(wait));
     t.equal(set(vm, SP1, 0b100n).fn, 'SUCCESS');
+    t.equal(vm.spmc.endpoint(SP1)!.vcpus[0]!.state, 'waiting', 'SET only marks it pending');
+    const run = vm.start({ fn: 'RUN', target: { endpoint: SP1, vcpu: 0 } });
+    t.ok(isPending(run), 'the VM gives SP1 its cycles');
     const ev = await settle(wait);
     t.equal(ev.fn, 'INTERRUPT');
     t.equal(ev.fn === 'INTERRUPT' && ev.interruptId, NPI_INTID);
     t.same(got(get(sp1)), [0n, 0b100n, 0n, 0n], 'from VMs in w4/w5');
+    t.ok(isPending(sp1.start({ fn: 'MSG_WAIT', retainRx: false })));
+    t.equal((await settle(run)).fn, 'MSG_WAIT', 'and the cycles come back to the VM');
   });
   t.test('a partition busy when notified takes the NPI at its next MSG_WAIT', async (t) => {
     const { vm, sp } = setup();
@@ -396,10 +401,11 @@ t.test('FFA_MSG_SEND2', async (t) => {
     writeTx(sp1, m.tx, { receiver: a.id }, bytes(7));
     t.equal(send2(sp1).fn, 'SUCCESS');
     t.same(got(get(a)), [0n, 0n, 1n, 0n], 'w6 bit 0: SPM RX full');
-    // And back: a VM's message to SP1 wakes a waiting context with the NPI.
+    // And back: a VM's message to SP1; SP1 takes the NPI when the VM runs it.
     const wait = sp1.start({ fn: 'MSG_WAIT', retainRx: false });
     writeTx(a, spmc.endpoint(a.id)!.mailbox!.tx, { receiver: SP1 }, bytes(8));
     t.equal(send2(a).fn, 'SUCCESS');
+    t.ok(isPending(a.start({ fn: 'RUN', target: { endpoint: SP1, vcpu: 0 } })));
     t.equal((await settle(wait)).fn, 'INTERRUPT');
     t.same(got(get(sp1)), [0n, 0n, 0n, 1n], 'from a VM: the hypervisor bit');
     t.ok(isPending(sp1.start({ fn: 'MSG_WAIT', retainRx: false })));

@@ -117,8 +117,8 @@ t.test('CPU cycles: MSG_WAIT, YIELD, RUN, INTERRUPT', async (t) => {
   t.ok(isPending(wait));
   const req = vm.start({ fn: 'MSG_SEND_DIRECT_REQ', width: 64, route: { source: vm.id, destination: SP }, message: { kind: 'partition' }, args: [1n, 0n, 0n, 0n, 0n] });
   t.ok(isPending(req));
-  t.equal(code(sp, { fn: 'MSG_WAIT', retainRx: false }), 'msg_wait.handling_request');
-  t.equal(why(sp, { fn: 'MSG_WAIT', retainRx: false })?.text, `MSG_WAIT: 0x8010 vCPU 0 is serving a direct request from 0x${vm.id.toString(16)}; it must respond first`);
+  t.equal(code(sp, { fn: 'MSG_WAIT', retainRx: false }), 'msg_wait.request_ongoing');
+  t.equal(why(sp, { fn: 'MSG_WAIT', retainRx: false })?.text, `MSG_WAIT: 0x8010 context 0 must answer the request from 0x${vm.id.toString(16)} first`);
   // It yields to the requester; only that vCPU may run it again.
   const y = spmc.handle(SP, 0, encodeCall({ fn: 'YIELD', target: { endpoint: 0, vcpu: 0 }, timeout: 0n }, FFA_VERSION_1_2));
   t.ok(isPending(y));

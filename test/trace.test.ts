@@ -96,6 +96,7 @@ t.test('blocked calls: the call, then its return with the latency; attaches, det
   await drv.init();
   await drv.sendDirectReq(0x8002, [BigInt(CMD.BIND), BigInt(drv.vmId), 1n, 0n]);
   await drv.notifier.notifySend(0x8002, false, 0);
+  await drv.run(0x8002, 0); // it takes the NPI when given cycles
   while (spmc.endpoint(0x8002)!.console.lines.length === 0) await tick();
   await drv.vm.read(0x1000n, 4).catch(() => {});
   await tick();

@@ -14,6 +14,13 @@ export const SECURE_ID_BIT = 0x8000;
 export const isSecureId = (id: EndpointId): boolean => (id & SECURE_ID_BIT) !== 0;
 export const isVmId = (id: EndpointId): boolean => id >= VM_ID_MIN && id <= VM_ID_MAX;
 
+/** The SPMD's own ID at the secure physical instance. */
+export const SPMD_ID: EndpointId = 0xffff;
+/** IDs of the SPMD's (EL3) logical partitions: the 63 below the SPMD's (Hafnium's EL3_SPMD_LP_ID_START/END). */
+export const SPMD_LP_ID_START: EndpointId = SPMD_ID - 63;
+export const SPMD_LP_ID_END: EndpointId = SPMD_ID - 1;
+export const isSpmdLogicalId = (id: EndpointId): boolean => id >= SPMD_LP_ID_START && id <= SPMD_LP_ID_END;
+
 /** Partition properties (u32) of the partition-info descriptor. */
 export const PARTITION_PROPERTIES = {
   DIRECT_REQ_RECV: 1 << 0,

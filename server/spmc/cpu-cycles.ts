@@ -21,17 +21,26 @@ export function waitForNext(state: SpmcState, vcpu: Vcpu, fn: string, handBack: 
   return park(vcpu, 'waiting', fn);
 }
 
+/**
+ * A context that took its NPI on a direct response is done with it: the requester, held until now,
+ * gets the response (Hafnium resumes the preempted vCPU: ffa_cpu_cycles_preempted_vcpu_resume).
+ */
+function releaseHeldResponse(state: SpmcState, vcpu: Vcpu): void {
+  const req = vcpu.handling;
+  if (!req?.response) return;
+  vcpu.handling = undefined;
+  if (!req.originGone) wake(state, req.origin, req.response);
+  else state.dropped++;
+}
+
 export const cpuCycleAbis: AbiTable = {
   MSG_WAIT: {
     handle({ state, caller, vcpu }, call) {
       // While serving a request the cycles belong to the requester: answer it first.
-      if (vcpu.handling) {
-        return refuse(
-          DENIED,
-          'msg_wait.handling_request',
-          `MSG_WAIT: ${hex(caller.id)} vCPU ${vcpu.index} is serving a direct request from ${hex(vcpu.handling.origin.endpoint)}; it must respond first`,
-        );
+      if (vcpu.handling && !vcpu.handling.response) {
+        return refuse(DENIED, 'msg_wait.request_ongoing', `MSG_WAIT: ${hex(caller.id)} context ${vcpu.index} must answer the request from ${hex(vcpu.handling.origin.endpoint)} first`);
       }
+      releaseHeldResponse(state, vcpu);
       // The implicit release fails silently, as Hafnium's does.
       if (!call.retainRx) releaseRx(caller);
       // Notifications arrived while no context waited: take them now instead of waiting.
@@ -46,6 +55,8 @@ export const cpuCycleAbis: AbiTable = {
 
   YIELD: {
     handle({ state, caller, vcpu }, { timeout }) {
+      // Taking an NPI on a requester's cycles: a yield is a no-op (Hafnium's, for a secure interrupt).
+      if (vcpu.handling?.response) return ffaSuccess();
       const target = { endpoint: caller.id, vcpu: vcpu.index };
       const giver = vcpu.handling && !vcpu.handling.originGone ? vcpu.handling.origin : vcpu.runBy;
       if (!giver) {
@@ -81,7 +92,8 @@ export const cpuCycleAbis: AbiTable = {
           return park(vcpu, 'blocked', 'RUN', target);
         case 'waiting':
           t.runBy = me;
-          wake(state, target, { fn: 'RUN', target });
+          // Pending notifications: it takes the NPI as it runs (Hafnium injects it on FFA_RUN).
+          wake(state, target, takeLatchedNpi(ep) ? npiInterrupt() : { fn: 'RUN', target });
           return park(vcpu, 'blocked', 'RUN', target);
         default:
           // Running, blocked on someone else, or not started.

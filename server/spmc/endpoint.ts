@@ -3,6 +3,7 @@
 
 import {
   type EndpointId,
+  type FfaCall,
   type FfaVersion,
   type Uuid,
   FFA_VERSION_1_0,
@@ -40,6 +41,11 @@ export interface DirectRequest {
   framework: boolean;
   /** The origin left (detached) while this was served: its response goes nowhere. */
   originGone: boolean;
+  /**
+   * The response, given while notifications were pending: the responder took the NPI instead of
+   * waiting, and the origin gets this when the responder next waits.
+   */
+  response?: FfaCall;
 }
 
 /**

@@ -25,6 +25,7 @@ import {
   uuidEquals,
 } from '../../proto/ffa/index.js';
 import type { Endpoint } from './endpoint.js';
+import { logicalPartitionEntries } from './logical-partitions.js';
 import { fillRx, rxBufferSize, rxBusy } from './mailbox.js';
 import { type AbiTable, refuse, type SpmcState } from './state.js';
 
@@ -111,7 +112,10 @@ export const partitionAbis: AbiTable = {
     handle({ state, caller }, { uuid, startIndex, tag }) {
       // Nothing here changes between calls, so no tag is ever handed out; any other is stale.
       if (tag !== 0) return refuse(RETRY, 'partition_info_get_regs.tag', `PARTITION_INFO_GET_REGS: tag ${hex(tag)} was never handed out (only 0 is valid)`);
-      const entries = partitionEntries(state, caller, uuid);
+      // An SP's query is forwarded to the SPMD, whose logical partitions follow the SPs
+      // (Hafnium's api_ffa_partition_info_get_regs_forward); a VM's is not.
+      const logical = caller.kind === 'sp' ? logicalPartitionEntries(state.logicalPartitions, uuid) : [];
+      const entries = [...partitionEntries(state, caller, uuid), ...logical];
       if (entries.length === 0) {
         return refuse(INVALID_PARAMETERS, 'partition_info_get_regs.unknown_uuid', `PARTITION_INFO_GET_REGS: no partition ${hex(caller.id)} can see serves UUID ${formatUuid(uuid)}`);
       }

@@ -15,6 +15,7 @@ import {
   FFA_VERSION_IMPLEMENTED,
   isCompatible,
   isSecureId,
+  isSpmdLogicalId,
   isVmId,
   PARTITION_ID_TYPE_MASK,
   PARTITION_PROPERTIES as P,
@@ -25,6 +26,8 @@ import {
   SMCCC_NOT_SUPPORTED,
   SMCCC_VERSION_1_2,
   SPMC_ID,
+  SPMD_LP_ID_END,
+  SPMD_LP_ID_START,
   toRegisters,
   type Uuid,
   uuidEquals,
@@ -39,6 +42,7 @@ import { messagingAbis } from './messaging.js';
 import { releaseMemory } from './memory-share.js';
 import { memoryAbis } from './memory-abis.js';
 import { indirectMessagingAbis } from './indirect-messaging.js';
+import type { LogicalPartition } from './logical-partitions.js';
 import { flushDelayedSri, forgetSender, notificationAbis, resetReceiver, signalReceiver } from './notifications.js';
 import { isPending, Pending } from './pending.js';
 import { mailboxAbis, unmapMailbox } from './mailbox.js';
@@ -78,6 +82,8 @@ export interface PartitionManifest {
 
 export interface SpmcConfig {
   partitions: PartitionManifest[];
+  /** The SPMD's logical partitions SPs may discover (manifest `logical-partitions`). */
+  logicalPartitions?: LogicalPartition[];
   limits?: Partial<SpmcLimits>;
   /** Seeds memory handles; the server gives a secure random value (tests a fixed one). */
   handleSeed?: bigint;
@@ -147,6 +153,20 @@ export class Spmc {
       ...consoleAbis,
     };
     for (const p of config.partitions) this.addPartition(p);
+    for (const lp of config.logicalPartitions ?? []) this.addLogicalPartition(lp);
+  }
+
+  private addLogicalPartition(lp: LogicalPartition): void {
+    if (!isSpmdLogicalId(lp.id)) throw new SpmcError('invalid-argument', `logical partition id ${hex(lp.id)} is not in ${hex(SPMD_LP_ID_START)}..${hex(SPMD_LP_ID_END)}`);
+    if (this.state.endpoints.has(lp.id) || this.state.logicalPartitions.some((o) => o.id === lp.id)) {
+      throw new SpmcError('already-exists', `logical partition id ${hex(lp.id)} declared twice`);
+    }
+    if (lp.uuids.length === 0) throw new SpmcError('invalid-argument', `logical partition ${lp.name} has no UUID`);
+    this.state.logicalPartitions.push(lp);
+  }
+
+  logicalPartitions(): readonly LogicalPartition[] {
+    return this.state.logicalPartitions;
   }
 
   private addPartition(p: PartitionManifest): void {

@@ -14,6 +14,7 @@ import {
 } from '../../proto/ffa/index.js';
 import { encodeCall } from '../../proto/ffa/index.js';
 import type { Endpoint, Vcpu, VcpuRef, VcpuState } from './endpoint.js';
+import type { LogicalPartition } from './logical-partitions.js';
 import { Pending } from './pending.js';
 import { PhysicalMemory, type Window, WindowAllocator } from './memory.js';
 import { MemShares } from './memory-share.js';
@@ -74,6 +75,8 @@ export class SpmcState {
   readonly faults: MemoryFaultRecord[] = [];
   faultCount = 0;
   readonly shares: MemShares;
+  /** The SPMD's logical partitions the manifest declares (not endpoints: no memory, no vCPUs). */
+  readonly logicalPartitions: LogicalPartition[] = [];
   /**
    * Why each FFA_ERROR answer was given, keyed by the answer's register file (a fresh array per
    * answer): the registers stay the ABI's, and whoever holds them can ask for the reason.
