@@ -40,6 +40,7 @@ const USAGE = `usage: remote-spmc serve [options]
   --log-level LEVEL        fatal, error, warn, info, debug, trace or silent (default info)
   --trace-size N           trace records kept in memory (default 10000)
   --trace-file FILE        also write every trace record to FILE as JSON lines (for replay)
+  --strict                 also refuse fields the spec calls MBZ that Hafnium never checks (default: as Hafnium)
   -h, --help               this text
 
 partition: serve a manifest partition marked remote from this process
@@ -60,6 +61,7 @@ interface ServeOptions {
   http: HostPort;
   partitions: PartitionManifest[];
   limits: Partial<SpmcLimits>;
+  strict: boolean;
   logLevel: string;
   traceSize: number;
   traceFile?: string;
@@ -77,6 +79,7 @@ function parseServe(args: string[]): ServeOptions {
     'log-level': { type: 'string', default: 'info' },
     'trace-size': { type: 'string', default: '10000' },
     'trace-file': { type: 'string' },
+    strict: { type: 'boolean', default: false },
   });
   const int = (flag: string, min: number, max: number): number => {
     const n = Number(v[flag as keyof typeof v]);
@@ -108,6 +111,7 @@ function parseServe(args: string[]): ServeOptions {
     http: parseHostPort('--http', v.http!),
     partitions,
     limits,
+    strict: v.strict === true,
     logLevel: checkLogLevel(v['log-level']!),
     traceSize: int('trace-size', 1, 10_000_000),
     traceFile: v['trace-file'],
@@ -118,7 +122,7 @@ async function serve(opts: ServeOptions): Promise<void> {
   const log = pino({ name: 'remote-spmc', level: opts.logLevel });
   // Memory handles start from a secret seed, so one VM cannot guess another's.
   const handleSeed = randomBytes(8).readBigUInt64LE();
-  const spmc = new Spmc({ partitions: opts.partitions, limits: opts.limits, handleSeed });
+  const spmc = new Spmc({ partitions: opts.partitions, limits: opts.limits, handleSeed, strict: opts.strict });
   // The trace sees everything from the first call on (the built-in partitions' setup included).
   const tracer = new Tracer(spmc, {
     ringSize: opts.traceSize,

@@ -8,6 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { type EndpointId, isUuidString, parseUuid, type Registers } from '../../proto/ffa/index.js';
 import type { AttachRequest__Output as AttachRequest } from '../../proto/gen/remote_spmc/v1/AttachRequest.js';
+import { regionsFromWire } from '../../proto/attach-regions.js';
 import type { DetachRequest__Output as DetachRequest } from '../../proto/gen/remote_spmc/v1/DetachRequest.js';
 import type { InterruptsRequest__Output as InterruptsRequest } from '../../proto/gen/remote_spmc/v1/InterruptsRequest.js';
 import type { MemoryRequest__Output as MemoryRequest } from '../../proto/gen/remote_spmc/v1/MemoryRequest.js';
@@ -275,6 +276,7 @@ export class SpmcGrpcServer {
       properties: req.properties,
       uuids: req.uuids.map(parseUuid),
       credential: req.credential,
+      regions: regionsFromWire(req.regions),
     });
     const token = randomBytes(18).toString('base64url');
     this.sessions.set(token, { token, endpointId: ep.id, streams: new Set(), interruptLines: new Set() });

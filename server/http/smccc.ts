@@ -56,6 +56,7 @@ export const smcccRoutes: FastifyPluginAsync<SmcccOptions> = async (app, { spmc,
           properties: b.properties ?? 0,
           uuids: (b.uuids ?? []).map((u) => (parseUuid(u), u)),
           credential: b.credential ?? '',
+          regions: [],
         });
         return { session: a.session, endpointId: a.endpointId, ramBase: hex(a.ramBase), ramBytes: hex(a.ramBytes) };
       } catch (e) {
