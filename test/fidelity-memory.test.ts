@@ -346,7 +346,7 @@ const retrievedHandle = (w: ReturnType<typeof world>) => {
   return h;
 };
 
-export const STRICT_ONLY: StrictRow[] = [
+const STRICT_ONLY: StrictRow[] = [
   {
     check: 'constituent reserved word (offset 12)',
     why: 'ffa_send_check_update reads address and page count only; FF-A v1.1 Table 10.14 says MBZ',
@@ -405,7 +405,7 @@ export const STRICT_ONLY: StrictRow[] = [
   },
   {
     check: 'retrieve flag bit 10 (bypass borrower check) from a v1.1 caller',
-    why: 'ffa_memory_retrieve_validate masks ~0x7ff whatever the version; FF-A v1.1 Table 10.21 says [31:10] MBZ',
+    why: 'ffa_memory_retrieve_validate masks ~0x7ff whatever the version; in FF-A v1.1 bits [31:10] are MBZ',
     code: 'mem_retrieve_req.flags',
     act: (w) => {
       const both = [{ receiver: SP.v11, permissions: RW }, { receiver: SP.v12, permissions: RW }];
@@ -423,7 +423,7 @@ export const STRICT_ONLY: StrictRow[] = [
   },
   {
     check: 'relinquish flags bits [31:2]',
-    why: 'ffa_memory_relinquish reads the clear flag only; FF-A v1.1 Table 10.25 says reserved',
+    why: 'ffa_memory_relinquish reads the clear flag only; FF-A v1.1 Table 16.25 says reserved',
     code: 'mem_relinquish.flags',
     act: (w) => w.sps.v12.relinquish(retrievedHandle(w), 0x100),
     lenient: 'SUCCESS',
@@ -706,7 +706,7 @@ t.test('reasons of the memory ABIs, in Hafnium order', async (t) => {
   };
   const cases: Case[] = [
     // api_ffa_mem_send
-    ['buffer in w3/w4', () => a!.raw({ fn: 'MEM_SHARE', width: 64, totalLength: 80, fragmentLength: 80, buffer: { address: 0x1000n, pageCount: 1 } }), INVALID_PARAMETERS, 'mem_share.buffer', 'MEM_SHARE: descriptors travel in the TX buffer only; w3/w4 name a buffer at 0x1000 of 1 pages'],
+    ['buffer in w3/w4', () => a!.raw({ fn: 'MEM_SHARE', width: 64, totalLength: 80, fragmentLength: 80, buffer: { address: 0x1000n, pageCount: 1 } }), INVALID_PARAMETERS, 'mem_share.buffer', 'MEM_SHARE: descriptors travel in the TX buffer only; w3/w4 name a buffer at 0x1000 of 1 page'],
     ['fragment longer than total', () => a!.send('MEM_SHARE', d, { total: 64, frag: 80 }), INVALID_PARAMETERS, 'mem_share.fragment_length', 'MEM_SHARE: fragment length 80 is greater than the total length 64'],
     ['no TX buffer', () => raw(nomap, { fn: 'MEM_LEND', width: 32, totalLength: 96, fragmentLength: 96, buffer: { address: 0n, pageCount: 0 } }), INVALID_PARAMETERS, 'mem_lend.no_tx_buffer', `MEM_LEND: 0x${nomap.id.toString(16)} has no TX buffer mapped`],
     ['fragment longer than TX', () => a!.send('MEM_SHARE', d, { total: 8192, frag: 8192 }), INVALID_PARAMETERS, 'mem_share.fragment_too_long', 'MEM_SHARE: fragment length 8192 exceeds the 4096-byte TX buffer'],
@@ -730,9 +730,9 @@ t.test('reasons of the memory ABIs, in Hafnium order', async (t) => {
     ['single-lend type', () => a!.send('MEM_LEND', a!.desc({ receivers: one })), INVALID_PARAMETERS, 'mem_lend.memory_type', 'MEM_LEND: memory type Normal given by the sender of a single-borrower lend; the borrower gives it'],
     // ffa_send_check_update / ffa_send_check_transition
     ['overlap', () => a!.send('MEM_SHARE', a!.desc({ receivers: one, constituents: [a!.page(40, 2), a!.page(41)] })), INVALID_PARAMETERS, 'mem_share.constituents_overlap'],
-    ['page count', () => a!.send('MEM_SHARE', patch(d, 80, 2, 4)), INVALID_PARAMETERS, 'mem_share.page_count', 'MEM_SHARE: the constituents hold 1 pages, the composite descriptor says 2'],
+    ['page count', () => a!.send('MEM_SHARE', patch(d, 80, 2, 4)), INVALID_PARAMETERS, 'mem_share.page_count', 'MEM_SHARE: the constituents hold 1 page, the composite descriptor says 2'],
     ['unaligned', () => a!.send('MEM_SHARE', a!.desc({ receivers: one, constituents: [{ address: a!.page(42).address + 8n, pageCount: 1 }] })), INVALID_PARAMETERS, 'mem_share.constituent_unaligned'],
-    ['not the owner', () => a!.send('MEM_SHARE', a!.desc({ receivers: one, constituents: [a!.page(30)] })), DENIED, 'mem_share.not_owner', `MEM_SHARE: 0x${a!.id.toString(16)} does not own ${'0x' + a!.page(30).address.toString(16)} (1 pages) exclusively (it is already shared)`],
+    ['not the owner', () => a!.send('MEM_SHARE', a!.desc({ receivers: one, constituents: [a!.page(30)] })), DENIED, 'mem_share.not_owner', `MEM_SHARE: 0x${a!.id.toString(16)} does not own ${'0x' + a!.page(30).address.toString(16)} (1 page) exclusively (it is already shared)`],
     // MEM_FRAG_TX (api_ffa_mem_frag_tx, ffa_memory_send_continue_validate)
     ['FRAG_TX unknown handle', () => a!.raw({ fn: 'MEM_FRAG_TX', handle: 0x1234n, fragmentLength: 16, endpoint: 0 }), INVALID_PARAMETERS, 'mem_frag_tx.unknown_handle', 'MEM_FRAG_TX: no memory transaction has handle 0x1234'],
     // api_ffa_mem_retrieve_req, ffa_memory_retrieve_validate

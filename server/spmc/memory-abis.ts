@@ -16,7 +16,6 @@ import {
   RECLAIM_FLAG_TIME_SLICE,
   RELINQUISH_FLAG_CLEAR,
   RELINQUISH_FLAG_TIME_SLICE,
-  RELINQUISH_HEADER_SIZE,
   RETRIEVE_REQ_NS_BIT,
   tryDecode,
 } from '../../proto/ffa/index.js';
@@ -37,7 +36,6 @@ function relinquish(ctx: CallContext): Reply {
   if (!decoded.ok) return bad('descriptor', decoded.why);
   const r = decoded.value;
   if (r.count !== 1) return bad('endpoint_count', `the descriptor lists ${r.count} endpoints; exactly 1 is supported`);
-  if (RELINQUISH_HEADER_SIZE + r.count * 2 > txSize(caller)) return bad('too_long', 'the endpoint list runs past the TX buffer');
   if (r.endpoints[0] !== caller.id) return bad('endpoint', `the descriptor names ${hex(r.endpoints[0]!)}, but the caller is ${hex(caller.id)}`);
   const share = state.shares.byHandle.get(r.handle);
   if (!share) return bad('unknown_handle', `no memory transaction has handle ${hex(r.handle)}`);
@@ -46,7 +44,7 @@ function relinquish(ctx: CallContext): Reply {
   if (!b) return bad('not_a_borrower', `${hex(caller.id)} is not a borrower of ${hex(r.handle)}`);
   if (b.retrieved !== 'yes') return bad('not_retrieved', `${hex(caller.id)} has not ${b.retrieved === 'no' ? '' : 'fully '}retrieved ${hex(r.handle)}`);
   if (state.strict && r.flags & ~(RELINQUISH_FLAG_CLEAR | RELINQUISH_FLAG_TIME_SLICE)) {
-    return bad('flags', strictly(`flags ${hex(r.flags >>> 0)} set bits [31:2]`, 'FF-A v1.1 Table 10.25, reserved MBZ'));
+    return bad('flags', strictly(`flags ${hex(r.flags >>> 0)} set bits [31:2]`, 'FF-A v1.1 Table 16.25, flags bits [31:2] reserved MBZ'));
   }
   // The clear flag counts only once every other borrower has relinquished (Hafnium).
   const clear = (r.flags & RELINQUISH_FLAG_CLEAR) !== 0 && share.borrowers.every((x) => x === b || x.retrieved === 'no');
@@ -63,7 +61,7 @@ function memReclaim(ctx: CallContext, call: CallOf<'MEM_RECLAIM'>): Reply {
   const no = refusals('MEM_RECLAIM');
   const bad = (check: string, text: string) => no(INVALID_PARAMETERS, check, text);
   if (state.strict && call.flags & ~(RECLAIM_FLAG_CLEAR | RECLAIM_FLAG_TIME_SLICE)) {
-    return bad('flags', strictly(`flags ${hex(call.flags >>> 0)} set bits [31:2]`, 'FF-A v1.1 §16.5, w3 bits [31:2] MBZ'));
+    return bad('flags', strictly(`flags ${hex(call.flags >>> 0)} set bits [31:2]`, 'FF-A v1.1 FFA_MEM_RECLAIM, w3 bits [31:2] MBZ'));
   }
   const share = state.shares.byHandle.get(call.handle);
   if (!share) return bad('unknown_handle', `no memory transaction has handle ${hex(call.handle)}`);

@@ -10,6 +10,7 @@ import {
   type FfaCall,
   type FfaErrorCode,
   formatVersion,
+  hex,
   MEM_ATTR,
   MEM_HEADER_SIZE_V1_1,
   MEM_PERM,
@@ -20,7 +21,7 @@ import type { Endpoint } from './endpoint.js';
 import { rxBufferSize } from './mailbox.js';
 import { refuse, type SpmcState } from './state.js';
 
-const { INVALID_PARAMETERS, DENIED } = FFA_ERRORS;
+const { INVALID_PARAMETERS } = FFA_ERRORS;
 
 export type Refusal = FfaCall & { fn: 'ERROR' };
 export const isRefusal = (v: unknown): v is Refusal => typeof v === 'object' && v !== null && (v as { fn?: string }).fn === 'ERROR';
@@ -68,15 +69,16 @@ export function attributesProblem(attributes: number): string | undefined {
 export function attributesSecurity(state: SpmcState, fn: string, tx: MemTransaction): Refusal | undefined {
   const no = refusals(fn);
   if (tx.attributes & MEM_ATTR.SECURITY_MASK) {
-    return no(INVALID_PARAMETERS, 'ns_bit', `memory region attributes ${hex16(tx.attributes)} set the security field (bits [7:6]); only the relayer sets the NS bit`);
+    return no(INVALID_PARAMETERS, 'ns_bit', `memory region attributes ${hex(tx.attributes)} set the security field (bits [7:6]); only the relayer sets the NS bit`);
   }
   if (state.strict && tx.attributes & MEM_ATTR.PADDING_MASK) {
-    return no(INVALID_PARAMETERS, 'attributes_reserved', strictly(`memory region attributes ${hex16(tx.attributes)} set bits [15:8]`, 'FF-A v1.1 Table 10.18, bits [15:7] MBZ'));
+    return no(INVALID_PARAMETERS, 'attributes_reserved', strictly(`memory region attributes ${hex(tx.attributes)} set bits [15:8]`, 'FF-A v1.1 Table 10.18, bits [15:7] MBZ'));
   }
   return undefined;
 }
 
-export const hex16 = (v: number): string => `0x${v.toString(16).padStart(4, '0')}`;
+/** "1 page", "3 pages". */
+export const pages = (n: number): string => `${n} page${n === 1 ? '' : 's'}`;
 
 const emadSizeValid = (size: number, version: number) => size === EMAD_SIZE_V1_0 || (size === EMAD_SIZE_V1_2 && version >= FFA_VERSION_1_2);
 
@@ -123,6 +125,3 @@ export function sanityCheck(state: SpmcState, caller: Endpoint, fn: string, buf:
   }
   return undefined;
 }
-
-/** DENIED helper for a transaction's refusals. */
-export const denied = (fn: string, check: string, text: string): Refusal => refusals(fn)(DENIED, check, text);

@@ -35,6 +35,7 @@ import {
   instructionAccess,
   isRefusal,
   memType,
+  pages,
   readTx,
   type Refusal,
   refusals,
@@ -135,7 +136,7 @@ function validateRequest(ctx: CallContext, share: MemShare, req: ReturnType<type
   if (req.flags & MEM_FLAGS.HINT_MASK) return bad('address_hint', `flags ${hex(req.flags >>> 0)} set hint bits [8:5]`);
   if (req.flags & ~RETRIEVE_FLAGS_KNOWN) return bad('flags', `flags ${hex(req.flags >>> 0)} set bits [31:11]`);
   if (state.strict && caller.version < FFA_VERSION_1_2 && req.flags & MEM_FLAGS.BYPASS_MULTI_BORROWER) {
-    return bad('flags', strictly(`flags ${hex(req.flags >>> 0)} set bit 10, a v1.2 flag`, 'FF-A v1.1 Table 10.21, bits [31:10] MBZ'));
+    return bad('flags', strictly(`flags ${hex(req.flags >>> 0)} set bit 10, a v1.2 flag`, 'FF-A v1.1 Table 10.20, flags bits [31:10] MBZ in a v1.1 retrieve request'));
   }
   const clear = (req.flags & MEM_FLAGS.CLEAR) !== 0;
   if (share.type === 'share' && req.flags & (MEM_FLAGS.CLEAR | MEM_FLAGS.CLEAR_RELINQUISH)) {
@@ -188,7 +189,7 @@ function strictEmadProblem(r: MemAccess): string | undefined {
 export function retrieveReq(ctx: CallContext, call: CallOf<'MEM_RETRIEVE_REQ'>): Reply {
   const { state, caller } = ctx;
   if (call.buffer.address !== 0n || call.buffer.pageCount !== 0) {
-    return bad('buffer', `descriptors travel in the TX buffer only; w3/w4 name a buffer at ${hex(call.buffer.address)} of ${call.buffer.pageCount} pages`);
+    return bad('buffer', `descriptors travel in the TX buffer only; w3/w4 name a buffer at ${hex(call.buffer.address)} of ${pages(call.buffer.pageCount)}`);
   }
   if (call.fragmentLength !== call.totalLength) return bad('fragmented', `fragment length ${call.fragmentLength} differs from the total ${call.totalLength}: retrieve requests are not fragmented`);
   if (call.totalLength > txSize(caller)) return bad('too_long', `length ${call.totalLength} exceeds the ${txSize(caller)}-byte TX buffer`);
@@ -216,7 +217,8 @@ export function retrieveReq(ctx: CallContext, call: CallOf<'MEM_RETRIEVE_REQ'>):
   // ffa_retrieve_check_transition: the pages must not be mapped for the retriever yet.
   const b = share.borrowers.find((x) => x.id === caller.id)!;
   if (b.retrieved !== 'no' || share.constituents.some((c) => caller.access.touches(...rangeOf(c)))) {
-    return no(DENIED, 'already_mapped', `${hex(caller.id)} has ${b.retrieved === 'no' ? 'memory mapped where' : 'already retrieved'} ${hex(share.handle)}`);
+    const what = b.retrieved === 'no' ? `already has pages of ${hex(share.handle)} mapped` : `has already retrieved ${hex(share.handle)}`;
+    return no(DENIED, 'already_mapped', `${hex(caller.id)} ${what}`);
   }
 
   const perm: Permission = granted.data === DATA_RW ? 'rw' : 'ro';

@@ -35,6 +35,7 @@ import {
   isRefusal,
   memType,
   memTypeName,
+  pages,
   readTx,
   type Refusal,
   refusals,
@@ -147,7 +148,7 @@ export function memSend(ctx: CallContext, call: CallOf<SendFn>): Reply {
   const no = refusals(fn);
   const { totalLength: total, fragmentLength: fragLen } = call;
   if (call.buffer.address !== 0n || call.buffer.pageCount !== 0) {
-    return no(INVALID_PARAMETERS, 'buffer', `descriptors travel in the TX buffer only; w3/w4 name a buffer at ${hex(call.buffer.address)} of ${call.buffer.pageCount} pages`);
+    return no(INVALID_PARAMETERS, 'buffer', `descriptors travel in the TX buffer only; w3/w4 name a buffer at ${hex(call.buffer.address)} of ${pages(call.buffer.pageCount)}`);
   }
   if (fragLen > total) return no(INVALID_PARAMETERS, 'fragment_length', `fragment length ${fragLen} is greater than the total length ${total}`);
   if (!caller.mailbox) return no(INVALID_PARAMETERS, 'no_tx_buffer', `${hex(caller.id)} has no TX buffer mapped`);
@@ -223,7 +224,7 @@ export function fragTx(ctx: CallContext, call: CallOf<'MEM_FRAG_TX'>): Reply {
   const more = len / CONSTITUENT_SIZE;
   if (state.strict && share.constituents.length + more > share.expectedConstituents) {
     state.shares.byHandle.delete(share.handle);
-    return bad('past_total_length', strictly(`${more} more constituents make ${share.constituents.length + more}, past the ${share.expectedConstituents} the descriptor announced; it is dropped`, 'FF-A v1.1 §11.2, fragments add up to the total length'));
+    return bad('past_total_length', strictly(`${more} more constituents make ${share.constituents.length + more}, past the ${share.expectedConstituents} the descriptor announced; it is dropped`, 'FF-A v1.1 FFA_MEM_FRAG_TX, fragments add up to the total length in w1 of the first call'));
   }
   const added = decodeConstituents(readTx(state, caller, len), 0, more);
   share.constituents.push(...added.constituents);
@@ -245,7 +246,7 @@ function overlapping(cs: readonly Constituent[]): [Constituent, Constituent] | u
   return undefined;
 }
 
-const describe = (c: Constituent) => `${hex(c.address)} (${c.pageCount} pages)`;
+const describe = (c: Constituent) => `${hex(c.address)} (${pages(c.pageCount)})`;
 
 /** The sender's memory (ffa_send_check_update, then ffa_send_check_transition), on the last fragment. */
 function checkSenderMemory(ctx: CallContext, share: MemShare, fn: string): Pick<AccessRange, 'perm' | 'attrs'> | Refusal {
@@ -256,8 +257,8 @@ function checkSenderMemory(ctx: CallContext, share: MemShare, fn: string): Pick<
   if (state.strict && share.constituentReserved) return bad('constituent_reserved', strictly('a constituent\'s reserved word is not zero', 'FF-A v1.1 Table 10.14, reserved MBZ'));
   const both = overlapping(cs);
   if (both) return bad('constituents_overlap', `constituents ${describe(both[0])} and ${describe(both[1])} overlap`);
-  const pages = cs.reduce((n, c) => n + c.pageCount, 0);
-  if (pages !== share.compositePageCount) return bad('page_count', `the constituents hold ${pages} pages, the composite descriptor says ${share.compositePageCount}`);
+  const total = cs.reduce((n, c) => n + c.pageCount, 0);
+  if (total !== share.compositePageCount) return bad('page_count', `the constituents hold ${pages(total)}, the composite descriptor says ${share.compositePageCount}`);
   // constituents_get_mode
   if (cs.length === 0) return bad('no_constituents', 'the descriptor has no constituents');
   let mode: AccessRange | undefined;
