@@ -652,7 +652,7 @@ t.test('a VM declares its regions at attach; sharing follows them, and a partiti
   t.ok(spmc.attach({ regions: [{ base: 0x0b00_0000n, relative: false, pages: 1, device: true, attributes: 3 }] }), 'and free again after detach');
 });
 
-t.test('over gRPC: AttachRequest.regions, a read-only region refused RW, and 0x6f for a partition', async (t) => {
+t.test('over gRPC: AttachRequest.regions, a read-only region refused RW, a garbage reserved word accepted, and 0x6f for a partition', async (t) => {
   const spmc = new Spmc({ partitions: parseManifest(MANIFEST) });
   const server = new SpmcGrpcServer(spmc);
   const port = await server.listen('127.0.0.1:0');
@@ -671,15 +671,17 @@ t.test('over gRPC: AttachRequest.regions, a read-only region refused RW, and 0x6
   t.equal((await call(rep.session, { fn: 'RXTX_MAP', width: 64, tx: vmBase, rx: vmBase + PAGE, pageCount: 1 })).fn, 'SUCCESS');
   t.equal((await call(sp.session, { fn: 'RXTX_MAP', width: 64, tx: sp.ramBase, rx: sp.ramBase + PAGE, pageCount: 1 })).fn, 'SUCCESS');
   t.equal(await ch.writeMemory(rep.session, vmBase + 0x200000n, new Uint8Array([1])).then(() => 'OK', (e: { code: string }) => e.code), 'PERMISSION_DENIED', 'the read-only region');
-  const send = async (fn: SendFn, d: MemDescriptorInit) => {
-    const bytes = encodeMemTransaction(d, FFA_VERSION_1_2);
+  const send = async (fn: SendFn, d: MemDescriptorInit, garbage = false) => {
+    const encoded = encodeMemTransaction(d, FFA_VERSION_1_2);
+    // Item 5: stack garbage in the last constituent's reserved word.
+    const bytes = garbage ? patch(encoded, encoded.length - 4, 0xcafef00d, 4) : encoded;
     await ch.writeMemory(rep.session, vmBase, bytes);
     return call(rep.session, { fn, width: 64, totalLength: bytes.length, fragmentLength: bytes.length, buffer: { address: 0n, pageCount: 0 } });
   };
   const refused = await send('MEM_SHARE', { sender: rep.endpoint_id, attributes: MEM_ATTR_NORMAL_WB_IS, flags: 0, receivers: [{ receiver: SP.v12, permissions: RW }], constituents: [{ address: vmBase + 0x200000n, pageCount: 1 }] });
   t.ok(refused.fn === 'ERROR' && refused.code === DENIED, 'RW share of read-only memory: DENIED');
-  const ok = await send('MEM_SHARE', { sender: rep.endpoint_id, attributes: MEM_ATTR_NORMAL_WB_IS, flags: 0, receivers: [{ receiver: SP.v12, permissions: RW }], constituents: [{ address: vmBase + 0x100000n, pageCount: 1 }] });
-  const handle = handleOf(ok);
+  const ok = await send('MEM_SHARE', { sender: rep.endpoint_id, attributes: MEM_ATTR_NORMAL_WB_IS, flags: 0, receivers: [{ receiver: SP.v12, permissions: RW }], constituents: [{ address: vmBase + 0x100000n, pageCount: 1 }] }, true);
+  const handle = handleOf(ok); // a reserved word with garbage is accepted over the wire too
   const req = encodeMemTransaction({ sender: rep.endpoint_id, attributes: 0, flags: 0, handle, receivers: [{ receiver: SP.v12, permissions: RW }] }, FFA_VERSION_1_2);
   await ch.writeMemory(sp.session, sp.ramBase, req);
   const resp = await call(sp.session, { fn: 'MEM_RETRIEVE_REQ', width: 64, totalLength: req.length, fragmentLength: req.length, buffer: { address: 0n, pageCount: 0 } });

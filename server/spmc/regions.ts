@@ -52,8 +52,10 @@ export function checkRegions(regions: readonly MemoryRegionDecl[]): RegionProble
 
 const sizeOf = (r: MemoryRegionDecl) => BigInt(r.pages) * PAGE;
 
-/** Reserve the absolute regions (before the RAM window is placed, so it avoids them). */
+/** Check the regions, and reserve the absolute ones (before the RAM window is placed, so it avoids them). */
 export function reserveAbsolute(state: SpmcState, regions: readonly MemoryRegionDecl[]): Window[] | RegionProblem {
+  const bad = checkRegions(regions);
+  if (bad) return bad;
   const taken: Window[] = [];
   for (const [i, r] of regions.entries()) {
     if (r.relative) continue;

@@ -45,7 +45,7 @@ import { isPending, Pending } from './pending.js';
 import { mailboxAbis, unmapMailbox } from './mailbox.js';
 import { roundUp, type Window } from './memory.js';
 import { partitionAbis } from './partitions.js';
-import { checkRegions, mapRegions, type RegionProblem, reserveAbsolute } from './regions.js';
+import { mapRegions, type RegionProblem, reserveAbsolute } from './regions.js';
 import {
   type AbiHandler,
   type AbiTable,
@@ -161,7 +161,7 @@ export class Spmc {
       ...consoleAbis,
     };
     // Every partition's absolute regions first, so that no RAM window lands on one.
-    const absolute = config.partitions.map((p) => regionsOrThrow(p.name, checkRegions(p.regions ?? []) ?? reserveAbsolute(this.state, p.regions ?? [])));
+    const absolute = config.partitions.map((p) => regionsOrThrow(p.name, reserveAbsolute(this.state, p.regions ?? [])));
     config.partitions.forEach((p, i) => this.addPartition(p, absolute[i]!));
   }
 
@@ -249,9 +249,6 @@ export class Spmc {
     }
     if (!isVmId(id)) throw new SpmcError('resource-exhausted', 'no free VM id');
     const regions = params.regions ?? [];
-    const bad = checkRegions(regions);
-    if (bad) throw new SpmcError('invalid-argument', `regions: ${bad.problem}`);
-
     const absolute = reserveAbsolute(this.state, regions);
     if ('problem' in absolute) throw new SpmcError('invalid-argument', `regions: ${absolute.problem}`);
     const ram = this.state.windows.allocate(ramBytes);
