@@ -42,6 +42,7 @@ const USAGE = `usage: remote-spmc serve [options]
   --log-level LEVEL        fatal, error, warn, info, debug, trace or silent (default info)
   --trace-size N           trace records kept in memory (default 10000)
   --trace-file FILE        also write every trace record to FILE as JSON lines (for replay)
+  --strict                 also refuse fields the spec calls MBZ that Hafnium never checks (default: as Hafnium)
   -h, --help               this text
 
 partition: serve a manifest partition marked remote from this process
@@ -63,6 +64,7 @@ interface ServeOptions {
   partitions: PartitionManifest[];
   logicalPartitions: LogicalPartition[];
   limits: Partial<SpmcLimits>;
+  strict: boolean;
   logLevel: string;
   traceSize: number;
   traceFile?: string;
@@ -80,6 +82,7 @@ function parseServe(args: string[]): ServeOptions {
     'log-level': { type: 'string', default: 'info' },
     'trace-size': { type: 'string', default: '10000' },
     'trace-file': { type: 'string' },
+    strict: { type: 'boolean', default: false },
   });
   const int = (flag: string, min: number, max: number): number => {
     const n = Number(v[flag as keyof typeof v]);
@@ -113,6 +116,7 @@ function parseServe(args: string[]): ServeOptions {
     partitions,
     logicalPartitions,
     limits,
+    strict: v.strict === true,
     logLevel: checkLogLevel(v['log-level']!),
     traceSize: int('trace-size', 1, 10_000_000),
     traceFile: v['trace-file'],
@@ -123,7 +127,7 @@ async function serve(opts: ServeOptions): Promise<void> {
   const log = pino({ name: 'remote-spmc', level: opts.logLevel });
   // Memory handles start from a secret seed, so one VM cannot guess another's.
   const handleSeed = randomBytes(8).readBigUInt64LE();
-  const spmc = new Spmc({ partitions: opts.partitions, logicalPartitions: opts.logicalPartitions, limits: opts.limits, handleSeed });
+  const spmc = new Spmc({ partitions: opts.partitions, logicalPartitions: opts.logicalPartitions, limits: opts.limits, handleSeed, strict: opts.strict });
   const core = SessionCore.for(spmc, { logger: log });
   // The trace sees everything from the first call on (the built-in partitions' setup included).
   const tracer = new Tracer(core, {

@@ -7,8 +7,11 @@ import { parse as parseYaml } from 'yaml';
 import {
   FFA_VERSION_1_2,
   FFA_VERSION_IMPLEMENTED,
+  FFA_PAGE_SIZE,
   formatVersion,
+  hex,
   isCompatible,
+  type MemoryRegionDecl,
   isUuidString,
   PARTITION_PROPERTIES as P,
   parseUuid,
@@ -18,10 +21,10 @@ import {
   SPMD_LP_ID_END,
   SPMD_LP_ID_START,
   DIRECT_MSG_ARGS,
-  hex,
   isNilUuid,
 } from '../proto/ffa/index.js';
 import type { LogicalAnswer, LogicalPartition } from './spmc/logical-partitions.js';
+import { MAX_REGIONS, regionProblem } from './spmc/regions.js';
 import type { PartitionManifest } from './spmc/spmc.js';
 
 /** Messaging-method bits a manifest may set (Hafnium: anything else is INVALID_MESSAGING_METHOD). */
@@ -54,6 +57,25 @@ const logicalPartitionsSchema = {
     },
   },
 } as const;
+/** Hafnium's memory-regions/device-regions nodes: attributes 1 read, 2 write, 4 execute, 8 non-secure. */
+const regionSchema = (device: boolean) =>
+  ({
+    type: 'array',
+    minItems: 1,
+    maxItems: MAX_REGIONS,
+    items: {
+      type: 'object',
+      additionalProperties: false,
+      required: device ? ['base-address', 'pages-count', 'attributes'] : ['pages-count', 'attributes'],
+      properties: {
+        description: { type: 'string' },
+        'base-address': { type: 'integer', minimum: 0, maximum: 2 ** 48 },
+        ...(device ? {} : { 'load-address-relative-offset': { type: 'integer', minimum: 0, maximum: 2 ** 48 } }),
+        'pages-count': { type: 'integer', minimum: 1, maximum: 2 ** 24 },
+        attributes: { type: 'integer', minimum: 0, maximum: 15 },
+      },
+    },
+  }) as const;
 
 const schema = {
   type: 'object',
@@ -82,6 +104,8 @@ const schema = {
           'vm-availability-messages': { type: 'integer', minimum: 0, maximum: 3 },
           'ram-bytes': { type: 'integer', minimum: 4096, maximum: 2 ** 40 },
           service: { enum: [...BUILTIN_SERVICES] },
+          'memory-regions': regionSchema(false),
+          'device-regions': regionSchema(true),
           remote: {
             type: 'object',
             additionalProperties: false,
@@ -122,6 +146,16 @@ interface RawPartition {
   'ram-bytes'?: number;
   service?: string;
   remote?: { credential?: string; 'credential-env'?: string };
+  'memory-regions'?: RawRegion[];
+  'device-regions'?: RawRegion[];
+}
+
+interface RawRegion {
+  description?: string;
+  'base-address'?: number;
+  'load-address-relative-offset'?: number;
+  'pages-count': number;
+  attributes: number;
 }
 
 const fieldPath = (instancePath: string): string =>
@@ -152,6 +186,7 @@ export function parseManifest(text: string, file = '<manifest>', env: NodeJS.Pro
     throw new ManifestError(file, field, problem);
   }
   const raw = (doc as { partitions: RawPartition[] }).partitions;
+  const absolute: { base: bigint; limit: bigint; field: string }[] = [];
   const seenIds = new Set<number>();
   const seenNames = new Set<string>();
   return raw.map((p, i) => {
@@ -195,6 +230,7 @@ export function parseManifest(text: string, file = '<manifest>', env: NodeJS.Pro
       (p['notification-support'] ? P.NOTIFICATION_RECV : 0) |
       (vmEvents & 1 ? P.VM_CREATED : 0) |
       (vmEvents & 2 ? P.VM_DESTROYED : 0);
+    const regions = parseRegions(file, at, p, absolute);
     return {
       id,
       name: p.name,
@@ -205,6 +241,7 @@ export function parseManifest(text: string, file = '<manifest>', env: NodeJS.Pro
       ramBytes: p['ram-bytes'] !== undefined ? BigInt(p['ram-bytes']) : DEFAULT_SP_RAM,
       notificationSupport: p['notification-support'] ?? false,
       behaviour: p.remote ? { kind: 'remote', credential } : { kind: 'builtin', service: p.service! },
+      ...(regions.length ? { regions } : {}),
     } satisfies PartitionManifest;
   });
 }
@@ -263,6 +300,43 @@ export function parseManifestFile(
 ): { partitions: PartitionManifest[]; logicalPartitions: LogicalPartition[] } {
   const partitions = parseManifest(text, file, env);
   return { partitions, logicalPartitions: parseLogicalPartitions(text, partitions, file) };
+}
+
+/**
+ * A partition's memory-regions and device-regions, checked as Hafnium's manifest parser does:
+ * exactly one of base-address and load-address-relative-offset (an offset from the partition's RAM,
+ * our load address), attributes R, RW, RX or RWX (devices R or RW) plus non-secure, and absolute
+ * regions that overlap no other (MANIFEST_ERROR_MEM_REGION_OVERLAP).
+ */
+function parseRegions(file: string, at: (f: string) => string, p: RawPartition, absolute: { base: bigint; limit: bigint; field: string }[]): MemoryRegionDecl[] {
+  const out: MemoryRegionDecl[] = [];
+  for (const [key, device] of [['memory-regions', false], ['device-regions', true]] as const) {
+    for (const [j, r] of (p[key] ?? []).entries()) {
+      const field = at(`${key}[${j}]`);
+      const relative = r['load-address-relative-offset'];
+      if ((r['base-address'] === undefined) === (relative === undefined)) {
+        throw new ManifestError(file, field, 'needs exactly one of "base-address" or "load-address-relative-offset"');
+      }
+      const decl: MemoryRegionDecl = {
+        base: BigInt(r['base-address'] ?? relative!),
+        relative: relative !== undefined,
+        pages: r['pages-count'],
+        device,
+        attributes: r.attributes,
+        ...(r.description !== undefined ? { description: r.description } : {}),
+      };
+      const problem = regionProblem(decl);
+      if (problem) throw new ManifestError(file, field, problem);
+      if (!decl.relative) {
+        const limit = decl.base + BigInt(decl.pages) * BigInt(FFA_PAGE_SIZE);
+        const clash = absolute.find((o) => decl.base < o.limit && o.base < limit);
+        if (clash) throw new ManifestError(file, field, `${hex(decl.base)}..${hex(limit)} overlaps ${clash.field}`);
+        absolute.push({ base: decl.base, limit, field });
+      }
+      out.push(decl);
+    }
+  }
+  return out;
 }
 
 /** The reference topology of the FF-A ACS and TF-A tests: four SPs, all v1.2 and built in. */

@@ -53,24 +53,24 @@ export class RawVm {
 
   /** A call that must answer at once. */
   regs(x: (bigint | number)[], vcpu = 0): Registers {
-    const out = this.handle(toRegisters(x), vcpu);
+    const out = this.viaCore(toRegisters(x), vcpu);
     if (isPending(out)) throw new Error(`call 0x${x[0]!.toString(16)} blocked`);
     return out;
   }
 
   /** Through the model's session core, as a transport calls (its interceptors see the call). */
-  private handle(x: Registers, vcpu: number): Registers | Pending {
+  private viaCore(x: Registers, vcpu: number): Registers | Pending {
     return SessionCore.for(this.spmc).handle(this.id, vcpu, x, 'direct');
   }
 
   /** A call that may block: the answer now, or the Pending one. */
   start(c: FfaCall, vcpu = 0): Registers | Pending {
-    return this.handle(encodeCall(c, this.version), vcpu);
+    return this.viaCore(encodeCall(c, this.version), vcpu);
   }
 
   /** Send a call value and decode what comes back. */
   call(c: FfaCall, vcpu = 0): FfaCall {
-    const out = this.handle(encodeCall(c, this.version), vcpu);
+    const out = this.viaCore(encodeCall(c, this.version), vcpu);
     if (isPending(out)) throw new Error(`FFA_${c.fn} blocked`);
     const d = decodeCall(out, this.version);
     if (!d.ok) throw new Error(`undecodable reply ${out.map((v) => v.toString(16))}`);

@@ -134,7 +134,8 @@ t.test('MEM_SHARE/LEND/DONATE: descriptor checks', async (t) => {
     ['page count sum differs', 'MEM_SHARE', (() => { const x = a.desc({ receivers: one }); return patch(x, 80, 2, 4); })(), INVALID_PARAMETERS],
     ['constituent count differs', 'MEM_SHARE', (() => { const x = a.desc({ receivers: one }); return patch(x, 84, 2, 4); })(), INVALID_PARAMETERS],
     ['unaligned address', 'MEM_SHARE', a.desc({ receivers: one, constituents: [{ address: a.region(0).address + 8n, pageCount: 1 }] }), INVALID_PARAMETERS],
-    ['zero pages', 'MEM_SHARE', a.desc({ receivers: one, constituents: [{ address: a.region(0).address, pageCount: 0 }] }), INVALID_PARAMETERS],
+    // Hafnium's constituents_get_mode finds no mode for an empty range: DENIED, not INVALID_PARAMETERS.
+    ['zero pages', 'MEM_SHARE', a.desc({ receivers: one, constituents: [{ address: a.region(0).address, pageCount: 0 }] }), DENIED],
     ["another VM's memory", 'MEM_SHARE', a.desc({ receivers: one, constituents: [b.region(0)] }), DENIED],
     ['its TX buffer', 'MEM_SHARE', a.desc({ receivers: one, constituents: [{ address: a.ramBase, pageCount: 1 }] }), DENIED],
     ['its RX buffer', 'MEM_LEND', a.desc({ receivers: one, constituents: [{ address: a.ramBase + 0x1000n, pageCount: 1 }], attributes: 0 }), DENIED],
@@ -231,9 +232,9 @@ t.test('MEM_RELINQUISH and MEM_RECLAIM checks', async (t) => {
   t.equal(errorOf(a.reclaim(h)), DENIED, 'reclaim while retrieved');
   t.equal(errorOf(b.reclaim(h)), INVALID_PARAMETERS, 'reclaim by the borrower');
   t.equal(b.relinquish(h).fn, 'SUCCESS');
-  t.equal(errorOf(a.reclaim(h, 4)), INVALID_PARAMETERS, 'reclaim flags MBZ');
   t.equal(errorOf(a.reclaim(h + 1n)), INVALID_PARAMETERS, 'unknown handle');
-  t.equal(a.reclaim(h).fn, 'SUCCESS');
+  // Hafnium's api_ffa_mem_reclaim never looks at flags bits [31:2]; only strict mode refuses them.
+  t.equal(a.reclaim(h, 4).fn, 'SUCCESS', 'reclaim flags [31:2] are not checked');
   t.equal(errorOf(a.reclaim(h)), INVALID_PARAMETERS, 'gone after reclaim');
   t.equal(spmc.state.shares.size, 0);
 });

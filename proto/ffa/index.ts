@@ -9,5 +9,6 @@ export * from './features.js';
 export * from './partition-info.js';
 export * from './calls.js';
 export * from './memory.js';
+export * from './regions.js';
 export * from './notifications.js';
 export * from './indirect-message.js';

@@ -1,6 +1,8 @@
 // Memory transaction descriptors (DONATE/LEND/SHARE, RETRIEVE_REQ/RESP, RELINQUISH): the v1.0
 // layout (32-byte header) and the v1.1+ one (48-byte header; 16-byte EMADs in v1.1, 32 in v1.2).
-// Decoding reads fields without judging them: the SPMC checks them in the reference's order.
+// Decoding reads fields without judging them: the SPMC checks them in the reference's order. A
+// descriptor too short for what it claims throws DescriptorTooShort, whose message says which part
+// did not fit; tryDecode turns that into the sentence a refusal carries.
 
 import type { EndpointId } from './endpoints.js';
 import { type FfaVersion, FFA_VERSION_1_0, FFA_VERSION_1_2 } from './version.js';
@@ -42,30 +44,43 @@ export const MEM_PERM = {
   INSTRUCTION_NOT_SPECIFIED: 0,
   INSTRUCTION_NX: 1,
   INSTRUCTION_X: 2,
+  /** Bits [7:4]: reserved by the spec; Hafnium's permissions bitfield is 4 bits and never reads them. */
   RESERVED_MASK: 0xf0,
 } as const;
 
-/** Memory region attributes: [1:0] shareability, [3:2] cacheability, [5:4] type, [6] NS. */
+/**
+ * Memory region attributes: [1:0] shareability, [3:2] cacheability, [5:4] type, [7:6] security
+ * (Hafnium's ffa_memory_attributes_t: a 2-bit field whose value 1 is the NS bit 6). Bits [15:8] of
+ * the v1.1+ 16-bit field are padding there: Hafnium never reads them (the spec says MBZ).
+ */
 export const MEM_ATTR = {
   SHAREABILITY_MASK: 0x3,
   INNER_SHAREABLE: 0x3,
   CACHEABILITY_MASK: 0x3 << 2,
   WRITE_BACK: 0x3 << 2,
+  /** Device memory's cacheability field value nGnRnE (the only device kind Hafnium maps). */
+  DEVICE_NGNRNE: 0,
   TYPE_MASK: 0x3 << 4,
   TYPE_NOT_SPECIFIED: 0,
   TYPE_DEVICE: 0x1 << 4,
   TYPE_NORMAL: 0x2 << 4,
+  SECURITY_MASK: 0x3 << 6,
   NS: 1 << 6,
-  /** Bits a sender may set ([5:0]; the NS bit is the relayer's). */
-  DEFINED_MASK: 0x3f,
+  /** Bits [15:8]: padding in Hafnium's attributes, MBZ in the spec (checked only in strict mode). */
+  PADDING_MASK: 0xff00,
 } as const;
 
 /** Normal, write-back, inner shareable: what Hafnium wants for a share. */
 export const MEM_ATTR_NORMAL_WB_IS = MEM_ATTR.TYPE_NORMAL | MEM_ATTR.WRITE_BACK | MEM_ATTR.INNER_SHAREABLE;
+/** Device nGnRnE, inner shareable: the device memory attributes Hafnium accepts. */
+export const MEM_ATTR_DEVICE_NGNRNE_IS = MEM_ATTR.TYPE_DEVICE | MEM_ATTR.DEVICE_NGNRNE | MEM_ATTR.INNER_SHAREABLE;
 
 export const RECLAIM_FLAG_CLEAR = 1 << 0;
 export const RECLAIM_FLAG_TIME_SLICE = 1 << 1;
 export const RELINQUISH_FLAG_CLEAR = 1 << 0;
+export const RELINQUISH_FLAG_TIME_SLICE = 1 << 1;
+/** EMAD flags bit 0, in retrieve requests and responses: the borrower does not retrieve. */
+export const EMAD_FLAG_NON_RETRIEVAL_BORROWER = 1 << 0;
 /** Bit 63 of a handle: allocated by the hypervisor (1) or the SPMC (0). */
 export const HANDLE_HYPERVISOR_BIT = 1n << 63n;
 export const HANDLE_INVALID = 0xffffffffffffffffn;
@@ -75,7 +90,7 @@ export interface MemAccess {
   permissions: number;
   flags: number;
   compositeOffset: number;
-  /** v1.2 implementation-defined value. */
+  /** v1.2 implementation-defined value ([0n, 0n] in a 16-byte EMAD). */
   impdef: [bigint, bigint];
   /** The 8 reserved bytes, kept for the MBZ check. */
   reserved: bigint;
@@ -106,17 +121,27 @@ export const emadSizeFor = (v: FfaVersion): number => (v >= FFA_VERSION_1_2 ? EM
 
 export class DescriptorTooShort extends Error {}
 
+/** Run a decoder; a descriptor too short for what it claims becomes `why`, a sentence. */
+export function tryDecode<T>(decode: () => T): { ok: true; value: T } | { ok: false; why: string } {
+  try {
+    return { ok: true, value: decode() };
+  } catch (e) {
+    if (e instanceof DescriptorTooShort) return { ok: false, why: e.message };
+    throw e;
+  }
+}
+
 const view = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset, b.byteLength);
 
-function need(b: Uint8Array, end: number): void {
-  if (end > b.length) throw new DescriptorTooShort(`descriptor needs ${end} bytes, has ${b.length}`);
+function need(b: Uint8Array, end: number, what: string): void {
+  if (end > b.length) throw new DescriptorTooShort(`${what} ends at byte ${end} but the descriptor has ${b.length}`);
 }
 
 /** Read the header and EMAD array in the layout of `version`; throws DescriptorTooShort. */
 export function decodeMemTransaction(b: Uint8Array, version: FfaVersion): MemTransaction {
   const dv = view(b);
   if (version <= FFA_VERSION_1_0) {
-    need(b, MEM_HEADER_SIZE_V1_0);
+    need(b, MEM_HEADER_SIZE_V1_0, 'the v1.0 transaction header');
     const count = dv.getUint32(28, true);
     const tx: MemTransaction = {
       sender: dv.getUint16(0, true),
@@ -132,7 +157,7 @@ export function decodeMemTransaction(b: Uint8Array, version: FfaVersion): MemTra
     tx.receivers = readEmads(b, MEM_HEADER_SIZE_V1_0, EMAD_SIZE_V1_0, count);
     return tx;
   }
-  need(b, MEM_HEADER_SIZE_V1_1);
+  need(b, MEM_HEADER_SIZE_V1_1, 'the v1.1 transaction header');
   const emadSize = dv.getUint32(24, true);
   const count = dv.getUint32(28, true);
   const receiversOffset = dv.getUint32(32, true);
@@ -182,14 +207,14 @@ export interface CompositeHeader {
 }
 
 export function decodeCompositeHeader(b: Uint8Array, offset: number): CompositeHeader {
-  need(b, offset + COMPOSITE_HEADER_SIZE);
+  need(b, offset + COMPOSITE_HEADER_SIZE, `the composite descriptor at offset ${offset}`);
   const dv = view(b);
   return { pageCount: dv.getUint32(offset, true), constituentCount: dv.getUint32(offset + 4, true), reserved: dv.getBigUint64(offset + 8, true) };
 }
 
 /** Constituents packed from `offset`; `reservedNonZero` flags any non-zero reserved word. */
 export function decodeConstituents(b: Uint8Array, offset: number, count: number): { constituents: Constituent[]; reservedNonZero: boolean } {
-  need(b, offset + count * CONSTITUENT_SIZE);
+  need(b, offset + count * CONSTITUENT_SIZE, `${count} constituents from offset ${offset}`);
   const dv = view(b);
   const constituents: Constituent[] = [];
   let reservedNonZero = false;
@@ -281,7 +306,7 @@ export function encodeMemRelinquish(r: MemRelinquish): Uint8Array {
 
 /** The relinquish descriptor; the endpoint list is read only as far as `count` and the buffer allow. */
 export function decodeMemRelinquish(b: Uint8Array): MemRelinquish & { count: number } {
-  need(b, RELINQUISH_HEADER_SIZE);
+  need(b, RELINQUISH_HEADER_SIZE, 'the relinquish header');
   const dv = view(b);
   const count = dv.getUint32(12, true);
   const n = Math.min(count, Math.floor((b.length - RELINQUISH_HEADER_SIZE) / 2));

@@ -49,6 +49,7 @@ export function headerPartitions(h: TraceHeader): PartitionManifest[] {
     id: Number(p.id),
     uuids: (p.uuids as string[]).map(parseUuid),
     ramBytes: BigInt(p.ramBytes as string),
+    ...(p.regions ? { regions: (p.regions as { base: string }[]).map((r) => ({ ...r, base: BigInt(r.base) })) as PartitionManifest['regions'] } : {}),
   }));
 }
 

@@ -70,11 +70,11 @@ export function transactionView(s: MemShare) {
     handle: hex(s.handle),
     type: s.type,
     sender: hex(s.sender),
-    state: s.complete ? 'sent' : `sending (${s.received}/${s.bytes.length} bytes)`,
+    state: s.complete ? 'sent' : `sending (${s.constituents.length}/${s.expectedConstituents} constituents)`,
     flags: hex(s.header.flags),
     tag: hex(s.header.tag),
     attributes: hex(s.header.attributes),
-    borrowers: s.borrowers.map((b) => ({ id: hex(b.id), permissions: hex(b.permissions), retrieved: b.retrieved, granted: b.granted ?? null })),
+    borrowers: s.borrowers.map((b) => ({ id: hex(b.id), permissions: hex(b.permissions), retrieved: b.retrieved, granted: b.grant?.perm ?? null })),
     ranges: s.constituents.map((c) => ({ address: hex(c.address), pageCount: c.pageCount })),
     senderGone: s.senderGone,
   };

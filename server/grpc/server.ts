@@ -7,6 +7,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import type { AttachRequest__Output as AttachRequest } from '../../proto/gen/remote_spmc/v1/AttachRequest.js';
+import { regionsFromWire } from '../../proto/attach-regions.js';
 import type { DetachRequest__Output as DetachRequest } from '../../proto/gen/remote_spmc/v1/DetachRequest.js';
 import type { InterruptsRequest__Output as InterruptsRequest } from '../../proto/gen/remote_spmc/v1/InterruptsRequest.js';
 import type { MemoryRequest__Output as MemoryRequest } from '../../proto/gen/remote_spmc/v1/MemoryRequest.js';
@@ -151,6 +152,7 @@ export class SpmcGrpcServer {
           properties: req.properties,
           uuids: req.uuids,
           credential: req.credential,
+          regions: regionsFromWire(req.regions),
         });
         return { session: a.session, endpoint_id: a.endpointId, ram_base: u64ToWire(a.ramBase), ram_bytes: u64ToWire(a.ramBytes), ffa_version: a.ffaVersion };
       }),

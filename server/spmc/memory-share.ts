@@ -10,22 +10,25 @@ import {
   type MemTransactionType,
 } from '../../proto/ffa/index.js';
 import type { Endpoint } from './endpoint.js';
-import type { AccessRange, Permission } from './memory.js';
+import type { AccessRange } from './memory.js';
 import type { SpmcState } from './state.js';
 
 const PAGE = BigInt(FFA_PAGE_SIZE);
 
 export interface Borrower {
   id: EndpointId;
-  /** The permissions byte the sender granted. */
+  /** The permissions byte as stored for retrieval (a share's instruction access reads NX, as Hafnium stores it). */
   permissions: number;
+  /** The sender's EMAD flags and implementation-defined value for this borrower, echoed in the response. */
+  emadFlags: number;
+  impdef: [bigint, bigint];
   /** Retrieval: none yet, started (response fragments still to fetch), or whole. */
   retrieved: 'no' | 'partial' | 'yes';
   /** The response descriptor being handed out, and how much of it has been. */
   response?: Uint8Array;
   delivered: number;
-  /** Access actually given at retrieve. */
-  granted?: Permission;
+  /** What the borrower maps on the last fragment: its access and the memory's attributes. */
+  grant?: Pick<AccessRange, 'perm' | 'attrs'>;
 }
 
 export interface MemShare {
@@ -35,12 +38,18 @@ export interface MemShare {
   senderVersion: FfaVersion;
   header: MemTransaction;
   borrowers: Borrower[];
+  /** Sending: the constituents so far (from every fragment), and how many the composite header announced. */
   constituents: Constituent[];
-  /** Sending: the descriptor so far, and how long it will be. */
-  bytes: Uint8Array;
-  received: number;
+  expectedConstituents: number;
+  compositePageCount: number;
+  /** Where the constituents start in the sender's descriptor (FRAG_RX offsets count from here). */
+  constituentsOffset: number;
+  /** Some constituent's reserved word was not zero (refused only in strict mode). */
+  constituentReserved: boolean;
   fragments: number;
   complete: boolean;
+  /** The sender's mode of the memory when it was sent (Hafnium's sender_orig_mode), once complete. */
+  mode?: Pick<AccessRange, 'perm' | 'attrs'>;
   /** The sender's ranges before the send, restored on reclaim. */
   saved: AccessRange[];
   /** The sender left: reclaim as soon as no borrower holds the memory. */
@@ -83,7 +92,7 @@ export function reclaim(state: SpmcState, share: MemShare, clear: boolean): void
   const owner = share.senderGone ? undefined : state.endpoints.get(share.sender);
   if (share.complete) {
     if (clear) for (const c of share.constituents) state.memory.zero(rangeOf(c)[0], rangeOf(c)[1] - rangeOf(c)[0]);
-    owner?.access.update(share.saved.map((r) => ({ base: r.base, limit: r.limit, to: { state: r.state, perm: r.perm } })));
+    owner?.access.update(share.saved.map((r) => ({ base: r.base, limit: r.limit, to: { state: r.state, perm: r.perm, attrs: r.attrs } })));
   }
   state.shares.byHandle.delete(share.handle);
   if (share.senderGone) state.reapWindows();
@@ -96,7 +105,7 @@ export function dropBorrowerAccess(state: SpmcState, share: MemShare, b: Borrowe
   b.retrieved = 'no';
   b.response = undefined;
   b.delivered = 0;
-  b.granted = undefined;
+  b.grant = undefined;
 }
 
 export const held = (share: MemShare): boolean => share.borrowers.some((b) => b.retrieved !== 'no');

@@ -88,13 +88,27 @@ export type AccessState =
 
 export type Permission = 'rw' | 'ro';
 
+/**
+ * What memory is, beside who may read or write it: Hafnium's mode bits MM_MODE_X, MM_MODE_D and
+ * MM_MODE_NS. They travel with the memory through transactions and decide what may be sent how.
+ */
+export const MEMORY_ATTRS = {
+  EXECUTE: 1 << 0,
+  DEVICE: 1 << 1,
+  NON_SECURE: 1 << 2,
+} as const;
+
 export interface AccessRange {
   base: bigint;
   /** Exclusive end. */
   limit: bigint;
   state: AccessState;
   perm: Permission;
+  /** MEMORY_ATTRS bits. */
+  attrs: number;
 }
+
+const sameMode = (x: AccessRange, y: AccessRange) => x.state === y.state && x.perm === y.perm && x.attrs === y.attrs;
 
 /** Non-overlapping ranges sorted by base; gaps are memory the endpoint may not touch. */
 export class AccessTable {
@@ -131,13 +145,34 @@ export class AccessTable {
     return i < this.ranges.length && this.ranges[i]!.base < limit;
   }
 
-  /** Give [base, limit) the state and permission, replacing whatever covered it. */
-  assign(base: bigint, limit: bigint, state: AccessState, perm: Permission): void {
+  /**
+   * The one state, permission and attributes every byte of [base, limit) has (Hafnium's
+   * vm_mem_get_mode), or undefined when a byte is not covered or the range is not uniform.
+   */
+  modeOf(base: bigint, limit: bigint): AccessRange | undefined {
+    if (limit <= base) return undefined;
+    const parts = this.covering(base, limit);
+    if (!parts || !parts.every((p) => sameMode(p, parts[0]!))) return undefined;
+    return { ...parts[0]!, base, limit };
+  }
+
+  /**
+   * Give [base, limit) the state and permission, replacing whatever covered it. Without `attrs`
+   * the memory keeps what it is (a mailbox mapped or unmapped is still the same memory).
+   */
+  assign(base: bigint, limit: bigint, state: AccessState, perm: Permission, attrs?: number): void {
+    if (attrs === undefined) {
+      const kinds = this.attrsOf(base, limit);
+      if (kinds.length > 1) {
+        this.update(kinds.map((k) => ({ base: k.base, limit: k.limit, to: { state, perm, attrs: k.attrs } })));
+        return;
+      }
+      attrs = kinds[0]?.attrs ?? 0;
+    }
     const at = this.removeAt(base, limit);
-    this.ranges.splice(at, 0, { base, limit, state, perm });
+    this.ranges.splice(at, 0, { base, limit, state, perm, attrs });
     // Merge with the neighbours only: the rest of the table is untouched.
-    const same = (x: AccessRange | undefined, y: AccessRange | undefined) =>
-      !!x && !!y && x.limit === y.base && x.state === y.state && x.perm === y.perm;
+    const same = (x: AccessRange | undefined, y: AccessRange | undefined) => !!x && !!y && x.limit === y.base && sameMode(x, y);
     let i = at;
     if (same(this.ranges[i - 1], this.ranges[i])) {
       this.ranges[i - 1] = { ...this.ranges[i - 1]!, limit: this.ranges[i]!.limit };
@@ -152,9 +187,9 @@ export class AccessTable {
 
   /**
    * Many changes in one pass (a transaction's constituents): each span gets `to`, or becomes
-   * inaccessible without it. Spans must not overlap. Costs O(table + changes), not their product.
+   * inaccessible without it (attributes 0 unless given). Spans must not overlap. Costs O(table + changes), not their product.
    */
-  update(changes: readonly { base: bigint; limit: bigint; to?: { state: AccessState; perm: Permission } }[]): void {
+  update(changes: readonly { base: bigint; limit: bigint; to?: { state: AccessState; perm: Permission; attrs?: number } }[]): void {
     const cs = [...changes].sort((a, b) => (a.base < b.base ? -1 : a.base > b.base ? 1 : 0));
     const kept: AccessRange[] = [];
     let j = 0;
@@ -167,7 +202,7 @@ export class AccessTable {
       }
       if (start < r.limit) kept.push({ ...r, base: start });
     }
-    const added = cs.filter((c) => c.to).map((c) => ({ base: c.base, limit: c.limit, ...c.to! }));
+    const added = cs.filter((c) => c.to).map((c) => ({ base: c.base, limit: c.limit, ...c.to!, attrs: c.to!.attrs ?? 0 }));
     const all: AccessRange[] = [];
     for (let a = 0, b = 0; a < kept.length || b < added.length; ) {
       all.push(b >= added.length || (a < kept.length && kept[a]!.base < added[b]!.base) ? kept[a++]! : added[b++]!);
@@ -175,10 +210,31 @@ export class AccessTable {
     const out: AccessRange[] = [];
     for (const r of all) {
       const prev = out[out.length - 1];
-      if (prev && prev.limit === r.base && prev.state === r.state && prev.perm === r.perm) prev.limit = r.limit;
+      if (prev && prev.limit === r.base && sameMode(prev, r)) prev.limit = r.limit;
       else out.push({ ...r });
     }
     this.ranges = out;
+  }
+
+  /** [base, limit) cut where its attributes change; a gap counts as attributes 0. */
+  private attrsOf(base: bigint, limit: bigint): { base: bigint; limit: bigint; attrs: number }[] {
+    const out: { base: bigint; limit: bigint; attrs: number }[] = [];
+    const add = (b: bigint, l: bigint, attrs: number) => {
+      const prev = out[out.length - 1];
+      if (prev && prev.attrs === attrs && prev.limit === b) prev.limit = l;
+      else out.push({ base: b, limit: l, attrs });
+    };
+    let at = base;
+    for (let i = this.firstEndingAfter(base); i < this.ranges.length && at < limit; i++) {
+      const r = this.ranges[i]!;
+      if (r.base >= limit) break;
+      if (r.base > at) add(at, r.base, 0);
+      const end = r.limit < limit ? r.limit : limit;
+      add(r.base > at ? r.base : at, end, r.attrs);
+      at = end;
+    }
+    if (at < limit) add(at, limit, 0);
+    return out;
   }
 
   /** Make [base, limit) inaccessible. */
@@ -235,11 +291,21 @@ export class WindowAllocator {
   allocate(size: bigint): Window | undefined {
     let at = this.start;
     for (const w of this.windows) {
+      if (w.base + w.size <= at) continue; // a reserved window below `start`
       if (at + size <= w.base) break;
       at = roundUp(w.base + w.size, this.align);
     }
     if (at + size > this.end) return undefined;
-    const win = { base: at, size };
+    return this.add({ base: at, size });
+  }
+
+  /** Take [base, base + size) wherever it is (a declared region), or undefined if it overlaps a window. */
+  reserve(base: bigint, size: bigint): Window | undefined {
+    if (this.windows.some((w) => base < w.base + w.size && w.base < base + size)) return undefined;
+    return this.add({ base, size });
+  }
+
+  private add(win: Window): Window {
     this.windows.push(win);
     this.windows.sort((a, b) => (a.base < b.base ? -1 : a.base > b.base ? 1 : 0));
     return win;

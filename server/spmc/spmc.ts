@@ -17,6 +17,7 @@ import {
   isSecureId,
   isSpmdLogicalId,
   isVmId,
+  type MemoryRegionDecl,
   PARTITION_ID_TYPE_MASK,
   PARTITION_PROPERTIES as P,
   PARTITION_PROPERTIES_MASK_V1_1,
@@ -46,8 +47,9 @@ import type { LogicalPartition } from './logical-partitions.js';
 import { flushDelayedSri, forgetSender, notificationAbis, resetReceiver, signalReceiver } from './notifications.js';
 import { isPending, Pending } from './pending.js';
 import { mailboxAbis, unmapMailbox } from './mailbox.js';
-import { roundUp } from './memory.js';
+import { roundUp, type Window } from './memory.js';
 import { partitionAbis } from './partitions.js';
+import { mapRegions, type RegionProblem, reserveAbsolute } from './regions.js';
 import {
   type AbiHandler,
   type AbiTable,
@@ -78,6 +80,8 @@ export interface PartitionManifest {
   notificationSupport: boolean;
   /** Built-in service name, or a remote partition that attaches over the wire with its credential. */
   behaviour: { kind: 'builtin'; service: string } | { kind: 'remote'; credential: string };
+  /** The manifest's memory-regions and device-regions. */
+  regions?: MemoryRegionDecl[];
 }
 
 export interface SpmcConfig {
@@ -87,6 +91,11 @@ export interface SpmcConfig {
   limits?: Partial<SpmcLimits>;
   /** Seeds memory handles; the server gives a secure random value (tests a fixed one). */
   handleSeed?: bigint;
+  /**
+   * Also refuse what the spec calls MBZ but Hafnium never checks (reserved descriptor fields,
+   * attribute padding, unused registers of memory calls). Off by default: never stricter than Hafnium.
+   */
+  strict?: boolean;
 }
 
 export interface AttachParams {
@@ -97,6 +106,8 @@ export interface AttachParams {
   properties?: number;
   uuids?: Uuid[];
   credential?: string;
+  /** A VM's memory and device regions (its memory is all non-secure). */
+  regions?: MemoryRegionDecl[];
 }
 
 export type SpmcErrorKind = 'invalid-argument' | 'already-exists' | 'permission-denied' | 'not-found' | 'resource-exhausted';
@@ -137,9 +148,12 @@ export class Spmc {
   private readonly manifest = new Map<EndpointId, PartitionManifest>();
   /** Remote SPs currently attached over the wire. */
   private readonly remoteAttached = new Set<EndpointId>();
+  /** What each VM's declared regions took of the address space, given back when it leaves. */
+  private readonly regionWindows = new Map<EndpointId, Window[]>();
 
   constructor(config: SpmcConfig) {
     this.state = new SpmcState({ ...DEFAULT_LIMITS, ...config.limits }, config.handleSeed ?? 0x5eed5eed5eed5eedn);
+    this.state.strict = config.strict ?? false;
     this.abis = {
       ...versionAbis,
       ...featuresAbis(() => this.abis),
@@ -152,7 +166,9 @@ export class Spmc {
       ...notificationAbis,
       ...consoleAbis,
     };
-    for (const p of config.partitions) this.addPartition(p);
+    // Every partition's absolute regions first, so that no RAM window lands on one.
+    const absolute = config.partitions.map((p) => regionsOrThrow(p.name, reserveAbsolute(this.state, p.regions ?? [])));
+    config.partitions.forEach((p, i) => this.addPartition(p, absolute[i]!));
     for (const lp of config.logicalPartitions ?? []) this.addLogicalPartition(lp);
   }
 
@@ -169,7 +185,7 @@ export class Spmc {
     return this.state.logicalPartitions;
   }
 
-  private addPartition(p: PartitionManifest): void {
+  private addPartition(p: PartitionManifest, absolute: Window[]): void {
     if (!isSecureId(p.id) || p.id === SPMC_ID) throw new SpmcError('invalid-argument', `partition id 0x${p.id.toString(16)} is not an SP id`);
     if (this.state.endpoints.has(p.id)) throw new SpmcError('already-exists', `partition id 0x${p.id.toString(16)} declared twice`);
     if (!isCompatible(p.ffaVersion, FFA_VERSION_IMPLEMENTED)) throw new SpmcError('invalid-argument', `partition ${p.name}: FF-A version not supported`);
@@ -186,6 +202,7 @@ export class Spmc {
       ram,
     }, p.notificationSupport);
     // Its manifest's version until it negotiates another before its first other call (versions.ts).
+    regionsOrThrow(p.name, mapRegions(this.state, ep, p.regions ?? [], absolute));
     this.state.endpoints.set(p.id, ep);
     this.manifest.set(p.id, p);
   }
@@ -251,9 +268,14 @@ export class Spmc {
       throw new SpmcError('already-exists', `endpoint id 0x${id.toString(16)} is in use`);
     }
     if (!isVmId(id)) throw new SpmcError('resource-exhausted', 'no free VM id');
-
+    const regions = params.regions ?? [];
+    const absolute = reserveAbsolute(this.state, regions);
+    if ('problem' in absolute) throw new SpmcError('invalid-argument', `regions: ${absolute.problem}`);
     const ram = this.state.windows.allocate(ramBytes);
-    if (!ram) throw new SpmcError('resource-exhausted', 'no room for the RAM window');
+    if (!ram) {
+      for (const w of absolute) this.state.windows.free(w);
+      throw new SpmcError('resource-exhausted', 'no room for the RAM window');
+    }
     const ep = newEndpoint({
       id,
       name: name || `vm${id}`,
@@ -264,6 +286,12 @@ export class Spmc {
       version: VM_DEFAULT_VERSION,
       ram,
     }, true); // the server, as hypervisor, creates every VM's notification bitmap
+    const windows = mapRegions(this.state, ep, regions, absolute);
+    if ('problem' in windows) {
+      this.state.windows.free(ram);
+      throw new SpmcError('invalid-argument', `regions: ${windows.problem}`);
+    }
+    this.regionWindows.set(id, windows);
 
     this.state.endpoints.set(id, ep);
     for (const o of this.state.observers) o.attach?.(ep);
@@ -302,6 +330,8 @@ export class Spmc {
     this.state.endpoints.delete(id);
     forgetSender(this.state, id);
     this.state.retireWindow(ep.ram);
+    for (const w of this.regionWindows.get(id) ?? []) this.state.retireWindow(w);
+    this.regionWindows.delete(id);
   }
 
   /**
@@ -413,6 +443,12 @@ export class Spmc {
     if (!ep) throw new SpmcError('not-found', `no endpoint 0x${id.toString(16)}`);
     return ep;
   }
+}
+
+/** A manifest partition's regions that do not fit are a manifest error. */
+function regionsOrThrow<T>(partition: string, r: T | RegionProblem): T {
+  if (r && typeof r === 'object' && 'problem' in r) throw new SpmcError('invalid-argument', `partition ${partition}: ${r.problem}`);
+  return r as T;
 }
 
 /** Compare without an early exit, so timing does not tell how much of a credential matched. */

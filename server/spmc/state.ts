@@ -82,6 +82,8 @@ export class SpmcState {
    * answer): the registers stay the ABI's, and whoever holds them can ask for the reason.
    */
   readonly reasons = new WeakMap<Registers, Reason>();
+  /** Refuse what the spec calls MBZ but Hafnium never checks (SpmcConfig.strict). */
+  strict = false;
   /** RAM windows of endpoints that left while others still held pages in them. */
   private readonly orphanWindows: Window[] = [];
 
