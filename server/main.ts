@@ -4,19 +4,23 @@
 
 import { TransportError } from '../client-driver/transport/transport.js';
 import { type Command, commandUsage, globalUsage } from './cli/command.js';
-import { CommandError, oneLine, transportReason } from './cli/errors.js';
+import { CommandError, ConfigError, oneLine, transportReason } from './cli/errors.js';
 import { UsageError } from './cli/flags.js';
-import { healthCommand } from './cli/health.js';
-import { partitionCommand } from './cli/partition.js';
-import { replayCommand } from './cli/replay.js';
-import { serveCommand } from './cli/serve.js';
-import { stateCommand } from './cli/state.js';
-import { traceCommand } from './cli/trace.js';
-import { vmCommand } from './cli/vm.js';
-import { ManifestError } from './manifest.js';
-import { SpmcError } from './spmc/spmc.js';
 
-const COMMANDS: readonly Command[] = [serveCommand, partitionCommand, vmCommand, traceCommand, stateCommand, healthCommand, replayCommand];
+/**
+ * The commands, each loaded only when it runs or its help is asked for: `health` (the container's
+ * health check, every few seconds) should not load the HTTP server.
+ */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  serve: async () => (await import('./cli/serve.js')).serveCommand,
+  partition: async () => (await import('./cli/partition.js')).partitionCommand,
+  vm: async () => (await import('./cli/vm.js')).vmCommand,
+  trace: async () => (await import('./cli/trace.js')).traceCommand,
+  state: async () => (await import('./cli/state.js')).stateCommand,
+  health: async () => (await import('./cli/health.js')).healthCommand,
+  replay: async () => (await import('./cli/replay.js')).replayCommand,
+};
+const allCommands = () => Promise.all(Object.values(COMMANDS).map((load) => load()));
 const HELP = new Set(['-h', '--help', 'help']);
 
 function fail(message: string, status: number): never {
@@ -25,13 +29,13 @@ function fail(message: string, status: number): never {
 }
 
 /** Every error that reaches the top, as one line and an exit status. */
-function report(e: unknown, command: Command | undefined): never {
+async function report(e: unknown, command: Command | undefined): Promise<never> {
   if (e instanceof UsageError) {
-    const usage = command ? `usage: remote-spmc ${command.name} ${command.synopsis}\n(remote-spmc ${command.name} --help lists the options)` : globalUsage(COMMANDS).trimEnd();
+    const usage = command ? `usage: remote-spmc ${command.name} ${command.synopsis}\n(remote-spmc ${command.name} --help lists the options)` : globalUsage(await allCommands()).trimEnd();
     process.stderr.write(`remote-spmc: ${e.message}\n${usage}\n`);
     process.exit(2);
   }
-  if (e instanceof ManifestError || e instanceof SpmcError) fail(`manifest error: ${e.message}`, 2);
+  if (e instanceof ConfigError) fail(e.message, 2);
   if (e instanceof CommandError) fail(e.message, 1);
   if (e instanceof TransportError) fail(`${command ? `${command.name}: ` : ''}${transportReason(e)}`, 1);
   const err = e as NodeJS.ErrnoException;
@@ -54,28 +58,29 @@ function quietOnClosedPipe(): void {
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined) {
-    process.stderr.write(globalUsage(COMMANDS));
+    process.stderr.write(globalUsage(await allCommands()));
     return 2;
   }
   if (HELP.has(name)) {
-    const about = COMMANDS.find((c) => c.name === rest[0]);
-    process.stdout.write(about ? commandUsage(about) : globalUsage(COMMANDS));
+    const about = rest[0] !== undefined && Object.hasOwn(COMMANDS, rest[0]) ? await COMMANDS[rest[0]]!() : undefined;
+    process.stdout.write(about ? commandUsage(about) : globalUsage(await allCommands()));
     return 0;
   }
-  const command = COMMANDS.find((c) => c.name === name);
+  let command: Command | undefined;
   try {
-    if (!command) throw new UsageError(`unknown command ${JSON.stringify(name)}`);
+    if (!Object.hasOwn(COMMANDS, name)) throw new UsageError(`unknown command ${JSON.stringify(name)}`);
+    command = await COMMANDS[name]!();
     if (rest.some((a) => a === '-h' || a === '--help')) {
       process.stdout.write(commandUsage(command));
       return 0;
     }
     return await command.run(rest);
   } catch (e) {
-    report(e, command);
+    return report(e, command);
   }
 }
 
 quietOnClosedPipe();
-process.on('uncaughtException', (e) => report(e, undefined));
-process.on('unhandledRejection', (e) => report(e, undefined));
+process.on('uncaughtException', (e) => void report(e, undefined));
+process.on('unhandledRejection', (e) => void report(e, undefined));
 process.exitCode = await main(process.argv.slice(2));

@@ -6,6 +6,9 @@ import type { TransportError } from '../../client-driver/transport/transport.js'
 /** A failure outside the command line (server unreachable, refused): one line, exit status 1. */
 export class CommandError extends Error {}
 
+/** A mistake in a file the command line names (a manifest): one line, exit status 2. */
+export class ConfigError extends Error {}
+
 /** grpc-js status details, shortened: "No connection established. Last error: Error: connect ECONNREFUSED ..." -> "connect ECONNREFUSED ...". */
 export function shortDetails(details: string): string {
   const last = /Last error: (?:[A-Za-z]*Error: )?(.*?)\.?\s*(?:Resolution note:.*)?$/s.exec(details);

@@ -4,7 +4,7 @@ import { replayFile, TraceFormatError } from '../debug/replay.js';
 import type { PartitionManifest } from '../spmc/spmc.js';
 import { type Command, Flags } from './command.js';
 import { UsageError } from './flags.js';
-import { readManifestFile } from './serve.js';
+import { asConfigError, readManifestFile } from './manifest-file.js';
 
 export const replayCommand: Command = {
   name: 'replay',
@@ -23,6 +23,7 @@ export const replayCommand: Command = {
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (e instanceof TraceFormatError) throw new UsageError(`replay: ${e.message}`);
+      if (asConfigError(e) !== e) throw asConfigError(e);
       if (code === 'ENOENT' || code === 'EACCES' || code === 'EISDIR') throw new UsageError(`replay: cannot read ${file}: ${code}`);
       throw e;
     }

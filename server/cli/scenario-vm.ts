@@ -91,21 +91,29 @@ export class ScenarioVm {
 
   /**
    * `op` again every 20 ms until the deadline while `peer` is a VM that has not attached yet (the
-   * call failed with EINVAL and PARTITION_INFO_GET does not list it), or while `alsoWait` says the
-   * failure is one the peer's progress will end. Any other failure is final at once.
+   * call failed with EINVAL and PARTITION_INFO_GET does not list it, or did not before this
+   * attempt: it may have attached in between), or while `alsoWait` says the failure is one the
+   * peer's progress will end. Any other failure is final at once.
    */
   private async untilPeerReady<T>(peer: EndpointId, deadline: number, op: () => Promise<T>, alsoWait: (e: FfaDriverError) => boolean = () => false): Promise<T> {
     let noted = false;
+    let listedBefore = false;
     for (;;) {
       try {
         return await op();
       } catch (e) {
         if (!(e instanceof FfaDriverError) || Date.now() > deadline) throw e;
-        const unlisted = e.errno === 'EINVAL' && peer !== this.drv.vmId && !(await this.listed(peer));
-        // Partitions are all there from the start: one that is not listed never will be.
-        if (unlisted && !isVmId(peer)) throw new ScenarioError(`${e.message}: there is no partition ${hex(peer)}`);
-        const absent = unlisted && isVmId(peer);
-        if (!absent && !alsoWait(e)) throw e;
+        let absent = false;
+        let again = false;
+        if (e.errno === 'EINVAL' && peer !== this.drv.vmId) {
+          const listed = await this.listed(peer);
+          // Partitions are all there from the start: one that is not listed never will be.
+          if (!listed && !isVmId(peer)) throw new ScenarioError(`${e.message}: there is no partition ${hex(peer)}`);
+          absent = isVmId(peer) && !listed;
+          again = isVmId(peer) && listed && !listedBefore;
+          listedBefore = listed;
+        }
+        if (!absent && !again && !alsoWait(e)) throw e;
         if (absent && !noted) {
           noted = true;
           this.out(`# waiting for VM ${hex(peer)} to attach`);
@@ -135,15 +143,16 @@ export class ScenarioVm {
       case 'direct':
       case 'direct2': {
         const expected = (e: unknown) => !!s.expectError && e instanceof FfaDriverError && e.ffaError !== undefined && errorName(e.ffaError) === s.expectError;
-        // Another VM may not be serving yet (BUSY). A request is served on the receiver's context
-        // matching our vCPU (mod its count).
+        // BUSY is temporary by definition (a VM not serving yet, a partition's context taken or its
+        // process still starting): try again until the deadline, unless BUSY is what is expected.
+        // A request is served on the receiver's context matching our vCPU (mod its count).
         let got: bigint[];
         try {
           got = await this.untilPeerReady(
             s.to,
             deadline,
             () => (s.op === 'direct' ? drv.sendDirectReq(s.to, s.args, { vcpu: s.vcpu }) : drv.sendDirectReq2(s.to, s.args, { vcpu: s.vcpu, uuid: s.uuid })),
-            (e) => !expected(e) && isVmId(s.to) && e.errno === 'EBUSY',
+            (e) => !expected(e) && e.errno === 'EBUSY',
           );
         } catch (e) {
           if (expected(e)) return `FFA_ERROR ${s.expectError}, as expected`;

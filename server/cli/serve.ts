@@ -1,30 +1,19 @@
 // `remote-spmc serve`: configuration, manifest, start and stop.
 
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { VM_ID_MAX } from '../../proto/ffa/index.js';
 import { Tracer } from '../debug/tracer.js';
 import { SpmcGrpcServer } from '../grpc/server.js';
 import { buildHttpApp } from '../http/app.js';
-import { defaultManifest, parseManifest } from '../manifest.js';
+import { defaultManifest } from '../manifest.js';
 import { startBuiltinPartitions } from '../partitions/index.js';
 import type { PartitionManifest } from '../spmc/spmc.js';
 import { Spmc } from '../spmc/spmc.js';
 import { DEFAULT_LIMITS, type SpmcLimits } from '../spmc/state.js';
 import { type Command, type FlagSpec, Flags } from './command.js';
-import { checkLogLevel, formatHostPort, type HostPort, LOG_LEVELS, parseHostPort, UsageError } from './flags.js';
-
-/** A manifest file's partitions; an unreadable file is a command-line mistake (exit 2). */
-export function readManifestFile(file: string, flag = '--manifest'): PartitionManifest[] {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new UsageError(`${flag}: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-  return parseManifest(text, file);
-}
+import { checkLogLevel, formatHostPort, type HostPort, LOG_LEVELS, parseHostPort } from './flags.js';
+import { asConfigError, readManifestFile } from './manifest-file.js';
 
 type NumericLimit = { [K in keyof SpmcLimits]: SpmcLimits[K] extends number ? K : never }[keyof SpmcLimits];
 
@@ -77,7 +66,12 @@ async function serve(opts: ServeOptions): Promise<void> {
   const log = pino({ name: 'remote-spmc', level: opts.logLevel });
   // Memory handles start from a secret seed, so one VM cannot guess another's.
   const handleSeed = randomBytes(8).readBigUInt64LE();
-  const spmc = new Spmc({ partitions: opts.partitions, limits: opts.limits, handleSeed });
+  let spmc: Spmc;
+  try {
+    spmc = new Spmc({ partitions: opts.partitions, limits: opts.limits, handleSeed });
+  } catch (e) {
+    throw asConfigError(e);
+  }
   // The trace sees everything from the first call on (the built-in partitions' setup included).
   const tracer = new Tracer(spmc, {
     ringSize: opts.traceSize,
