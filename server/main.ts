@@ -39,9 +39,8 @@ async function report(e: unknown, command: Command | undefined): Promise<never> 
   if (e instanceof CommandError) fail(e.message, 1);
   if (e instanceof TransportError) fail(`${command ? `${command.name}: ` : ''}${transportReason(e)}`, 1);
   const err = e as NodeJS.ErrnoException;
-  if (err?.code === 'EADDRINUSE' || err?.code === 'EADDRNOTAVAIL' || err?.code === 'EACCES' || /No address added|bind/i.test(err?.message ?? '')) {
-    fail(`cannot listen: ${err.message.split('\n')[0]}`, 1);
-  }
+  if (err?.syscall === 'listen' || err?.syscall === 'bind' || /No address added/.test(err?.message ?? '')) fail(`cannot listen: ${err.message.split('\n')[0]}`, 1);
+  if (err?.code !== undefined && err.path !== undefined) fail(`cannot ${err.syscall ?? 'use'} ${err.path}: ${err.code}`, 1);
   fail(`internal error: ${oneLine(e)}`, 1);
 }
 

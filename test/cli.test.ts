@@ -92,7 +92,7 @@ t.test('every flag and environment variable the code reads is in the usage and t
 
 // ---- failures: one line, the right status, no stack ---------------------------------------------
 
-t.test('state, trace and health against a server that is not there: one line, exit 1', async (t) => {
+t.test('state, trace and health against a server that is not there (and serve with a file it cannot write): one line, exit 1', async (t) => {
   const nowhere = await deadAddress();
   for (const c of ['state', 'trace', 'health']) {
     const r = await run([c, '--server', nowhere]);
@@ -106,6 +106,10 @@ t.test('state, trace and health against a server that is not there: one line, ex
   const r = await run(['state'], { REMOTE_SPMC_SERVER: nowhere });
   t.equal(r.code, 1);
   t.match(r.stderr, nowhere, 'REMOTE_SPMC_SERVER is the default --server');
+  // A file the server cannot write is one line too.
+  const f = await run(['serve', '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0', '--log-level', 'silent', '--trace-file', tmpPath('no-such-dir/trace.jsonl')]);
+  t.equal(f.code, 1);
+  t.match(f.stderr, /^remote-spmc: cannot open .*no-such-dir\/trace\.jsonl: ENOENT\n$/);
 });
 
 t.test('command-line mistakes: one line in command-line words, the usage line, exit 2', async (t) => {

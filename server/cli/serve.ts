@@ -1,6 +1,8 @@
 // `remote-spmc serve`: configuration, manifest, start and stop.
 
 import { randomBytes } from 'node:crypto';
+import { format } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { VM_ID_MAX } from '../../proto/ffa/index.js';
 import { Tracer } from '../debug/tracer.js';
@@ -64,6 +66,9 @@ function parseServe(c: Command, args: string[]): ServeOptions {
 
 async function serve(opts: ServeOptions): Promise<void> {
   const log = pino({ name: 'remote-spmc', level: opts.logLevel });
+  // grpc-js writes its own errors to stderr ("E No address added ..."); the ones that matter are
+  // reported by this command already, so they go to the log at debug level.
+  grpc.setLogger({ error: (...args: unknown[]) => log.debug({ grpc: format(...args) }, 'grpc-js') });
   // Memory handles start from a secret seed, so one VM cannot guess another's.
   const handleSeed = randomBytes(8).readBigUInt64LE();
   let spmc: Spmc;
