@@ -34,7 +34,10 @@ t.test('docker-compose.yml is valid against the Compose specification schema', a
     t.same(services[vm]!.dependsOn.spmc, { condition: 'service_healthy' }, `${vm} waits for the SPMC's health`);
     t.match(services[vm]!.command.join(' '), /^vm --server spmc:50051 --scenario /);
   }
-  t.equal(services['sp-remote']!.environment.REMOTE_SPMC_CREDENTIAL, services.spmc!.environment.SP_REMOTE_CREDENTIAL, 'one credential for both');
+  const sp = services['sp-remote']!;
+  const credentialEnv = sp.command[sp.command.indexOf('--credential-env') + 1]!;
+  t.equal(credentialEnv, 'SP_REMOTE_CREDENTIAL', 'the partition reads the variable the manifest names');
+  t.equal(sp.environment[credentialEnv], services.spmc!.environment.SP_REMOTE_CREDENTIAL, 'one credential for both');
   // The schema is not a formality: a typo is caught.
   t.notOk(validate({ services: { spmc: { image: 'x', depends_on: 'spmc', helthcheck: {} } } }));
 });

@@ -24,7 +24,8 @@ export function parseFlags<T extends ParseArgsConfig['options']>(args: string[],
   try {
     return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
   } catch (e) {
-    throw new UsageError((e as Error).message);
+    // One line: node's parser explains some mistakes over several.
+    throw new UsageError((e as Error).message.replace(/\s*\n\s*/g, ' '));
   }
 }
 

@@ -3,7 +3,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { debugClientConstructor } from '../../proto/wire.js';
 import type { stateSnapshot } from '../debug/views.js';
-import { parseFlags, parseHostPort } from './flags.js';
+import { type Command, Flags, SERVER_FLAG } from './command.js';
+import { grpcFailure } from './errors.js';
 
 type Snapshot = ReturnType<typeof stateSnapshot>;
 
@@ -26,15 +27,25 @@ export function formatState(s: Snapshot): string {
   return `${out.join('\n')}\n`;
 }
 
-export async function stateCommand(args: string[]): Promise<void> {
-  const v = parseFlags(args, { server: { type: 'string', default: '127.0.0.1:50051' }, json: { type: 'boolean', default: false } });
-  parseHostPort('--server', v.server!);
-  const Client = debugClientConstructor();
-  const client = new Client(v.server!, grpc.credentials.createInsecure()) as grpc.Client &
-    Record<string, (req: object, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: { json: string }) => void) => void>;
-  const rep = await new Promise<{ json: string }>((resolve, reject) =>
-    client['State']!({}, { deadline: Date.now() + 10000 }, (e, r) => (e ? reject(new Error(`state: ${e.details || e.message}`)) : resolve(r))),
-  );
-  client.close();
-  process.stdout.write(v.json ? `${rep.json}\n` : formatState(JSON.parse(rep.json) as Snapshot));
-}
+export const stateCommand: Command = {
+  name: 'state',
+  synopsis: '[options]',
+  summary: "a readable summary of a server's SPMC state (endpoints, mailboxes, memory transactions)",
+  flags: [SERVER_FLAG, { name: 'json', help: 'print the snapshot as JSON' }],
+  async run(args) {
+    const v = Flags.parse(this, args);
+    const server = v.server();
+    const Client = debugClientConstructor();
+    const client = new Client(server, grpc.credentials.createInsecure()) as grpc.Client &
+      Record<string, (req: object, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: { json: string }) => void) => void>;
+    try {
+      const rep = await new Promise<{ json: string }>((resolve, reject) =>
+        client['State']!({}, { deadline: Date.now() + 10000 }, (e, r) => (e ? reject(grpcFailure('state', server, e)) : resolve(r))),
+      );
+      process.stdout.write(v.bool('json') ? `${rep.json}\n` : formatState(JSON.parse(rep.json) as Snapshot));
+    } finally {
+      client.close();
+    }
+    return 0;
+  },
+};

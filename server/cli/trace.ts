@@ -3,7 +3,8 @@
 import * as grpc from '@grpc/grpc-js';
 import type { TraceRecord } from '../debug/records.js';
 import { debugClientConstructor } from '../../proto/wire.js';
-import { parseFlags, parseHostPort, UsageError } from './flags.js';
+import { type Command, Flags, SERVER_FLAG } from './command.js';
+import { grpcFailure } from './errors.js';
 
 const COLOUR = { red: '\x1b[31m', yellow: '\x1b[33m', dim: '\x1b[2m', reset: '\x1b[0m' };
 
@@ -47,32 +48,42 @@ export function formatRecord(r: TraceRecord, colour: boolean): string {
   }
 }
 
-export async function traceCommand(args: string[]): Promise<void> {
-  const v = parseFlags(args, {
-    server: { type: 'string', default: '127.0.0.1:50051' },
-    endpoint: { type: 'string' },
-    function: { type: 'string' },
-    errors: { type: 'boolean', default: false },
-    recent: { type: 'string', default: '0' },
-    json: { type: 'boolean', default: false },
-  });
-  parseHostPort('--server', v.server!);
-  const endpoint = v.endpoint !== undefined ? Number(v.endpoint) : undefined;
-  if (endpoint !== undefined && (!Number.isInteger(endpoint) || endpoint < 0 || endpoint > 0xffff)) throw new UsageError('--endpoint: a 16-bit endpoint id');
-  const recent = Number(v.recent);
-  if (!Number.isInteger(recent) || recent < 0 || recent > 10000) throw new UsageError('--recent: 0..10000');
-  const Client = debugClientConstructor();
-  const client = new Client(v.server!, grpc.credentials.createInsecure()) as grpc.Client & Record<string, (req: object) => grpc.ClientReadableStream<{ json: string }>>;
-  const stream = client['Trace']!({ endpoint, function: v.function ?? '', errors_only: v.errors, recent });
-  const colour = process.stdout.isTTY === true && !v.json;
-  await new Promise<void>((resolve, reject) => {
-    stream.on('data', (m: { json: string }) => {
-      const r = JSON.parse(m.json) as TraceRecord;
-      process.stdout.write(`${v.json ? m.json : formatRecord(r, colour)}\n`);
-    });
-    stream.on('end', resolve);
-    stream.on('error', (e: grpc.ServiceError) => (e.code === grpc.status.CANCELLED ? resolve() : reject(new Error(`trace: ${e.details || e.message}`))));
-    process.once('SIGINT', () => stream.cancel());
-  });
-  client.close();
-}
+export const traceCommand: Command = {
+  name: 'trace',
+  synopsis: '[options]',
+  summary: "the live decoded trace of a server (gRPC Debug service), one line per record, until interrupted",
+  flags: [
+    SERVER_FLAG,
+    { name: 'endpoint', arg: 'ID', help: "only this endpoint's records" },
+    { name: 'function', arg: 'NAME', help: 'only this function, any width (MSG_SEND_DIRECT_REQ matches both)' },
+    { name: 'errors', help: 'only FFA_ERROR answers and memory faults' },
+    { name: 'recent', arg: 'N', default: '0', help: 'first show the last N records of the ring, 0..10000' },
+    { name: 'json', help: 'print each record as its JSON line' },
+  ],
+  async run(args) {
+    const v = Flags.parse(this, args);
+    const server = v.server();
+    const endpoint = v.int('endpoint', 0, 0xffff);
+    const recent = v.int('recent', 0, 10000)!;
+    const json = v.bool('json');
+    const Client = debugClientConstructor();
+    const client = new Client(server, grpc.credentials.createInsecure()) as grpc.Client & Record<string, (req: object) => grpc.ClientReadableStream<{ json: string }>>;
+    const stream = client['Trace']!({ endpoint, function: v.string('function') ?? '', errors_only: v.bool('errors'), recent });
+    const colour = process.stdout.isTTY === true && !json;
+    const stop = () => stream.cancel();
+    process.once('SIGINT', stop);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        stream.on('data', (m: { json: string }) => {
+          process.stdout.write(`${json ? m.json : formatRecord(JSON.parse(m.json) as TraceRecord, colour)}\n`);
+        });
+        stream.on('end', resolve);
+        stream.on('error', (e: grpc.ServiceError) => (e.code === grpc.status.CANCELLED ? resolve() : reject(grpcFailure('trace', server, e))));
+      });
+    } finally {
+      process.off('SIGINT', stop);
+      client.close();
+    }
+    return 0;
+  },
+};

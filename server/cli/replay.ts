@@ -1,0 +1,40 @@
+// `remote-spmc replay FILE`: run a recorded trace against a fresh SPMC.
+
+import { replayFile, TraceFormatError } from '../debug/replay.js';
+import type { PartitionManifest } from '../spmc/spmc.js';
+import { type Command, Flags } from './command.js';
+import { UsageError } from './flags.js';
+import { asConfigError, readManifestFile } from './manifest-file.js';
+
+export const replayCommand: Command = {
+  name: 'replay',
+  synopsis: 'FILE [--manifest FILE]',
+  summary: 'run a recorded trace (serve --trace-file) against a fresh SPMC; exit 0 if every answer matched, 1 at the first difference',
+  flags: [{ name: 'manifest', arg: 'FILE', help: "build the SPMC from this manifest instead of the recorded one" }],
+  async run(args) {
+    const [file, ...rest] = args;
+    if (!file || file.startsWith('-')) throw new UsageError('replay: a trace file (from serve --trace-file) is required');
+    const v = Flags.parse(this, rest);
+    const manifestFile = v.string('manifest');
+    const manifest: PartitionManifest[] | undefined = manifestFile !== undefined ? readManifestFile(manifestFile) : undefined;
+    let report;
+    try {
+      report = replayFile(file, manifest);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (e instanceof TraceFormatError) throw new UsageError(`replay: ${e.message}`);
+      if (asConfigError(e) !== e) throw asConfigError(e);
+      if (code === 'ENOENT' || code === 'EACCES' || code === 'EISDIR') throw new UsageError(`replay: cannot read ${file}: ${code}`);
+      throw e;
+    }
+    const d = report.difference;
+    if (!d) {
+      process.stdout.write(`all ${report.calls} calls matched (${report.records} records)\n`);
+      return 0;
+    }
+    process.stdout.write(
+      `first difference at seq ${d.seq}, endpoint 0x${d.endpoint.toString(16)}: ${d.what}\n  recorded: ${d.recorded}\n  replayed: ${d.replayed}\n(${report.matched} of ${report.calls} calls matched before it)\n`,
+    );
+    return 1;
+  },
+};

@@ -1,0 +1,144 @@
+// `remote-spmc serve`: configuration, manifest, start and stop.
+
+import { randomBytes } from 'node:crypto';
+import { format } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
+import { pino } from 'pino';
+import { VM_ID_MAX } from '../../proto/ffa/index.js';
+import { Tracer } from '../debug/tracer.js';
+import { SpmcGrpcServer } from '../grpc/server.js';
+import { buildHttpApp } from '../http/app.js';
+import { defaultManifest } from '../manifest.js';
+import { startBuiltinPartitions } from '../partitions/index.js';
+import type { PartitionManifest } from '../spmc/spmc.js';
+import { SessionCore } from '../session/core.js';
+import type { LogicalPartition } from '../spmc/logical-partitions.js';
+import { Spmc } from '../spmc/spmc.js';
+import { DEFAULT_LIMITS, type SpmcLimits } from '../spmc/state.js';
+import { type Command, type FlagSpec, Flags } from './command.js';
+import { checkLogLevel, formatHostPort, type HostPort, LOG_LEVELS, parseHostPort } from './flags.js';
+import { asConfigError, readManifestWithLogical } from './manifest-file.js';
+
+type NumericLimit = { [K in keyof SpmcLimits]: SpmcLimits[K] extends number ? K : never }[keyof SpmcLimits];
+
+/** The SPMC's limits as flags: name, range, and the limit each sets (its default is the SPMC's). */
+const LIMIT_FLAGS: { name: string; key: NumericLimit; min: number; max: number; help: string }[] = [
+  { name: 'rxtx-max-pages', key: 'rxtxMaxPages', min: 1, max: 63, help: 'largest RXTX_MAP page count, reported to v1.2 callers in FEATURES(RXTX_MAP)' },
+  { name: 'mem-max-borrowers', key: 'maxBorrowers', min: 1, max: 64, help: 'borrowers per memory transaction' },
+  { name: 'mem-max-fragments', key: 'maxFragments', min: 1, max: 4096, help: 'fragments per memory transaction descriptor' },
+  { name: 'mem-max-transactions', key: 'maxTransactions', min: 1, max: 1 << 20, help: 'memory transactions alive at once' },
+  { name: 'max-vms', key: 'maxVms', min: 1, max: VM_ID_MAX, help: 'VMs attached at once; one more attach is RESOURCE_EXHAUSTED' },
+];
+
+const FLAGS: FlagSpec[] = [
+  { name: 'grpc', arg: 'HOST:PORT', default: '127.0.0.1:50051', help: 'gRPC listen address; port 0 picks a free one' },
+  { name: 'http', arg: 'HOST:PORT', default: '127.0.0.1:8080', help: 'HTTP listen address (dashboard, JSON transport, metrics)' },
+  { name: 'manifest', arg: 'FILE', help: 'partition manifest, YAML or JSON (default: the embedded ACS topology)' },
+  ...LIMIT_FLAGS.map((l) => ({ name: l.name, arg: 'N', default: String(DEFAULT_LIMITS[l.key]), help: `${l.help}, ${l.min}..${l.max}` })),
+  { name: 'log-level', arg: 'LEVEL', default: 'info', help: LOG_LEVELS.join(', ') },
+  { name: 'trace-size', arg: 'N', default: '10000', help: 'trace records kept in memory, 1..10000000' },
+  { name: 'trace-file', arg: 'FILE', help: 'also write every trace record to FILE as JSON lines (for replay)' },
+  { name: 'strict', help: 'also refuse fields the spec calls MBZ or reserved that Hafnium never checks (default: as Hafnium)' },
+];
+
+interface ServeOptions {
+  grpc: HostPort;
+  http: HostPort;
+  partitions: PartitionManifest[];
+  logicalPartitions: LogicalPartition[];
+  limits: Partial<SpmcLimits>;
+  strict: boolean;
+  logLevel: string;
+  traceSize: number;
+  traceFile?: string;
+}
+
+function parseServe(c: Command, args: string[]): ServeOptions {
+  const v = Flags.parse(c, args);
+  const limits: Partial<Record<NumericLimit, number>> = {};
+  for (const l of LIMIT_FLAGS) limits[l.key] = v.int(l.name, l.min, l.max)!;
+  const manifest = v.string('manifest');
+  const declared = manifest !== undefined ? readManifestWithLogical(manifest) : { partitions: defaultManifest(), logicalPartitions: [] };
+  return {
+    grpc: parseHostPort('--grpc', v.string('grpc')!),
+    http: parseHostPort('--http', v.string('http')!),
+    ...declared,
+    limits,
+    strict: v.bool('strict'),
+    logLevel: checkLogLevel(v.string('log-level')!),
+    traceSize: v.int('trace-size', 1, 10_000_000)!,
+    traceFile: v.string('trace-file'),
+  };
+}
+
+async function serve(opts: ServeOptions): Promise<void> {
+  const log = pino({ name: 'remote-spmc', level: opts.logLevel });
+  // grpc-js writes its own errors to stderr ("E No address added ..."); the ones that matter are
+  // reported by this command already, so they go to the log at debug level.
+  grpc.setLogger({ error: (...args: unknown[]) => log.debug({ grpc: format(...args) }, 'grpc-js') });
+  // Memory handles start from a secret seed, so one VM cannot guess another's.
+  const handleSeed = randomBytes(8).readBigUInt64LE();
+  let spmc: Spmc;
+  try {
+    spmc = new Spmc({ partitions: opts.partitions, logicalPartitions: opts.logicalPartitions, limits: opts.limits, handleSeed, strict: opts.strict });
+  } catch (e) {
+    throw asConfigError(e);
+  }
+  const core = SessionCore.for(spmc, { logger: log });
+  // The trace sees everything from the first call on (the built-in partitions' setup included).
+  const tracer = new Tracer(core, {
+    ringSize: opts.traceSize,
+    file: opts.traceFile,
+    session: { partitions: opts.partitions, limits: spmc.state.limits, handleSeed },
+  });
+  // Partitions' FFA_CONSOLE_LOG lines go to the log under the partition's name.
+  spmc.observe({
+    console: (id, line) => log.info({ partition: spmc.endpoint(id)?.name, endpoint: `0x${id.toString(16)}`, console: line }, 'partition console'),
+  });
+  await startBuiltinPartitions(core, (id, e) => log.error({ partition: id, err: String(e) }, 'built-in partition failed'));
+  const grpcServer = new SpmcGrpcServer(core);
+  grpcServer.addDebug(tracer);
+  let serving = true;
+  const http = await buildHttpApp({ core, tracer });
+
+  const grpcPort = await grpcServer.listen(formatHostPort(opts.grpc));
+  await http.listen({ host: opts.http.host, port: opts.http.port });
+  const httpAddr = http.server.address();
+  const httpPort = typeof httpAddr === 'object' && httpAddr ? httpAddr.port : opts.http.port;
+  log.info(
+    {
+      grpc: formatHostPort({ ...opts.grpc, port: grpcPort }),
+      http: formatHostPort({ ...opts.http, port: httpPort }),
+      partitions: opts.partitions.map((p) => `${p.name}@0x${p.id.toString(16)}`),
+      limits: Object.fromEntries(Object.entries(spmc.state.limits).map(([k, n]) => [k, typeof n === 'bigint' ? n.toString() : n])),
+    },
+    'listening',
+  );
+
+  const stop = async (signal: string) => {
+    if (!serving) return;
+    serving = false;
+    log.info({ signal }, 'stopping');
+    await grpcServer.stop();
+    await http.close();
+    await tracer.close();
+    log.info({}, 'stopped');
+    log.flush?.();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+export const serveCommand: Command = {
+  name: 'serve',
+  synopsis: '[options]',
+  summary: 'serve the SPMC: gRPC (the FF-A contract, health, debug) and HTTP (dashboard, JSON transport, metrics)',
+  flags: FLAGS,
+  more: `A bad flag or manifest exits with status 2; an address in use with status 1. SIGINT or SIGTERM stops
+the server cleanly.`,
+  async run(args) {
+    await serve(parseServe(this, args));
+    return 0;
+  },
+};
