@@ -8,12 +8,12 @@ import { debugClientConstructor } from '../proto/wire.js';
 import { FfaDriver } from '../client-driver/driver.js';
 import { GrpcConnector } from '../client-driver/transport/grpc.js';
 import { EmulatedVm } from '../client-driver/vm.js';
-import { Tracer, type TraceRecord } from '../server/debug/tracer.js';
+import { Tracer } from '../server/debug/tracer.js';
 import { SpmcGrpcServer } from '../server/grpc/server.js';
 import { buildHttpApp } from '../server/http/app.js';
 import { PARTITION_COMMANDS as CMD } from '../server/partitions/commands.js';
 import { SessionCore } from '../server/session/core.js';
-import { startedSpmc } from './helpers.js';
+import { Arrivals, sseTrace, startedSpmc } from './helpers.js';
 
 async function stack() {
   const spmc = await startedSpmc();
@@ -123,61 +123,44 @@ t.test('state routes: endpoints, mailboxes, notifications, transactions, access 
 });
 
 t.test('SSE and gRPC Debug subscribers get the calls of several VMs, with filters; /metrics counts them', async (t) => {
-  const { app, base, grpcAddr, connector, stop } = await stack();
+  const { app, base, grpcAddr, connector, tracer, stop } = await stack();
   t.teardown(stop);
   const a = new FfaDriver(await EmulatedVm.attach(connector, { name: 'a' }));
   const b = new FfaDriver(await EmulatedVm.attach(connector, { name: 'b' }));
   await a.init();
   await b.init();
 
-  // SSE, filtered to VM a's direct requests.
-  const ctl = new AbortController();
-  const res = await fetch(`${base}/v1/trace?endpoint=${a.vmId}&function=MSG_SEND_DIRECT_REQ`, { signal: ctl.signal });
-  t.equal(res.headers.get('content-type'), 'text/event-stream');
-  const sse: TraceRecord[] = [];
-  const reading = (async () => {
-    const dec = new TextDecoder();
-    let buf = '';
-    try {
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-        buf += dec.decode(chunk);
-        for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
-          const ev = buf.slice(0, i);
-          buf = buf.slice(i + 2);
-          const data = ev.split('\n').find((l) => l.startsWith('data: '));
-          if (data) sse.push(JSON.parse(data.slice(6)) as TraceRecord);
-        }
-      }
-    } catch {
-      // aborted
-    }
-  })();
+  // SSE, filtered to VM a's direct requests: live from the moment the stream is open.
+  const sse = await sseTrace(`${base}/v1/trace?endpoint=${a.vmId}&function=MSG_SEND_DIRECT_REQ`);
 
-  // gRPC Debug, filtered to errors.
+  // gRPC Debug, filtered to errors. It sends the `recent` records and subscribes in one go, so
+  // once the last error made before it (b's probe below) has arrived, the subscription is live.
+  await b.call({ fn: 'FEATURES', id: 0x7f, inputProperties: 0 }); // NOT_SUPPORTED: no such feature
+  await tracer.drained(); // handed to the subscribers there are (SSE), not to the one to come
   const Client = debugClientConstructor();
   const dbg = new Client(grpcAddr, grpc.credentials.createInsecure()) as grpc.Client & Record<string, (req: object) => grpc.ClientReadableStream<{ kind: string; endpoint: number; error: string; json: string }>>;
-  const errs: { endpoint: number; error: string }[] = [];
-  const stream = dbg['Trace']!({ errors_only: true });
+  const errs = new Arrivals<{ endpoint: number; error: string }>();
+  const stream = dbg['Trace']!({ errors_only: true, recent: 1 });
   stream.on('data', (m: { endpoint: number; error: string }) => errs.push({ endpoint: m.endpoint, error: m.error }));
   stream.on('error', () => {});
-  await new Promise((r) => setTimeout(r, 100)); // both subscriptions are in place
+  t.same(await errs.atLeast(1), [{ endpoint: b.vmId, error: 'NOT_SUPPORTED' }], 'the recent error first');
 
   await a.sendDirectReq(0x8001, [BigInt(CMD.ECHO), 1n]);
   await b.sendDirectReq(0x8002, [BigInt(CMD.ECHO), 2n]);
   await a.call({ fn: 'RX_RELEASE', vmId: 0 }); // DENIED
   await b.call({ fn: 'RX_RELEASE', vmId: 0 }); // DENIED
-  while (sse.length < 2 || errs.length < 2) await new Promise((r) => setTimeout(r, 10));
-  t.same(sse.map((r) => [r.kind, r.endpoint, 'function' in r ? r.function : '']), [
+  const records = await sse.records.atLeast(2);
+  t.same(records.map((r) => [r.kind, r.endpoint, 'function' in r ? r.function : '']), [
     ['call', a.vmId, 'FFA_MSG_SEND_DIRECT_REQ_64'],
     ['return', a.vmId, 'FFA_MSG_SEND_DIRECT_REQ_64'],
   ]);
-  t.same(errs, [
+  t.same(await errs.atLeast(3), [
+    { endpoint: b.vmId, error: 'NOT_SUPPORTED' },
     { endpoint: a.vmId, error: 'DENIED' },
     { endpoint: b.vmId, error: 'DENIED' },
   ]);
-  ctl.abort();
+  await sse.close();
   stream.cancel();
-  await reading;
 
   const recent = (await app.inject({ method: 'GET', url: `/v1/trace/recent?endpoint=${b.vmId}&errors=true&function=RX_RELEASE` })).json();
   t.same(recent.map((r: { result: { error: string } }) => r.result.error), ['DENIED']);

@@ -20,8 +20,10 @@ import { defaultManifest } from '../server/manifest.js';
 import { startBuiltinPartitions } from '../server/partitions/index.js';
 import { SessionCore } from '../server/session/core.js';
 import { isPending, type Pending } from '../server/spmc/pending.js';
+import type { TraceRecord } from '../server/debug/records.js';
 import { type AttachParams, Spmc } from '../server/spmc/spmc.js';
-import type { SpmcLimits } from '../server/spmc/state.js';
+import type { VcpuState } from '../server/spmc/endpoint.js';
+import type { SpmcLimits, SpmcObserver } from '../server/spmc/state.js';
 
 export const SP1_UUID = 'b4b5671e-4a90-4fe1-b81f-fb13dae1dacb';
 export const SP2_UUID = 'd1582309-f023-47b9-827c-4464f5578fc8';
@@ -156,4 +158,117 @@ export async function codeOf(p: Promise<unknown>): Promise<string> {
   } catch (e) {
     return e instanceof TransportError ? e.code : `not a TransportError: ${(e as Error).message}`;
   }
+}
+
+// Waiting for events, not for time: a test that sleeps and then expects something to have happened
+// fails on a busy machine. These resolve on the event itself and have no bound of their own (the
+// test runner's timeout is the only one).
+
+/** What a stream or callback hands over, with waits on what has arrived (checked at each arrival). */
+export class Arrivals<T> {
+  readonly items: T[] = [];
+  private waiting: { ready: (items: readonly T[]) => boolean; resolve: () => void }[] = [];
+
+  readonly push = (item: T): void => {
+    this.items.push(item);
+    this.waiting = this.waiting.filter((w) => (w.ready(this.items) ? void w.resolve() : true));
+  };
+
+  /** Resolves with the items once `ready` holds for them. */
+  when(ready: (items: readonly T[]) => boolean): Promise<T[]> {
+    if (ready(this.items)) return Promise.resolve(this.items);
+    return new Promise((resolve) => this.waiting.push({ ready, resolve: () => resolve(this.items) }));
+  }
+
+  /** Resolves once `n` items have arrived. */
+  atLeast(n: number): Promise<T[]> {
+    return this.when((items) => items.length >= n);
+  }
+
+  /** Resolves with the first item (from now on or already here) that matches. */
+  async first(match: (item: T) => boolean): Promise<T> {
+    const items = await this.when((all) => all.some(match));
+    return items.find(match)!;
+  }
+}
+
+/** Resolves once the model says `ready`, checked now and after every call, attach and detach. */
+export function modelReaches(spmc: Spmc, ready: () => boolean): Promise<void> {
+  if (ready()) return Promise.resolve();
+  return new Promise((resolve) => {
+    const check = () => {
+      if (!ready()) return;
+      stop();
+      resolve();
+    };
+    const stop = spmc.observe({ call: check, attach: check, detach: check });
+  });
+}
+
+/** Resolves once vCPU `vcpu` of `endpoint` is in `state`. */
+export const vcpuReaches = (spmc: Spmc, endpoint: EndpointId, vcpu: number, state: VcpuState): Promise<void> =>
+  modelReaches(spmc, () => spmc.endpoint(endpoint)?.vcpus[vcpu]?.state === state);
+
+/** Resolves once `endpoint` has left the model (detached, or released by its transport). */
+export const released = (spmc: Spmc, endpoint: EndpointId): Promise<void> => modelReaches(spmc, () => !spmc.endpoint(endpoint));
+
+/** The Pending of the next call by `endpoint` that blocks (start waiting before making the call). */
+export function nextBlockedCall(spmc: Spmc, endpoint: EndpointId): Promise<Pending> {
+  return new Promise((resolve) => {
+    const observer: SpmcObserver = {
+      call: (c) => {
+        if (c.endpoint !== endpoint || !isPending(c.out)) return;
+        stop();
+        resolve(c.out);
+      },
+    };
+    const stop = spmc.observe(observer);
+  });
+}
+
+/** Resolves once the transport has given up on `p` (its client went away or its deadline passed) and the model has dealt with it. */
+export function abandoned(p: Pending): Promise<void> {
+  if (p.abandoned) return Promise.resolve();
+  return new Promise((resolve) => {
+    const before = p.onAbandonObserved;
+    p.onAbandonObserved = () => {
+      before?.();
+      resolve();
+    };
+  });
+}
+
+/**
+ * The live trace of a server over SSE (`url`: /v1/trace with its filters). Resolves once the
+ * stream is open: the server subscribes in the same tick as it writes the stream's head, so every
+ * call made from then on is in `records`.
+ */
+export async function sseTrace(url: string): Promise<{ records: Arrivals<TraceRecord>; close: () => Promise<void> }> {
+  const ctl = new AbortController();
+  const res = await fetch(url, { signal: ctl.signal });
+  if (res.headers.get('content-type') !== 'text/event-stream') throw new Error(`${url}: not an event stream (${res.status})`);
+  const records = new Arrivals<TraceRecord>();
+  const reading = (async () => {
+    const dec = new TextDecoder();
+    let buf = '';
+    try {
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        buf += dec.decode(chunk, { stream: true });
+        for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
+          const data = buf.slice(0, i).split('\n').find((l) => l.startsWith('data: '));
+          buf = buf.slice(i + 2);
+          if (data) records.push(JSON.parse(data.slice(6)) as TraceRecord);
+        }
+      }
+    } catch (e) {
+      if (!ctl.signal.aborted) throw e;
+    }
+  })();
+  return {
+    records,
+    close: async () => {
+      ctl.abort();
+      await reading;
+    },
+  };
 }
