@@ -14,7 +14,7 @@ import { SessionCore } from '../server/session/core.js';
 import { parseManifest } from '../server/manifest.js';
 import { Spmc } from '../server/spmc/spmc.js';
 import { defaultManifest } from '../server/manifest.js';
-import { codeOf, errorOfRegs, SP2_UUID } from './helpers.js';
+import { abandoned, Arrivals, codeOf, errorOfRegs, nextBlockedCall, released, SP2_UUID, vcpuReaches } from './helpers.js';
 
 const REMOTE = parseManifest(
   JSON.stringify({
@@ -148,12 +148,9 @@ t.test('the Memory stream: accesses answered in order, refusals answered without
   const a = await ch.attach({});
   const b = await ch.attach({});
   const stream = (ch.client['Memory'] as () => grpc.ClientDuplexStream<object, { data: Buffer; status: number; details: string }>).call(ch.client);
-  const replies: { data: Buffer; status: number; details: string }[] = [];
-  stream.on('data', (r) => replies.push(r));
+  const replies = new Arrivals<{ data: Buffer; status: number; details: string }>();
+  stream.on('data', replies.push);
   const ended = new Promise<number>((resolve) => stream.on('error', (e: grpc.ServiceError) => resolve(e.code)));
-  const until = async (n: number) => {
-    while (replies.length < n) await new Promise((r) => setTimeout(r, 5));
-  };
   // Written back to back: answered in order, the later read seeing the earlier write.
   stream.write({ session: a.session, address: a.ramBase + 16n, write: Buffer.from([1, 2, 3, 4]) });
   stream.write({ session: '', address: a.ramBase + 16n, read: 4 });
@@ -162,9 +159,8 @@ t.test('the Memory stream: accesses answered in order, refusals answered without
   stream.write({ session: '', address: a.ramBase, write: Buffer.alloc(0) });
   stream.write({ session: a.session, address: a.ramBase });
   stream.write({ session: '', address: a.ramBase + 17n, read: 2 });
-  await until(7);
   t.same(
-    replies.map((r) => [r.status === 0 ? 'OK' : grpc.status[r.status], [...r.data]]),
+    (await replies.atLeast(7)).map((r) => [r.status === 0 ? 'OK' : grpc.status[r.status], [...r.data]]),
     [
       ['OK', []],
       ['OK', [1, 2, 3, 4]],
@@ -175,7 +171,7 @@ t.test('the Memory stream: accesses answered in order, refusals answered without
       ['OK', [2, 3]],
     ],
   );
-  t.match(replies[2]!.details, /0x1000/);
+  t.match(replies.items[2]!.details, /0x1000/);
   // Another session on the same stream ends it; so does a detached one.
   stream.write({ session: b.session, address: b.ramBase, read: 1 });
   t.equal(grpc.status[await ended], 'INVALID_ARGUMENT');
@@ -222,8 +218,9 @@ t.test('a Session stream carries one session; a cancelled one releases its VM', 
   const got = new Promise((resolve) => s2.once('data', resolve));
   s2.write({ session: a.session, vcpu: 0, x: toRegisters([fid('ID_GET')]) });
   await got;
+  const gone = released(spmc, a.endpointId);
   s2.cancel();
-  for (let i = 0; i < 100 && spmc.endpoint(a.endpointId); i++) await new Promise((r) => setTimeout(r, 10));
+  await gone;
   t.equal(spmc.endpoint(a.endpointId), undefined, 'cancelled: released');
   t.ok(spmc.endpoint(b.endpointId), 'the other VM is untouched');
   t.equal(SessionCore.for(spmc).sessionCount, 1);
@@ -255,26 +252,36 @@ t.test('an abandoned call leaves the model consistent', async (t) => {
   t.teardown(() => ch.close());
   const [waiter, receiver, sender] = await Promise.all([0x101, 0x101, 0].map((properties) => ch.attach({ properties })));
   for (const s of [waiter, receiver, sender]) await ch.call(s!.session, 0, toRegisters([fid('VERSION'), 0x10002]));
-  const settled = async (id: number, state: string) => {
-    for (let i = 0; i < 100 && spmc.endpoint(id)!.vcpus[0]!.state !== state; i++) await new Promise((r) => setTimeout(r, 10));
-    return spmc.endpoint(id)!.vcpus[0]!.state;
-  };
+  const stateOf = (id: number) => spmc.endpoint(id)!.vcpus[0]!.state;
   const req = (to: number) => toRegisters([fid('MSG_SEND_DIRECT_REQ', 64), (sender!.endpointId << 16) | to, 0, 1]);
+  // The client's deadline passes; the server learns of it on its own: wait for the server to give
+  // up on the call (the model's Pending abandoned), not for a time.
+  const giveUp = async (id: number, call: () => Promise<unknown>) => {
+    const blocked = nextBlockedCall(spmc, id);
+    const code = await codeOf(call());
+    await abandoned(await blocked);
+    return code;
+  };
 
   // A waiter that gives up stops waiting: a request to it is BUSY, not lost.
-  t.equal(await codeOf(ch.call(waiter!.session, 0, toRegisters([fid('MSG_WAIT')]), { deadline: Date.now() + 100 })), 'DEADLINE_EXCEEDED');
-  t.equal(await settled(waiter!.endpointId, 'running'), 'running');
+  t.equal(await giveUp(waiter!.endpointId, () => ch.call(waiter!.session, 0, toRegisters([fid('MSG_WAIT')]), { deadline: Date.now() + 100 })), 'DEADLINE_EXCEEDED');
+  t.equal(stateOf(waiter!.endpointId), 'running', 'it runs again');
   t.equal(errorOfRegs(await ch.call(sender!.session, 0, req(waiter!.endpointId))), FFA_ERRORS.BUSY);
 
   // A requester that gives up: the receiver is not disturbed, and the late answer is dropped.
+  const receiving = nextBlockedCall(spmc, receiver!.endpointId);
   const wait = ch.call(receiver!.session, 0, toRegisters([fid('MSG_WAIT')]));
-  await settled(receiver!.endpointId, 'waiting');
-  t.equal(await codeOf(ch.call(sender!.session, 0, req(receiver!.endpointId), { deadline: Date.now() + 100 })), 'DEADLINE_EXCEEDED');
+  await receiving;
+  t.equal(stateOf(receiver!.endpointId), 'waiting');
+  t.equal(await giveUp(sender!.endpointId, () => ch.call(sender!.session, 0, req(receiver!.endpointId), { deadline: Date.now() + 100 })), 'DEADLINE_EXCEEDED');
   const got = await wait;
   t.equal(Number(got[0]), fid('MSG_SEND_DIRECT_REQ', 64), 'the receiver still got the request');
+  t.equal(stateOf(sender!.endpointId), 'blocked', 'the requester stays blocked until answered');
   const dropped = spmc.state.dropped;
+  const answered = vcpuReaches(spmc, sender!.endpointId, 0, 'running');
   void ch.call(receiver!.session, 0, toRegisters([fid('MSG_SEND_DIRECT_RESP', 64), (receiver!.endpointId << 16) | sender!.endpointId, 0, 2])).catch(() => {});
-  t.equal(await settled(sender!.endpointId, 'running'), 'running', 'the requester runs again');
+  await answered;
+  t.equal(stateOf(sender!.endpointId), 'running', 'the requester runs again');
   t.equal(spmc.state.dropped, dropped + 1, 'its answer was dropped');
   t.equal((await ch.call(sender!.session, 0, toRegisters([fid('ID_GET')])))[2], BigInt(sender!.endpointId));
 });

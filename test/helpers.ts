@@ -196,12 +196,15 @@ export class Arrivals<T> {
 export function modelReaches(spmc: Spmc, ready: () => boolean): Promise<void> {
   if (ready()) return Promise.resolve();
   return new Promise((resolve) => {
+    let done = false;
     const check = () => {
-      if (!ready()) return;
+      if (done || !ready()) return;
+      done = true;
       stop();
       resolve();
     };
-    const stop = spmc.observe({ call: check, attach: check, detach: check });
+    // Observers hear of a detach before the model carries it out: look once it is done.
+    const stop = spmc.observe({ call: check, attach: check, detach: () => queueMicrotask(check) });
   });
 }
 
@@ -209,7 +212,7 @@ export function modelReaches(spmc: Spmc, ready: () => boolean): Promise<void> {
 export const vcpuReaches = (spmc: Spmc, endpoint: EndpointId, vcpu: number, state: VcpuState): Promise<void> =>
   modelReaches(spmc, () => spmc.endpoint(endpoint)?.vcpus[vcpu]?.state === state);
 
-/** Resolves once `endpoint` has left the model (detached, or released by its transport). */
+/** Resolves once the VM `endpoint` has left the model (detached, or released by its transport). */
 export const released = (spmc: Spmc, endpoint: EndpointId): Promise<void> => modelReaches(spmc, () => !spmc.endpoint(endpoint));
 
 /** The Pending of the next call by `endpoint` that blocks (start waiting before making the call). */
