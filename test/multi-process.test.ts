@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { sseTrace } from './helpers.js';
 
 const MAIN = fileURLToPath(new URL('../server/main.js', import.meta.url));
 const VM = fileURLToPath(new URL('./fixtures/vm-process.js', import.meta.url));
@@ -99,16 +100,13 @@ t.test('a VM process that dies is released; the others carry on', async (t) => {
   };
   const doomed = start('doomed');
   const survivor = start('survivor');
-  await doomed.out.until((o) => o.event === 'ready');
+  const doomedId = (await doomed.out.until((o) => o.event === 'ready')).vmId;
   await survivor.out.until((o) => o.event === 'ready');
   t.equal(await endpoints(server.http), 6);
   doomed.child.kill('SIGKILL');
-  let n = 6;
-  for (let i = 0; i < 200 && n !== 5; i++) {
-    await new Promise((r) => setTimeout(r, 25));
-    n = await endpoints(server.http);
-  }
-  t.equal(n, 5, 'the dead VM was released when its stream broke');
+  const release = await server.out.until((o) => o.msg === 'endpoint released' && o.endpoint === doomedId);
+  t.equal(release.why, 'session stream cancelled', 'the dead VM was released when its stream broke');
+  t.equal(await endpoints(server.http), 5, 'and is gone');
   survivor.child.stdin!.write('go\n');
   const seen = await survivor.out.until((o) => o.event === 'partitions');
   t.equal((seen.ids as number[]).length, 5, 'the survivor sees itself and the SPs');
@@ -209,13 +207,18 @@ t.test('a remote partition in its own process serves VMs, dies mid-request, and 
   t.same(await b.sendDirectReq(0x8010, [BigInt(CMD.ECHO), 2n], { vcpu: 1 }), [BigInt(CMD.ECHO), 2n, 0n, 0n, 0n], 'vm-b on the second context');
   t.same(await a.sendDirectReq(0x8001, [BigInt(CMD.FORWARD), 0x8010n, 3n]), [BigInt(CMD.ECHO), 3n, 0n, 0n, 0n], 'SP1 forwards to the remote partition');
 
-  // Freeze the partition so the next request is in flight when it dies.
+  // Freeze the partition so the next request is in flight when it dies: it has reached the
+  // model, and is delivered to the partition, which cannot answer.
   sp.child.kill('SIGSTOP');
+  const requests = await sseTrace(`http://${server.http}/v1/trace?endpoint=${a.vmId}&function=MSG_SEND_DIRECT_REQ`);
   const inFlight = a.sendDirectReq(0x8010, [BigInt(CMD.ECHO), 4n]).then(
     () => 'answered',
     (e: unknown) => (e instanceof FfaDriverError ? e.errno : String(e)),
   );
-  await new Promise((r) => setTimeout(r, 300));
+  const delivered = await requests.records.first((r) => r.kind === 'call');
+  await requests.close();
+  t.ok(delivered.kind === 'call' && delivered.blocked, 'the request blocks its caller');
+  const waits = await sseTrace(`http://${server.http}/v1/trace?endpoint=0x8010&function=MSG_WAIT`);
   sp.child.kill('SIGKILL');
   t.equal(await inFlight, 'ECANCELED', 'the blocked caller is answered ABORTED');
   const whileGone = await b.sendDirectReq(0x8010, [0n]).then(() => 'answered', (e: unknown) => (e as InstanceType<typeof FfaDriverError>).errno);
@@ -224,16 +227,12 @@ t.test('a remote partition in its own process serves VMs, dies mid-request, and 
 
   sp = startPartition();
   await sp.out.until((o) => o.msg === 'serving');
-  // Its first FFA_MSG_WAIT may still be on the wire: BUSY until then, as for any partition starting.
-  let echoed: bigint[] | undefined;
-  for (let i = 0; i < 100 && !echoed; i++) {
-    echoed = await a.sendDirectReq(0x8010, [BigInt(CMD.ECHO), 6n]).catch(async (e: InstanceType<typeof FfaDriverError>) => {
-      if (e.errno !== 'EBUSY') throw e;
-      await new Promise((r) => setTimeout(r, 20));
-      return undefined;
-    });
-  }
-  t.same(echoed, [BigInt(CMD.ECHO), 6n, 0n, 0n, 0n], 'attached again and serving');
+  // BUSY until its contexts have made their first FFA_MSG_WAIT, as for any partition starting:
+  // wait for both to reach the model.
+  await waits.records.when((rs) => new Set(rs.flatMap((r) => (r.kind === 'call' ? [r.vcpu] : []))).size === 2);
+  await waits.close();
+  t.same(await a.sendDirectReq(0x8010, [BigInt(CMD.ECHO), 6n]), [BigInt(CMD.ECHO), 6n, 0n, 0n, 0n], 'attached again and serving');
+  t.same(await b.sendDirectReq(0x8010, [BigInt(CMD.ECHO), 7n], { vcpu: 1 }), [BigInt(CMD.ECHO), 7n, 0n, 0n, 0n], 'on both contexts');
   for (const d of drivers) {
     await d.exit();
     await d.vm.detach();
