@@ -11,7 +11,7 @@ import { parseScenario, ScenarioVm } from '../server/cli/vm.js';
 import { parseManifest } from '../server/manifest.js';
 import { startBuiltinPartitions } from '../server/partitions/index.js';
 import { Spmc } from '../server/spmc/spmc.js';
-import { NetnsTopology, netnsUnavailable, readCompose, REPO } from '../test/topology/netns.js';
+import { NetnsTopology, netnsUnavailable, readCompose, REPO } from './netns.js';
 
 const VMS = ['vm1', 'vm2', 'vm3'];
 
@@ -69,7 +69,7 @@ async function acrossTheNetwork(samples: number): Promise<{ echo: number; req: n
   try {
     topo.create();
     const servers = topo.spawnNode('spmc', join(REPO, 'dist/bench/servers.js'), [], { BENCH_BIND: '0.0.0.0' });
-    while (!servers.output.includes('\n')) await new Promise((r) => setTimeout(r, 20));
+    await servers.printed('\n');
     const addr = JSON.parse(servers.output.split('\n')[0]!) as { spmc: string; echo: string };
     const host = topo.addresses.get('spmc')!;
     const at = (a: string) => a.replace(/^0\.0\.0\.0/, host);

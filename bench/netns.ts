@@ -1,15 +1,17 @@
 // Runs docker-compose.yml without Docker: one Linux network namespace per service, each with a
 // veth pair into one bridge, an address, and the service names in its /etc/hosts
 // (/etc/netns/NAME/hosts); each service's command runs inside its namespace as the remote-spmc
-// CLI. Everything is torn down again, on failure too. Needs root and iproute2.
+// CLI. Everything is torn down again, on failure too. Needs root and iproute2. Used by the topology
+// test and the topology benchmarks.
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 
-export const REPO = fileURLToPath(new URL('../../../', import.meta.url));
+export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 export const MAIN_JS = join(REPO, 'dist/server/main.js');
 /** Where the image puts the project; compose commands name files under it. */
 const IMAGE_ROOT = '/opt/remote-spmc/';
@@ -75,6 +77,46 @@ export interface RunningService {
   proc: ChildProcess;
   output: string;
   exited: Promise<number>;
+  /** Resolves once `text` is in its output; rejects if it exits first. */
+  printed(text: string): Promise<void>;
+}
+
+/** A spawned process as a RunningService, its stdout and stderr collected into `output`. */
+function running(name: string, proc: ChildProcess): RunningService {
+  const r: RunningService = {
+    name,
+    proc,
+    output: '',
+    exited: new Promise((resolve) => proc.on('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1)))),
+    printed: (text) =>
+      new Promise((resolve, reject) => {
+        const check = () => {
+          if (!r.output.includes(text)) return;
+          off();
+          resolve();
+        };
+        const exited = () => {
+          off();
+          // What it wrote last may still be in the pipes: the streams end after the exit.
+          void Promise.all([proc.stdout && once(proc.stdout, 'end'), proc.stderr && once(proc.stderr, 'end')]).then(() =>
+            r.output.includes(text) ? resolve() : reject(new Error(`${name} exited without printing ${JSON.stringify(text)}: ${r.output}`)),
+          );
+        };
+        const off = () => {
+          proc.stdout?.off('data', check);
+          proc.stderr?.off('data', check);
+          proc.off('exit', exited);
+        };
+        proc.stdout?.on('data', check);
+        proc.stderr?.on('data', check);
+        proc.on('exit', exited);
+        check();
+      }),
+  };
+  // Collected before any printed() listener runs (listeners run in the order they were added).
+  proc.stdout!.on('data', (d: Buffer) => (r.output += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (r.output += d.toString()));
+  return r;
 }
 
 export class NetnsTopology {
@@ -131,9 +173,7 @@ export class NetnsTopology {
       env: { ...process.env, ...this.services[name]?.environment, ...extraEnv },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const r: RunningService = { name, proc, output: '', exited: new Promise((resolve) => proc.on('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1)))) };
-    proc.stdout!.on('data', (d: Buffer) => (r.output += d.toString()));
-    proc.stderr!.on('data', (d: Buffer) => (r.output += d.toString()));
+    const r = running(name, proc);
     this.running.push(r);
     return r;
   }
@@ -141,9 +181,7 @@ export class NetnsTopology {
   /** Any node script inside a namespace (the benchmarks' servers and clients). */
   spawnNode(name: string, script: string, args: string[] = [], env: Record<string, string> = {}): RunningService {
     const proc = spawn('ip', ['netns', 'exec', this.ns(name), process.execPath, script, ...args], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
-    const r: RunningService = { name, proc, output: '', exited: new Promise((resolve) => proc.on('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1)))) };
-    proc.stdout!.on('data', (d: Buffer) => (r.output += d.toString()));
-    proc.stderr!.on('data', (d: Buffer) => (r.output += d.toString()));
+    const r = running(name, proc);
     this.running.push(r);
     return r;
   }
@@ -159,15 +197,18 @@ export class NetnsTopology {
     }
   }
 
-  /** Poll the service's health check (compose `healthcheck.test`) until it passes. */
-  async waitHealthy(name: string, timeoutMs = 30000): Promise<void> {
+  /**
+   * Run the service's health check (compose `healthcheck.test`) until it passes, as Compose does;
+   * fails if the service's process exits first. No time limit: a loaded machine is only slower.
+   */
+  async waitHealthy(name: string): Promise<void> {
     const check = this.services[name]?.healthcheck;
     if (!check || check[0] !== 'remote-spmc') throw new Error(`${name} has no remote-spmc health check`);
-    const end = Date.now() + timeoutMs;
+    const service = this.running.filter((r) => r.name === name).at(-1);
     for (;;) {
       if (this.exec(name, check.slice(1)).code === 0) return;
-      if (Date.now() > end) throw new Error(`${name} did not become healthy`);
-      await new Promise((r) => setTimeout(r, 200));
+      if (service && (service.proc.exitCode !== null || service.proc.signalCode !== null)) throw new Error(`${name} exited before it was healthy: ${service.output}`);
+      await new Promise((r) => setTimeout(r, 200)); // Compose's interval is seconds; a check takes a process start
     }
   }
 
@@ -227,6 +268,3 @@ export class NetnsTopology {
     quiet('link', 'del', this.bridge);
   }
 }
-
-export const repoPath = (...p: string[]) => join(REPO, ...p);
-export const here = dirname(fileURLToPath(import.meta.url));
