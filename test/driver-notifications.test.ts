@@ -12,7 +12,7 @@ import { EmulatedVm } from '../client-driver/vm.js';
 import { SpmcGrpcServer } from '../server/grpc/server.js';
 import { PARTITION_COMMANDS as CMD } from '../server/partitions/commands.js';
 import type { Spmc } from '../server/spmc/spmc.js';
-import { errnoOf, RawVm, startedSpmc } from './helpers.js';
+import { Arrivals, errnoOf, RawVm, startedSpmc } from './helpers.js';
 
 const SP1 = 0x8001;
 const SP2 = 0x8002;
@@ -163,10 +163,10 @@ t.test('16 VMs send to one receiver at once over gRPC: each message once, in ord
   const { vm, stop } = await topology('grpc-session');
   t.teardown(stop);
   const receiver = await vm();
-  const seen: string[] = [];
+  const arrived = new Arrivals<string>();
   receiver.notifier.onUnclaimedMessage = (m) => {
     const dv = new DataView(m.payload.buffer, m.payload.byteOffset);
-    seen.push(`${m.sender}:${dv.getUint32(0, true)}`);
+    arrived.push(`${m.sender}:${dv.getUint32(0, true)}`);
   };
   const PER_SENDER = 4;
   const senders = await Promise.all(Array.from({ length: 16 }, () => vm()));
@@ -186,7 +186,7 @@ t.test('16 VMs send to one receiver at once over gRPC: each message once, in ord
     }),
   );
   // Every SUCCESS is delivered; wait for the last ones to be read.
-  while (seen.length < 16 * PER_SENDER) await new Promise((r) => setTimeout(r, 5));
+  const seen = await arrived.atLeast(16 * PER_SENDER);
   t.equal(seen.length, 16 * PER_SENDER, 'no message lost or doubled');
   t.equal(new Set(seen).size, seen.length, 'no duplicates');
   for (const s of senders) {

@@ -18,7 +18,7 @@ import { parseManifest } from '../server/manifest.js';
 import { PARTITION_COMMANDS as CMD, packHops } from '../server/partitions/commands.js';
 import { visiblePartitions, visibleProperties } from '../server/spmc/partitions.js';
 import { isPending } from '../server/spmc/pending.js';
-import { errorOf, errorOfRegs, RawVm, settle, SP1_UUID, SP3_UUID, startedSpmc } from './helpers.js';
+import { errorOf, errorOfRegs, RawVm, settle, SP1_UUID, SP3_UUID, startedSpmc, vcpuReaches } from './helpers.js';
 
 const { INVALID_PARAMETERS, DENIED, BUSY, ABORTED } = FFA_ERRORS;
 const SP1 = 0x8001;
@@ -245,7 +245,7 @@ t.test('a requester that leaves disturbs nobody: its answer is dropped', async (
   t.equal(y.fn, 'YIELD');
   spmc.detach(a.id); // SP3 had yielded to it: it gets its cycles back and finishes
   const b = RawVm.attach(spmc, {});
-  for (let i = 0; i < 10 && spmc.endpoint(SP3)!.vcpus[0]!.state !== 'waiting'; i++) await new Promise((r) => setImmediate(r));
+  await vcpuReaches(spmc, SP3, 0, 'waiting'); // its receive loop waits again
   t.same(argsOf(await send(b, req(b, SP3, [BigInt(CMD.ECHO), 1n]))), [BigInt(CMD.ECHO), 1n, 0n, 0n, 0n], 'SP3 serves the next VM');
   t.ok(spmc.state.dropped >= 1, 'the response to the departed VM was dropped');
 });

@@ -4,6 +4,7 @@
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Worker } from 'node:worker_threads';
 import t from 'tap';
 import { encodeCall, type FfaCall, FFA_VERSION_1_2, fid, UUID_NIL } from '../proto/ffa/index.js';
 import { FfaDriver } from '../client-driver/driver.js';
@@ -19,6 +20,22 @@ import { RawVm } from './helpers.js';
 
 const tick = () => new Promise((r) => setImmediate(r));
 type CallRecord = Extract<TraceRecord, { kind: 'call' }>;
+
+/** Resolves once the tracer's decoder thread has said it has loaded (its 'ready' message). */
+function decoderLoaded(inside: { decoder: Worker; decoderReady: boolean; atDecoder: unknown[] }): Promise<void> {
+  if (inside.decoderReady) return Promise.resolve();
+  // An idle decoder does not keep the process alive: this wait must.
+  inside.decoder.ref();
+  return new Promise((resolve) => {
+    const ready = (m: unknown) => {
+      if (m !== 'ready') return;
+      inside.decoder.off('message', ready);
+      if (inside.atDecoder.length === 0) inside.decoder.unref();
+      resolve();
+    };
+    inside.decoder.on('message', ready);
+  });
+}
 
 t.test('every call is one record, decoded by the codec: names, arguments, results, errors', async (t) => {
   const spmc = new Spmc({ partitions: defaultManifest() });
@@ -174,9 +191,11 @@ t.test('a recorded multi-VM session replays with every result matching; a change
   const got = new Promise<void>((resolve) => (c.notifier.onUnclaimedMessage = () => resolve()));
   await b.sendIndirect(c.vmId, Uint8Array.of(1, 2, 3));
   await got;
-  await c.notifier.notifyRequest({ id: 0, name: 'b', vmId: b.vmId, uuid: UUID_NIL, properties: 0, mode32bit: false }, false, () => {}, 9);
+  let collected!: () => void;
+  const notified = new Promise<void>((resolve) => (collected = resolve));
+  await c.notifier.notifyRequest({ id: 0, name: 'b', vmId: b.vmId, uuid: UUID_NIL, properties: 0, mode32bit: false }, false, () => collected(), 9);
   await b.notifier.notifySend(c.vmId, false, 9);
-  for (let i = 0; i < 20; i++) await tick();
+  await notified; // c was interrupted and collected it
   for (const d of drivers) {
     await d.exit();
     await d.vm.detach();
@@ -206,8 +225,8 @@ t.test('a decoder thread that stops leaves the trace running, decoded on the mai
   const vm = RawVm.attach(spmc);
   const got: TraceLine[] = [];
   tracer.subscribe({}, (lines) => got.push(...lines));
-  const inside = tracer as unknown as { decoder: { terminate(): Promise<number> }; decoderReady: boolean; atDecoder: unknown[] };
-  while (!inside.decoderReady) await new Promise((r) => setTimeout(r, 5));
+  const inside = tracer as unknown as { decoder: Worker; decoderReady: boolean; atDecoder: unknown[] };
+  await decoderLoaded(inside);
   vm.call({ fn: 'ID_GET' });
   const drained = tracer.drained(); // hands the batch over now
   t.equal(inside.atDecoder.length, 1, 'the batch went to the decoder thread');
@@ -228,8 +247,8 @@ t.test('past its backlog the decoder thread is helped, and records still go out 
   const vm = RawVm.attach(spmc);
   const got: TraceLine[] = [];
   tracer.subscribe({}, (lines) => got.push(...lines));
-  const inside = tracer as unknown as { decoderReady: boolean; atDecoder: unknown[] };
-  while (!inside.decoderReady) await new Promise((r) => setTimeout(r, 5));
+  const inside = tracer as unknown as { decoder: Worker; decoderReady: boolean; atDecoder: unknown[] };
+  await decoderLoaded(inside);
   vm.call({ fn: 'ID_GET' });
   void tracer.drained(); // one record: to the thread
   t.equal(inside.atDecoder.length, 1);
