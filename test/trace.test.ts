@@ -16,9 +16,8 @@ import { defaultManifest } from '../server/manifest.js';
 import { PARTITION_COMMANDS as CMD } from '../server/partitions/commands.js';
 import { startBuiltinPartitions } from '../server/partitions/index.js';
 import { Spmc } from '../server/spmc/spmc.js';
-import { RawVm } from './helpers.js';
+import { modelReaches, RawVm } from './helpers.js';
 
-const tick = () => new Promise((r) => setImmediate(r));
 type CallRecord = Extract<TraceRecord, { kind: 'call' }>;
 
 /** Resolves once the tracer's decoder thread has said it has loaded (its 'ready' message). */
@@ -114,9 +113,8 @@ t.test('blocked calls: the call, then its return with the latency; attaches, det
   await drv.sendDirectReq(0x8002, [BigInt(CMD.BIND), BigInt(drv.vmId), 1n, 0n]);
   await drv.notifier.notifySend(0x8002, false, 0);
   await drv.run(0x8002, 0); // it takes the NPI when given cycles
-  while (spmc.endpoint(0x8002)!.console.lines.length === 0) await tick();
+  await modelReaches(spmc, () => spmc.endpoint(0x8002)!.console.lines.length > 0); // SP2 collected it and logged
   await drv.vm.read(0x1000n, 4).catch(() => {});
-  await tick();
   const mine = tracer.recent({ endpoint: drv.vmId }, 1000);
   t.equal(mine[0]!.kind, 'attach');
   const req = mine.find((r): r is CallRecord => r.kind === 'call' && r.function === 'FFA_MSG_SEND_DIRECT_REQ_64' && r.blocked === true)!;
