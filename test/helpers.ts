@@ -23,7 +23,7 @@ import { isPending, type Pending } from '../server/spmc/pending.js';
 import type { TraceRecord } from '../server/debug/records.js';
 import { type AttachParams, Spmc } from '../server/spmc/spmc.js';
 import type { VcpuState } from '../server/spmc/endpoint.js';
-import type { SpmcLimits, SpmcObserver } from '../server/spmc/state.js';
+import type { SpmcLimits } from '../server/spmc/state.js';
 
 export const SP1_UUID = 'b4b5671e-4a90-4fe1-b81f-fb13dae1dacb';
 export const SP2_UUID = 'd1582309-f023-47b9-827c-4464f5578fc8';
@@ -192,7 +192,10 @@ export class Arrivals<T> {
   }
 }
 
-/** Resolves once the model says `ready`, checked now and after every call, attach and detach. */
+/**
+ * Resolves once the model says `ready`, checked now and after every call through the session core
+ * (every transport's), every attach and detach, and every console line.
+ */
 export function modelReaches(spmc: Spmc, ready: () => boolean): Promise<void> {
   if (ready()) return Promise.resolve();
   return new Promise((resolve) => {
@@ -200,11 +203,13 @@ export function modelReaches(spmc: Spmc, ready: () => boolean): Promise<void> {
     const check = () => {
       if (done || !ready()) return;
       done = true;
-      stop();
+      stopCalls();
+      stopModel();
       resolve();
     };
+    const stopCalls = SessionCore.for(spmc).use({ name: 'test-wait', after: check });
     // Observers hear of a detach before the model carries it out: look once it is done.
-    const stop = spmc.observe({ call: check, attach: check, detach: () => queueMicrotask(check) });
+    const stopModel = spmc.observe({ attach: check, detach: () => queueMicrotask(check), console: check });
   });
 }
 
@@ -215,17 +220,17 @@ export const vcpuReaches = (spmc: Spmc, endpoint: EndpointId, vcpu: number, stat
 /** Resolves once the VM `endpoint` has left the model (detached, or released by its transport). */
 export const released = (spmc: Spmc, endpoint: EndpointId): Promise<void> => modelReaches(spmc, () => !spmc.endpoint(endpoint));
 
-/** The Pending of the next call by `endpoint` that blocks (start waiting before making the call). */
+/** The Pending of the next call by `endpoint` that blocks, through the session core (start waiting before making the call). */
 export function nextBlockedCall(spmc: Spmc, endpoint: EndpointId): Promise<Pending> {
   return new Promise((resolve) => {
-    const observer: SpmcObserver = {
-      call: (c) => {
-        if (c.endpoint !== endpoint || !isPending(c.out)) return;
+    const stop = SessionCore.for(spmc).use({
+      name: 'test-blocked-call',
+      after: (c, out) => {
+        if (c.endpoint !== endpoint || !isPending(out)) return;
         stop();
-        resolve(c.out);
+        resolve(out);
       },
-    };
-    const stop = spmc.observe(observer);
+    });
   });
 }
 
