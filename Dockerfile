@@ -1,5 +1,6 @@
 # remote-spmc: build with the dev dependencies, run with the production ones only, as a non-root
 # user, with `remote-spmc` as the entrypoint and the gRPC health service as the health check.
+# Only what runs is built and shipped: no tests, no benches.
 
 FROM node:20-bookworm-slim AS build
 WORKDIR /src
@@ -9,8 +10,6 @@ COPY tsconfig.json ./
 COPY proto ./proto
 COPY server ./server
 COPY client-driver ./client-driver
-COPY bench ./bench
-COPY test ./test
 RUN npm run build
 
 FROM node:20-bookworm-slim AS runtime
