@@ -109,14 +109,14 @@ class Cursor {
     if (n < 0 || this.pos + n > this.buf.length) throw new RangeError('truncated field');
   }
   skip(wireType: number): void {
-    if (wireType === WT_VARINT) this.varint();
-    else if (wireType === WT_FIXED64) (this.need(8), (this.pos += 8));
-    else if (wireType === WT_LEN) {
-      const n = this.varint();
-      this.need(n);
-      this.pos += n;
-    } else if (wireType === WT_FIXED32) (this.need(4), (this.pos += 4));
+    let n: number;
+    if (wireType === WT_VARINT) return void this.varint();
+    else if (wireType === WT_FIXED64) n = 8;
+    else if (wireType === WT_LEN) n = this.varint();
+    else if (wireType === WT_FIXED32) n = 4;
     else throw new RangeError(`wire type ${wireType}`);
+    this.need(n);
+    this.pos += n;
   }
 }
 

@@ -106,7 +106,7 @@ function rawClient(address: string) {
     raw[name] = { ...m, requestSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b } as grpc.MethodDefinition<Buffer, Buffer>;
   }
   const Ctor = grpc.makeGenericClientConstructor(raw as grpc.ServiceDefinition, 'Raw');
-  return new Ctor(address, grpc.credentials.createInsecure()) as grpc.Client & Record<string, Function>;
+  return new Ctor(address, grpc.credentials.createInsecure()) as grpc.Client & Record<string, (...args: unknown[]) => unknown>;
 }
 
 t.test('malformed messages are INVALID_ARGUMENT and the server keeps serving', async (t) => {
@@ -229,7 +229,7 @@ t.test('a Session stream carries one session; a cancelled one releases its VM', 
 t.test('health service and shutdown', async (t) => {
   const { server, address } = await startServer();
   const Health = grpc.makeGenericClientConstructor(healthService as grpc.ServiceDefinition, 'Health');
-  const health = new Health(address, grpc.credentials.createInsecure()) as grpc.Client & Record<string, Function>;
+  const health = new Health(address, grpc.credentials.createInsecure()) as grpc.Client & Record<string, (...args: unknown[]) => unknown>;
   const check = (svc: string) =>
     new Promise<string>((resolve) => health['check']!({ service: svc }, (e: grpc.ServiceError | null, r: { status: string }) => resolve(e ? `error ${e.code}` : r.status)));
   t.equal(await check(''), 'SERVING');

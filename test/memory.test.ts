@@ -64,7 +64,10 @@ t.test('access table: many changes in one pass agree with one at a time', async 
     { base: 0xff000n, limit: 0x201000n, to: { state: 'borrowed' as const, perm: 'ro' as const } },
     { base: 0x3000n, limit: 0x4000n, to: { state: 'shared' as const, perm: 'rw' as const } },
   ];
-  for (const c of changes) (c.to ? one.assign(c.base, c.limit, c.to.state, c.to.perm) : one.remove(c.base, c.limit));
+  for (const c of changes) {
+    if (c.to) one.assign(c.base, c.limit, c.to.state, c.to.perm);
+    else one.remove(c.base, c.limit);
+  }
   many.update(changes);
   t.same(many.list(), one.list());
   t.ok(many.allows(0x1000n, 0x4000n, 'rw', ['shared']), 'adjacent shared spans merged');

@@ -22,8 +22,6 @@ import { InProcessConnector } from '../server/session/in-process.js';
 import { Spmc } from '../server/spmc/spmc.js';
 import { codeOf, newSpmc } from './helpers.js';
 
-const SP3 = 0x8003;
-
 /** A server with both transports over one core; `limits` for the model. */
 async function stack(spmc = newSpmc()) {
   const core = SessionCore.for(spmc);

@@ -264,7 +264,7 @@ t.test('FFA_PARTITION_INFO_GET', async (t) => {
   t.test('Nil UUID: attached VMs in ID order, then the SPs, in v1.2 24-byte descriptors', async (t) => {
     const spmc = newSpmc();
     const vm3 = RawVm.attach(spmc, { endpointId: 3, vcpuCount: 4 });
-    const vm1 = RawVm.attach(spmc, { endpointId: 1, properties: P.AARCH64_EXEC | P.DIRECT_REQ_RECV });
+    RawVm.attach(spmc, { endpointId: 1, properties: P.AARCH64_EXEC | P.DIRECT_REQ_RECV });
     const { rx } = vm3.mapMailbox();
     const [count, size] = successArgs(vm3.partitionInfoGet());
     t.equal(count, 6n);

@@ -9,7 +9,6 @@ import { errorCodeFromWord, errorCodeToWord, FFA_ERRORS, type FfaErrorCode, type
 import {
   type FfaFunction,
   type Width,
-  fid,
   fidRegister,
   inFfaRange,
   lookupFid,

@@ -45,7 +45,7 @@ import { memoryAbis } from './memory-abis.js';
 import { indirectMessagingAbis } from './indirect-messaging.js';
 import type { LogicalPartition } from './logical-partitions.js';
 import { flushDelayedSri, forgetSender, notificationAbis, resetReceiver, signalReceiver } from './notifications.js';
-import { isPending, Pending } from './pending.js';
+import { Pending } from './pending.js';
 import { mailboxAbis, unmapMailbox } from './mailbox.js';
 import { roundUp, type Window } from './memory.js';
 import { partitionAbis } from './partitions.js';
