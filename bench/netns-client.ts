@@ -19,10 +19,11 @@ const waiters: (() => void)[] = [];
 stream.on('data', () => waiters.shift()?.());
 stream.on('error', () => {});
 const msg = { session: '', vcpu: 0, x: Array.from({ length: REGISTER_COUNT }, (_, i) => BigInt(fid('VERSION')) + BigInt(i)) };
-const echo = () => new Promise<void>((resolve) => {
-  waiters.push(resolve);
-  stream.write(msg);
-});
+const echo = () =>
+  new Promise<void>((resolve) => {
+    waiters.push(resolve);
+    stream.write(msg);
+  });
 const connector = new GrpcConnector(spmcAddr!);
 const drv = new FfaDriver(await EmulatedVm.attach(connector, { name: 'netns-bench' }));
 await drv.init();
@@ -34,7 +35,10 @@ for (let i = 0; i < 300; i++) {
   await req();
 }
 for (let r = 0; r < 10; r++) {
-  for (const [name, op] of [['echo', echo], ['req', req]] as const) {
+  for (const [name, op] of [
+    ['echo', echo],
+    ['req', req],
+  ] as const) {
     for (let i = 0; i < samples / 10; i++) {
       const t0 = process.hrtime.bigint();
       await op();

@@ -180,7 +180,10 @@ export class NetnsTopology {
 
   /** Any node script inside a namespace (the benchmarks' servers and clients). */
   spawnNode(name: string, script: string, args: string[] = [], env: Record<string, string> = {}): RunningService {
-    const proc = spawn('ip', ['netns', 'exec', this.ns(name), process.execPath, script, ...args], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const proc = spawn('ip', ['netns', 'exec', this.ns(name), process.execPath, script, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     const r = running(name, proc);
     this.running.push(r);
     return r;
@@ -207,7 +210,8 @@ export class NetnsTopology {
     const service = this.running.filter((r) => r.name === name).at(-1);
     for (;;) {
       if (this.exec(name, check.slice(1)).code === 0) return;
-      if (service && (service.proc.exitCode !== null || service.proc.signalCode !== null)) throw new Error(`${name} exited before it was healthy: ${service.output}`);
+      if (service && (service.proc.exitCode !== null || service.proc.signalCode !== null))
+        throw new Error(`${name} exited before it was healthy: ${service.output}`);
       await new Promise((r) => setTimeout(r, 200)); // Compose's interval is seconds; a check takes a process start
     }
   }

@@ -91,10 +91,11 @@ const echoWaiters: (() => void)[] = [];
 echoStream.on('data', () => echoWaiters.shift()?.());
 echoStream.on('error', () => {}); // the server process going away at the end is expected
 const echoMsg = { session: '', vcpu: 0, x: Array.from({ length: REGISTER_COUNT }, (_, i) => BigInt(fid('VERSION')) + BigInt(i)) };
-const echo: Op = () => new Promise<void>((resolve) => {
-  echoWaiters.push(resolve);
-  echoStream.write(echoMsg);
-});
+const echo: Op = () =>
+  new Promise<void>((resolve) => {
+    echoWaiters.push(resolve);
+    echoStream.write(echoMsg);
+  });
 
 // The driver over grpc-session.
 const connector = new GrpcConnector(addr.spmc, 'session');
@@ -119,8 +120,14 @@ const row = (name: string, xs: number[], target?: [number, number]) => {
   const p99 = pct(xs, 99);
   const r50 = p50 / e50;
   const r99 = p99 / e99;
-  const verdict = target ? (r50 <= target[0] && r99 <= target[1] ? `  target <= ${target[0]}x / ${target[1]}x: met` : `  target <= ${target[0]}x / ${target[1]}x: MISSED`) : '';
-  console.log(`${name.padEnd(44)} p50 ${p50.toFixed(1).padStart(7)} us (${r50.toFixed(2)}x)   p99 ${p99.toFixed(1).padStart(7)} us (${r99.toFixed(2)}x)${verdict}`);
+  const verdict = target
+    ? r50 <= target[0] && r99 <= target[1]
+      ? `  target <= ${target[0]}x / ${target[1]}x: met`
+      : `  target <= ${target[0]}x / ${target[1]}x: MISSED`
+    : '';
+  console.log(
+    `${name.padEnd(44)} p50 ${p50.toFixed(1).padStart(7)} us (${r50.toFixed(2)}x)   p99 ${p99.toFixed(1).padStart(7)} us (${r99.toFixed(2)}x)${verdict}`,
+  );
 };
 console.log(`round trips, ${SAMPLES} samples each, ratios against the echo measured alongside`);
 row('grpc-js bidi echo, 18 registers (baseline)', lat.echo!);
@@ -136,7 +143,14 @@ const echoStreams = Array.from({ length: PARALLEL }, () => {
   const waiters: (() => void)[] = [];
   st.on('data', () => waiters.shift()?.());
   st.on('error', () => {});
-  return { st, op: (() => new Promise<void>((resolve) => { waiters.push(resolve); st.write(echoMsg); })) as Op };
+  return {
+    st,
+    op: (() =>
+      new Promise<void>((resolve) => {
+        waiters.push(resolve);
+        st.write(echoMsg);
+      })) as Op,
+  };
 });
 const vmDrivers = await Promise.all(
   Array.from({ length: PARALLEL }, async (_, i) => {
@@ -147,9 +161,17 @@ const vmDrivers = await Promise.all(
   }),
 );
 const aggregate = async (ops: Op[]): Promise<number> => {
-  await Promise.all(ops.map(async (op) => { for (let i = 0; i < 100; i++) await op(); }));
+  await Promise.all(
+    ops.map(async (op) => {
+      for (let i = 0; i < 100; i++) await op();
+    }),
+  );
   const t0 = performance.now();
-  await Promise.all(ops.map(async (op) => { for (let i = 0; i < PER_VM; i++) await op(); }));
+  await Promise.all(
+    ops.map(async (op) => {
+      for (let i = 0; i < PER_VM; i++) await op();
+    }),
+  );
   return (ops.length * PER_VM) / ((performance.now() - t0) / 1000);
 };
 // Alternate the two, five times each, and compare medians: one noisy second on a shared machine
@@ -182,7 +204,9 @@ await localDrv.init();
 const echoRate = await callsPerSecond(echo, 2000);
 const localRate = await callsPerSecond(() => localDrv.invokeFfaFn(versionCall), 2000);
 const ratio = localRate / echoRate;
-console.log(`calls per second: echo ${echoRate.toFixed(0)}, FFA_VERSION in-process ${localRate.toFixed(0)} (${ratio.toFixed(1)}x)  target >= 50x: ${ratio >= 50 ? 'met' : 'MISSED'}`);
+console.log(
+  `calls per second: echo ${echoRate.toFixed(0)}, FFA_VERSION in-process ${localRate.toFixed(0)} (${ratio.toFixed(1)}x)  target >= 50x: ${ratio >= 50 ? 'met' : 'MISSED'}`,
+);
 const localReqRate = await callsPerSecond(() => localDrv.sendDirectReq(0x8001, ECHO_ARGS), 2000);
 console.log(`DIRECT_REQ_64 ECHO round trips per second in process: ${localReqRate.toFixed(0)} (${(localReqRate / echoRate).toFixed(1)}x the echo)`);
 
@@ -213,7 +237,9 @@ const small = await perCycleUs(cycle(memOwner, memBorrower, [{ address: base, pa
 const huge = await perCycleUs(cycle(memOwner, memBorrower, [{ address: base, pageCount: 262144 }]), 2000);
 const scattered = Array.from({ length: 4000 }, (_, i) => ({ address: base + (262144n + BigInt(i) * 2n) * BigInt(FFA_PAGE_SIZE), pageCount: 1 }));
 const many = await perCycleUs(cycle(memOwner, memBorrower, scattered), 20);
-console.log(`memory cycle in process: 4 KiB ${small.toFixed(1)} us, 1 GiB ${huge.toFixed(1)} us (${(huge / small).toFixed(2)}x)  target <= 2x: ${huge / small <= 2 ? 'met' : 'MISSED'}`);
+console.log(
+  `memory cycle in process: 4 KiB ${small.toFixed(1)} us, 1 GiB ${huge.toFixed(1)} us (${(huge / small).toFixed(2)}x)  target <= 2x: ${huge / small <= 2 ? 'met' : 'MISSED'}`,
+);
 console.log(`memory cycle in process, 4,000 constituents: ${many.toFixed(0)} us (${((many - small) / 4000).toFixed(2)} us per constituent)`);
 
 // The same 4 KiB cycle over grpc-session: nine round trips (TX/RX accesses included).
@@ -224,7 +250,9 @@ await remoteBorrower.init();
 const page = remoteOwner.vm.pages.alloc(1)!;
 const remoteCycle = await perCycleUs(cycle(remoteOwner, remoteBorrower, [{ address: page, pageCount: 1 }]), 500);
 const echoNow = await perCycleUs(echo, 2000);
-console.log(`memory cycle over grpc-session, 4 KiB: ${remoteCycle.toFixed(0)} us = ${(remoteCycle / echoNow).toFixed(1)} echo round trips (9 calls and memory accesses; echo ${echoNow.toFixed(1)} us)`);
+console.log(
+  `memory cycle over grpc-session, 4 KiB: ${remoteCycle.toFixed(0)} us = ${(remoteCycle / echoNow).toFixed(1)} echo round trips (9 calls and memory accesses; echo ${echoNow.toFixed(1)} us)`,
+);
 for (const d of [remoteOwner, remoteBorrower]) {
   await d.exit();
   await d.vm.detach();
@@ -245,7 +273,12 @@ const send2RoundTrip: Op = () =>
     sender.sendIndirect(receiver.vmId, payload).catch(reject);
   });
 let notified: (() => void) | undefined;
-await receiver.notifier.notifyRequest(receiver.bus.devices().find((d) => d.vmId === sender.vmId)!, false, () => notified?.(), 1);
+await receiver.notifier.notifyRequest(
+  receiver.bus.devices().find((d) => d.vmId === sender.vmId)!,
+  false,
+  () => notified?.(),
+  1,
+);
 const notifyLatency: Op = () =>
   new Promise<void>((resolve, reject) => {
     notified = resolve;
@@ -254,7 +287,9 @@ const notifyLatency: Op = () =>
 const send2Us = await perCycleUs(send2RoundTrip, 500);
 const notifyUs = await perCycleUs(notifyLatency, 500);
 const echoThen = await perCycleUs(echo, 2000);
-console.log(`MSG_SEND2 -> SRI -> INFO_GET/GET -> RX read -> RX_RELEASE, VM to VM over grpc-session: ${send2Us.toFixed(0)} us = ${(send2Us / echoThen).toFixed(1)} echo round trips (echo ${echoThen.toFixed(1)} us)`);
+console.log(
+  `MSG_SEND2 -> SRI -> INFO_GET/GET -> RX read -> RX_RELEASE, VM to VM over grpc-session: ${send2Us.toFixed(0)} us = ${(send2Us / echoThen).toFixed(1)} echo round trips (echo ${echoThen.toFixed(1)} us)`,
+);
 console.log(`NOTIFICATION_SET -> callback, VM to VM over grpc-session: ${notifyUs.toFixed(0)} us = ${(notifyUs / echoThen).toFixed(1)} echo round trips`);
 for (const d of [sender, receiver]) {
   await d.exit();
@@ -276,7 +311,7 @@ let sseRecords = 0;
 const per = Math.ceil(SAMPLES / ROUNDS);
 const series = async (xs: number[]) => {
   // Steady state first: calls made before the measured ones are being decoded while they run.
-  for (const end = performance.now() + 3 * FLUSH_MS; performance.now() < end; ) await drv.invokeFfaFn(idGet);
+  for (const end = performance.now() + 3 * FLUSH_MS; performance.now() < end;) await drv.invokeFfaFn(idGet);
   for (let i = 0; i < per; i++) {
     const t0 = process.hrtime.bigint();
     await drv.invokeFfaFn(idGet);

@@ -16,12 +16,15 @@ import { Spmc } from '../server/spmc/spmc.js';
 export function startEchoServer(address: string): Promise<{ server: grpc.Server; port: number }> {
   const session = fastSpmcServiceDefinition()['Session']!;
   const server = new grpc.Server();
-  server.addService({ Echo: session }, {
-    Echo: (stream: grpc.ServerDuplexStream<{ x: bigint[] }, { x: bigint[] }>) => {
-      stream.on('data', (req) => stream.write({ x: req.x }));
-      stream.on('end', () => stream.end());
+  server.addService(
+    { Echo: session },
+    {
+      Echo: (stream: grpc.ServerDuplexStream<{ x: bigint[] }, { x: bigint[] }>) => {
+        stream.on('data', (req) => stream.write({ x: req.x }));
+        stream.on('end', () => stream.end());
+      },
     },
-  });
+  );
   return new Promise((resolve, reject) =>
     server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve({ server, port }))),
   );

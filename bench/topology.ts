@@ -17,9 +17,9 @@ const VMS = ['vm1', 'vm2', 'vm3'];
 
 /** The scenarios against one in-process SPMC, the remote partition built in: wall time in ms. */
 async function inOneProcess(): Promise<number> {
-  const partitions = parseManifest(readFileSync(join(REPO, 'deploy/manifest.yaml'), 'utf8'), 'deploy/manifest.yaml', { SP_REMOTE_CREDENTIAL: 'bench-only-credential' }).map((p) =>
-    p.behaviour.kind === 'remote' ? { ...p, behaviour: { kind: 'builtin' as const, service: 'test-service' } } : p,
-  );
+  const partitions = parseManifest(readFileSync(join(REPO, 'deploy/manifest.yaml'), 'utf8'), 'deploy/manifest.yaml', {
+    SP_REMOTE_CREDENTIAL: 'bench-only-credential',
+  }).map((p) => (p.behaviour.kind === 'remote' ? { ...p, behaviour: { kind: 'builtin' as const, service: 'test-service' } } : p));
   const spmc = new Spmc({ partitions });
   await startBuiltinPartitions(spmc);
   const connector = new InProcessConnector(spmc);
@@ -38,7 +38,7 @@ async function inOneProcess(): Promise<number> {
   );
   const ms = performance.now() - t0;
   for (const r of results) {
-    if (!r.ok) throw new Error(`a scenario failed in process:\n${results.flatMap((x) => x.lines).join("\n")}`);
+    if (!r.ok) throw new Error(`a scenario failed in process:\n${results.flatMap((x) => x.lines).join('\n')}`);
     await r.drv.exit();
     await r.drv.vm.detach();
   }

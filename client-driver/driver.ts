@@ -371,8 +371,7 @@ export class FfaDriver {
   /** ffa_drvinfo_flags_init() */
   private async flagsInit(): Promise<void> {
     this.memOpsNative = (await this.supported(fid('MEM_LEND', 64))) || (await this.supported(fid('MEM_SHARE', 64)));
-    this.msgDirectReq2Supported =
-      (await this.supported(fid('MSG_SEND_DIRECT_REQ2', 64))) || (await this.supported(fid('MSG_SEND_DIRECT_RESP2', 64)));
+    this.msgDirectReq2Supported = (await this.supported(fid('MSG_SEND_DIRECT_REQ2', 64))) || (await this.supported(fid('MSG_SEND_DIRECT_RESP2', 64)));
   }
 
   /**
@@ -437,7 +436,6 @@ export class FfaDriver {
     if (!infos.some((i) => i.id === this.vmId)) {
       await this.bus.registerDevice({ vmId: this.vmId, uuid: UUID_NIL, properties: 0, mode32bit: false });
     }
-
   }
 
   private async partitionServesUuid(id: EndpointId, uuid: Uuid): Promise<boolean> {
@@ -739,7 +737,7 @@ export class FfaDriver {
   /** FFA_MEM_RETRIEVE_REQ, then FFA_MEM_FRAG_RX until the whole response is in. */
   async memRetrieve(args: MemRetrieveArgs): Promise<RetrievedMemory> {
     const type = args.type ?? 'share';
-    const ownPerm = args.permissions ?? (MEM_PERM.DATA_RW | (type === 'share' ? 0 : MEM_PERM.INSTRUCTION_NX << MEM_PERM.INSTRUCTION_SHIFT));
+    const ownPerm = args.permissions ?? MEM_PERM.DATA_RW | (type === 'share' ? 0 : MEM_PERM.INSTRUCTION_NX << MEM_PERM.INSTRUCTION_SHIFT);
     const receivers = (args.receivers ?? [this.vmId]).map((id) => ({ receiver: id, permissions: id === this.vmId ? ownPerm : 0 }));
     const req = encodeMemTransaction(
       {
@@ -756,7 +754,13 @@ export class FfaDriver {
     return this.txLock.runExclusive(() =>
       this.rxLock.runExclusive(async () => {
         await this.vm.write(this.txBuffer, req);
-        const r = await this.call({ fn: 'MEM_RETRIEVE_REQ', width, totalLength: req.length, fragmentLength: req.length, buffer: { address: 0n, pageCount: 0 } });
+        const r = await this.call({
+          fn: 'MEM_RETRIEVE_REQ',
+          width,
+          totalLength: req.length,
+          fragmentLength: req.length,
+          buffer: { address: 0n, pageCount: 0 },
+        });
         if (r.fn !== 'MEM_RETRIEVE_RESP') throw this.unexpected('MEM_RETRIEVE_REQ', r);
         const resp = new Uint8Array(r.totalLength);
         let got = 0;

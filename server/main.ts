@@ -31,7 +31,9 @@ function fail(message: string, status: number): never {
 /** Every error that reaches the top, as one line and an exit status. */
 async function report(e: unknown, command: Command | undefined): Promise<never> {
   if (e instanceof UsageError) {
-    const usage = command ? `usage: remote-spmc ${command.name} ${command.synopsis}\n(remote-spmc ${command.name} --help lists the options)` : globalUsage(await allCommands()).trimEnd();
+    const usage = command
+      ? `usage: remote-spmc ${command.name} ${command.synopsis}\n(remote-spmc ${command.name} --help lists the options)`
+      : globalUsage(await allCommands()).trimEnd();
     process.stderr.write(`remote-spmc: ${e.message}\n${usage}\n`);
     process.exit(2);
   }
@@ -39,7 +41,8 @@ async function report(e: unknown, command: Command | undefined): Promise<never> 
   if (e instanceof CommandError) fail(e.message, 1);
   if (e instanceof TransportError) fail(`${command ? `${command.name}: ` : ''}${transportReason(e)}`, 1);
   const err = e as NodeJS.ErrnoException;
-  if (err?.syscall === 'listen' || err?.syscall === 'bind' || /No address added/.test(err?.message ?? '')) fail(`cannot listen: ${err.message.split('\n')[0]}`, 1);
+  if (err?.syscall === 'listen' || err?.syscall === 'bind' || /No address added/.test(err?.message ?? ''))
+    fail(`cannot listen: ${err.message.split('\n')[0]}`, 1);
   if (err?.code !== undefined && err.path !== undefined) fail(`cannot ${err.syscall ?? 'use'} ${err.path}: ${err.code}`, 1);
   fail(`internal error: ${oneLine(e)}`, 1);
 }

@@ -28,8 +28,7 @@ import { MAX_REGIONS, regionProblem } from './spmc/regions.js';
 import type { PartitionManifest } from './spmc/spmc.js';
 
 /** Messaging-method bits a manifest may set (Hafnium: anything else is INVALID_MESSAGING_METHOD). */
-const MESSAGING_METHOD_BITS =
-  P.DIRECT_REQ_RECV | P.DIRECT_REQ_SEND | P.INDIRECT_MSG | P.DIRECT_REQ2_RECV | P.DIRECT_REQ2_SEND;
+const MESSAGING_METHOD_BITS = P.DIRECT_REQ_RECV | P.DIRECT_REQ_SEND | P.INDIRECT_MSG | P.DIRECT_REQ2_RECV | P.DIRECT_REQ2_SEND;
 const REQ2_BITS = P.DIRECT_REQ2_RECV | P.DIRECT_REQ2_SEND;
 
 /** Built-in partition services (server/partitions). */
@@ -225,11 +224,7 @@ export function parseManifest(text: string, file = '<manifest>', env: NodeJS.Pro
     }
     const vmEvents = p['vm-availability-messages'] ?? 0;
     const properties =
-      method |
-      P.AARCH64_EXEC |
-      (p['notification-support'] ? P.NOTIFICATION_RECV : 0) |
-      (vmEvents & 1 ? P.VM_CREATED : 0) |
-      (vmEvents & 2 ? P.VM_DESTROYED : 0);
+      method | P.AARCH64_EXEC | (p['notification-support'] ? P.NOTIFICATION_RECV : 0) | (vmEvents & 1 ? P.VM_CREATED : 0) | (vmEvents & 2 ? P.VM_DESTROYED : 0);
     const regions = parseRegions(file, at, p, absolute);
     return {
       id,
@@ -308,9 +303,17 @@ export function parseManifestFile(
  * our load address), attributes R, RW, RX or RWX (devices R or RW) plus non-secure, and absolute
  * regions that overlap no other (MANIFEST_ERROR_MEM_REGION_OVERLAP).
  */
-function parseRegions(file: string, at: (f: string) => string, p: RawPartition, absolute: { base: bigint; limit: bigint; field: string }[]): MemoryRegionDecl[] {
+function parseRegions(
+  file: string,
+  at: (f: string) => string,
+  p: RawPartition,
+  absolute: { base: bigint; limit: bigint; field: string }[],
+): MemoryRegionDecl[] {
   const out: MemoryRegionDecl[] = [];
-  for (const [key, device] of [['memory-regions', false], ['device-regions', true]] as const) {
+  for (const [key, device] of [
+    ['memory-regions', false],
+    ['device-regions', true],
+  ] as const) {
     for (const [j, r] of (p[key] ?? []).entries()) {
       const field = at(`${key}[${j}]`);
       const relative = r['load-address-relative-offset'];

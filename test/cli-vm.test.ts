@@ -22,18 +22,31 @@ t.test('vm share, lend and donate to built-in partitions, from the command line,
     t.match(r.stdout, op === 'donate' ? `ok 1 - donate: donated ${pages} page(s) to ${to}` : `ok 1 - ${op}: ${op} of ${pages} page(s) to ${to}, handle 0x`);
     t.match(r.stdout, /^1\.\.1$/m);
   }
-  const script = file('mem.script', '# every memory op to every built-in partition\nshare 0x8003 2 0x01\nlend 0x8003\ndonate 0x8003 1 0x03\nshare 0x8004 4 0x04\n');
+  const script = file(
+    'mem.script',
+    '# every memory op to every built-in partition\nshare 0x8003 2 0x01\nlend 0x8003\ndonate 0x8003 1 0x03\nshare 0x8004 4 0x04\n',
+  );
   const s = await run(['vm', '--script', script], env);
   t.equal(s.code, 0, s.stdout);
-  t.match(s.stdout, /ok 1 - share: share of 2 page\(s\) to 0x8003[^]*ok 2 - lend: lend of 1 page\(s\) to 0x8003[^]*ok 3 - donate: donated 1 page\(s\) to 0x8003[^]*ok 4 - share[^]*1\.\.4/);
-  const scenario = file('mem.yaml', 'vm: { name: mem-scenario }\nsteps:\n  - { op: share, to: 0x8002, pages: 2, pattern: 0xa5 }\n  - { op: lend, to: 0x8001, pattern: 0x42 }\n  - { op: donate, to: 0x8002, pages: 3 }\n');
+  t.match(
+    s.stdout,
+    /ok 1 - share: share of 2 page\(s\) to 0x8003[^]*ok 2 - lend: lend of 1 page\(s\) to 0x8003[^]*ok 3 - donate: donated 1 page\(s\) to 0x8003[^]*ok 4 - share[^]*1\.\.4/,
+  );
+  const scenario = file(
+    'mem.yaml',
+    'vm: { name: mem-scenario }\nsteps:\n  - { op: share, to: 0x8002, pages: 2, pattern: 0xa5 }\n  - { op: lend, to: 0x8001, pattern: 0x42 }\n  - { op: donate, to: 0x8002, pages: 3 }\n',
+  );
   const sc = await run(['vm', '--scenario', scenario], env);
   t.equal(sc.code, 0, sc.stdout);
   t.match(sc.stdout, /ok 3 - donate: donated 3 page\(s\) to 0x8002[^]*1\.\.3/);
   // Shares and lends were reclaimed; only donations may have left anything behind.
   const st = await run(['state', '--json'], env);
   const snap = JSON.parse(st.stdout) as { transactions: { type: string }[] };
-  t.same(snap.transactions.filter((x) => x.type !== 'donate'), [], 'no share or lend left');
+  t.same(
+    snap.transactions.filter((x) => x.type !== 'donate'),
+    [],
+    'no share or lend left',
+  );
 });
 
 t.test('vm share, lend and donate between VM processes (retrieve, relinquish, reclaim)', async (t) => {
@@ -52,19 +65,33 @@ t.test('vm share, lend and donate between VM processes (retrieve, relinquish, re
     t.match(borrower.stdout, new RegExp(`ok 1 - retrieve: ${op} 0x[0-9a-f]+ from 0x1: pattern ${pattern} checked, complement written`));
     t.equal(await sender.exited, 0, `sender: ${sender.out.seen.join('\n')}`);
     t.ok(
-      sender.out.seen.some((l) => (op === 'donate' ? l.startsWith(`ok 1 - donate: donated ${pages} page(s) to 0x2`) : l.includes(`${op} of ${pages} page(s) to 0x2`) && l.includes('pattern checked both ways'))),
+      sender.out.seen.some((l) =>
+        op === 'donate'
+          ? l.startsWith(`ok 1 - donate: donated ${pages} page(s) to 0x2`)
+          : l.includes(`${op} of ${pages} page(s) to 0x2`) && l.includes('pattern checked both ways'),
+      ),
       `${op}: sender's line`,
     );
   }
   // Scenarios: one VM sends all three in turn, the other retrieves all three.
-  const a = file('a.yaml', 'vm: { id: 5, name: giver }\ntimeout: 120\nsteps:\n  - { op: share, to: 6, pages: 1, pattern: 0x10 }\n  - { op: lend, to: 6, pages: 2, pattern: 0x20 }\n  - { op: donate, to: 6, pages: 1, pattern: 0x30 }\n');
-  const b = file('b.yaml', 'vm: { id: 6, name: taker }\ntimeout: 120\nsteps:\n  - { op: retrieve, from: 5 }\n  - { op: retrieve, from: 5 }\n  - { op: retrieve, from: 5 }\n');
+  const a = file(
+    'a.yaml',
+    'vm: { id: 5, name: giver }\ntimeout: 120\nsteps:\n  - { op: share, to: 6, pages: 1, pattern: 0x10 }\n  - { op: lend, to: 6, pages: 2, pattern: 0x20 }\n  - { op: donate, to: 6, pages: 1, pattern: 0x30 }\n',
+  );
+  const b = file(
+    'b.yaml',
+    'vm: { id: 6, name: taker }\ntimeout: 120\nsteps:\n  - { op: retrieve, from: 5 }\n  - { op: retrieve, from: 5 }\n  - { op: retrieve, from: 5 }\n',
+  );
   const [ra, rb] = await Promise.all([run(['vm', '--scenario', a], env), run(['vm', '--scenario', b], env)]);
   t.equal(ra.code, 0, ra.stdout);
   t.equal(rb.code, 0, rb.stdout);
   t.match(rb.stdout, /ok 1 - retrieve: share [^]*ok 2 - retrieve: lend [^]*ok 3 - retrieve: donate [^]*1\.\.3/);
   const snap = JSON.parse((await run(['state', '--json'], env)).stdout) as { transactions: { type: string }[] };
-  t.same(snap.transactions.filter((x) => x.type !== 'donate'), [], 'every share and lend was reclaimed');
+  t.same(
+    snap.transactions.filter((x) => x.type !== 'donate'),
+    [],
+    'every share and lend was reclaimed',
+  );
 });
 
 // ---- waiting for peers -----------------------------------------------------------------------------
@@ -137,4 +164,3 @@ t.test('partition --credential-env NAME reads the variable the manifest names', 
   t.equal(r.code, 0, r.stdout);
   t.match(r.stdout, /ok 1 - direct: 0x6563686f 0x77 0x0 0x0 0x0/);
 });
-

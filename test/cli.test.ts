@@ -47,7 +47,8 @@ t.test("COMMAND --help prints that command's usage; vm --help lists its operatio
 
   const vm = (await helpOf('vm')).stdout;
   for (const op of Object.keys(OPS)) t.match(vm, new RegExp(`^  ${op}( |$)`, 'm'), `vm --help lists ${op}`);
-  for (const flag of ['--timeout', '--properties', '--name', '--vcpus', '--id', '--script', '--scenario', 'REMOTE_SPMC_SERVER']) t.ok(vm.includes(flag), `vm --help: ${flag}`);
+  for (const flag of ['--timeout', '--properties', '--name', '--vcpus', '--id', '--script', '--scenario', 'REMOTE_SPMC_SERVER'])
+    t.ok(vm.includes(flag), `vm --help: ${flag}`);
   t.match((await helpOf('serve')).stdout, /--max-vms N\s+VMs attached at once.*\(default 256\)/s);
   t.match((await helpOf('partition')).stdout, /--credential-env NAME.*\(default\s+REMOTE_SPMC_CREDENTIAL\)/s);
 });
@@ -81,7 +82,8 @@ t.test('every flag and environment variable the code reads is in the usage and t
   const env = new Set<string>();
   for (const f of [...sources('server'), ...sources('client-driver')]) {
     const src = readFileSync(f, 'utf8');
-    for (const re of [/process\.env\.([A-Z][A-Z0-9_]*)/g, /\benv: '([A-Z][A-Z0-9_]*)'/g, /_ENV = '([A-Z][A-Z0-9_]*)'/g]) for (const [, name] of src.matchAll(re)) env.add(name!);
+    for (const re of [/process\.env\.([A-Z][A-Z0-9_]*)/g, /\benv: '([A-Z][A-Z0-9_]*)'/g, /_ENV = '([A-Z][A-Z0-9_]*)'/g])
+      for (const [, name] of src.matchAll(re)) env.add(name!);
   }
   t.ok(env.has('REMOTE_SPMC_SERVER') && env.has('REMOTE_SPMC_CREDENTIAL'), `found ${[...env].join(', ')}`);
   for (const name of env) {
@@ -157,9 +159,13 @@ t.test('command-line mistakes: one line in command-line words, the usage line, e
 t.test('writing to a closed pipe ends quietly (trace | head -n 1)', async (t) => {
   const server = await startServer(t);
   // bash reports the trace's own exit status after head has gone.
-  const sh = spawn('bash', ['-c', `"${process.execPath}" "${MAIN}" trace --server ${server.grpc} --recent 3 | head -n 1; echo "trace exit \${PIPESTATUS[0]}" >&2`], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const sh = spawn(
+    'bash',
+    ['-c', `"${process.execPath}" "${MAIN}" trace --server ${server.grpc} --recent 3 | head -n 1; echo "trace exit \${PIPESTATUS[0]}" >&2`],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   t.teardown(() => void sh.kill('SIGKILL'));
   let stderr = '';
   sh.stderr!.on('data', (d) => (stderr += d));
@@ -175,8 +181,12 @@ t.test('writing to a closed pipe ends quietly (trace | head -n 1)', async (t) =>
 });
 
 t.test('docker-compose.yml and deploy/manifest.yaml name one credential variable', async (t) => {
-  const compose = parseYaml(readFileSync(join(REPO, 'docker-compose.yml'), 'utf8')) as { services: Record<string, { command: string[]; environment?: Record<string, string> }> };
-  const manifest = parseYaml(readFileSync(join(REPO, 'deploy/manifest.yaml'), 'utf8')) as { partitions: { name: string; id?: number; remote?: Record<string, string> }[] };
+  const compose = parseYaml(readFileSync(join(REPO, 'docker-compose.yml'), 'utf8')) as {
+    services: Record<string, { command: string[]; environment?: Record<string, string> }>;
+  };
+  const manifest = parseYaml(readFileSync(join(REPO, 'deploy/manifest.yaml'), 'utf8')) as {
+    partitions: { name: string; id?: number; remote?: Record<string, string> }[];
+  };
   const remote = manifest.partitions.find((p) => p.remote)!;
   const name = remote.remote!['credential-env']!;
   t.ok(name, 'the manifest names a variable');

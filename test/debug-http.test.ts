@@ -66,7 +66,11 @@ t.test('every route rejects bad input with a 400 that names the field', async (t
     t.match(r.json().message, field);
     t.equal(r.json().error, 'INVALID_ARGUMENT');
   }
-  t.equal((await app.inject({ method: 'POST', url: '/v1/smccc', headers: { 'content-type': 'application/json' }, payload: '{nope' })).statusCode, 400, 'broken JSON');
+  t.equal(
+    (await app.inject({ method: 'POST', url: '/v1/smccc', headers: { 'content-type': 'application/json' }, payload: '{nope' })).statusCode,
+    400,
+    'broken JSON',
+  );
 });
 
 t.test('the JSON transport: attach, calls (a blocked one too), detach; sessions shared with gRPC', async (t) => {
@@ -99,14 +103,34 @@ t.test('state routes: endpoints, mailboxes, notifications, transactions, access 
   const handle = await drv.memShare({ receivers: [{ id: 0x8001, permissions: 2 }], regions: [{ address: page, pageCount: 1 }] });
   const get = async (url: string) => (await app.inject({ method: 'GET', url })).json();
   const eps = await get('/v1/endpoints');
-  t.same(eps.map((e: { idHex: string }) => e.idHex), ['0x1', '0x8001', '0x8002', '0x8003', '0x8004']);
+  t.same(
+    eps.map((e: { idHex: string }) => e.idHex),
+    ['0x1', '0x8001', '0x8002', '0x8003', '0x8004'],
+  );
   const me = await get('/v1/endpoints/1');
-  t.match(me, { name: 'inspected', kind: 'vm', version: '1.2', mailbox: { pageCount: 1, rxState: 'empty', rxOwner: 'spmc' }, notifications: { enabled: true } });
+  t.match(me, {
+    name: 'inspected',
+    kind: 'vm',
+    version: '1.2',
+    mailbox: { pageCount: 1, rxState: 'empty', rxOwner: 'spmc' },
+    notifications: { enabled: true },
+  });
   const sp3 = await get('/v1/endpoints/0x8003');
-  t.same(sp3.vcpus.map((v: { state: string }) => v.state), ['waiting']);
+  t.same(
+    sp3.vcpus.map((v: { state: string }) => v.state),
+    ['waiting'],
+  );
   t.equal(sp3.vcpus[0].blockedIn, 'FFA_MSG_WAIT');
   const txs = await get('/v1/memory/transactions');
-  t.match(txs, [{ handle: hex(Number(handle & 0xffffffffn)).length > 0 ? /^0x/ : '', type: 'share', sender: '0x1', borrowers: [{ id: '0x8001', retrieved: 'no' }], ranges: [{ address: `0x${page.toString(16)}`, pageCount: 1 }] }]);
+  t.match(txs, [
+    {
+      handle: hex(Number(handle & 0xffffffffn)).length > 0 ? /^0x/ : '',
+      type: 'share',
+      sender: '0x1',
+      borrowers: [{ id: '0x8001', retrieved: 'no' }],
+      ranges: [{ address: `0x${page.toString(16)}`, pageCount: 1 }],
+    },
+  ]);
   t.equal(txs[0].handle, `0x${handle.toString(16)}`);
   const access = await get('/v1/memory/access');
   t.ok(access.find((a: { endpoint: string }) => a.endpoint === '0x1').ranges.some((r: { state: string }) => r.state === 'shared'));
@@ -138,7 +162,8 @@ t.test('SSE and gRPC Debug subscribers get the calls of several VMs, with filter
   await b.call({ fn: 'FEATURES', id: 0x7f, inputProperties: 0 }); // NOT_SUPPORTED: no such feature
   await tracer.drained(); // handed to the subscribers there are (SSE), not to the one to come
   const Client = debugClientConstructor();
-  const dbg = new Client(grpcAddr, grpc.credentials.createInsecure()) as grpc.Client & Record<string, (req: object) => grpc.ClientReadableStream<{ kind: string; endpoint: number; error: string; json: string }>>;
+  const dbg = new Client(grpcAddr, grpc.credentials.createInsecure()) as grpc.Client &
+    Record<string, (req: object) => grpc.ClientReadableStream<{ kind: string; endpoint: number; error: string; json: string }>>;
   const errs = new Arrivals<{ endpoint: number; error: string }>();
   const stream = dbg['Trace']!({ errors_only: true, recent: 1 });
   stream.on('data', (m: { endpoint: number; error: string }) => errs.push({ endpoint: m.endpoint, error: m.error }));
@@ -150,10 +175,13 @@ t.test('SSE and gRPC Debug subscribers get the calls of several VMs, with filter
   await a.call({ fn: 'RX_RELEASE', vmId: 0 }); // DENIED
   await b.call({ fn: 'RX_RELEASE', vmId: 0 }); // DENIED
   const records = await sse.records.atLeast(2);
-  t.same(records.map((r) => [r.kind, r.endpoint, 'function' in r ? r.function : '']), [
-    ['call', a.vmId, 'FFA_MSG_SEND_DIRECT_REQ_64'],
-    ['return', a.vmId, 'FFA_MSG_SEND_DIRECT_REQ_64'],
-  ]);
+  t.same(
+    records.map((r) => [r.kind, r.endpoint, 'function' in r ? r.function : '']),
+    [
+      ['call', a.vmId, 'FFA_MSG_SEND_DIRECT_REQ_64'],
+      ['return', a.vmId, 'FFA_MSG_SEND_DIRECT_REQ_64'],
+    ],
+  );
   t.same(await errs.atLeast(3), [
     { endpoint: b.vmId, error: 'NOT_SUPPORTED' },
     { endpoint: a.vmId, error: 'DENIED' },
@@ -163,7 +191,10 @@ t.test('SSE and gRPC Debug subscribers get the calls of several VMs, with filter
   stream.cancel();
 
   const recent = (await app.inject({ method: 'GET', url: `/v1/trace/recent?endpoint=${b.vmId}&errors=true&function=RX_RELEASE` })).json();
-  t.same(recent.map((r: { result: { error: string } }) => r.result.error), ['DENIED']);
+  t.same(
+    recent.map((r: { result: { error: string } }) => r.result.error),
+    ['DENIED'],
+  );
 
   const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
   t.match(metrics, /ffa_calls_total\{function="FFA_MSG_SEND_DIRECT_REQ_64",result="MSG_SEND_DIRECT_RESP_64"\} 2/);
@@ -177,12 +208,20 @@ t.test('SSE and gRPC Debug subscribers get the calls of several VMs, with filter
     .map((l) => [/le="([^"]+)"/.exec(l)![1], Number(l.split(' ').at(-1))] as const);
   t.equal(buckets.at(-1)?.[0], '+Inf');
   t.equal(buckets.at(-1)?.[1], 2);
-  t.ok(buckets.every(([, n], i) => i === 0 || n >= buckets[i - 1]![1]), `cumulative: ${buckets.map(([, n]) => n).join(' ')}`);
+  t.ok(
+    buckets.every(([, n], i) => i === 0 || n >= buckets[i - 1]![1]),
+    `cumulative: ${buckets.map(([, n]) => n).join(' ')}`,
+  );
 
   const state = await new Promise<{ json: string }>((resolve, reject) =>
-    (dbg as unknown as Record<string, (r: object, cb: (e: Error | null, v: { json: string }) => void) => void>)['State']!({}, (e, v) => (e ? reject(e) : resolve(v))),
+    (dbg as unknown as Record<string, (r: object, cb: (e: Error | null, v: { json: string }) => void) => void>)['State']!({}, (e, v) =>
+      e ? reject(e) : resolve(v),
+    ),
   );
-  t.same(JSON.parse(state.json).endpoints.map((e: { name: string }) => e.name), ['a', 'b', 'sp1', 'sp2', 'sp3', 'sp4']);
+  t.same(
+    JSON.parse(state.json).endpoints.map((e: { name: string }) => e.name),
+    ['a', 'b', 'sp1', 'sp2', 'sp3', 'sp4'],
+  );
   dbg.close();
   for (const d of [a, b]) {
     await d.exit();
@@ -194,7 +233,18 @@ t.test('OpenAPI at /docs', async (t) => {
   const { app, stop } = await stack();
   t.teardown(stop);
   const spec = (await app.inject({ method: 'GET', url: '/docs/json' })).json();
-  for (const p of ['/v1/smccc', '/v1/endpoints', '/v1/endpoints/{id}', '/v1/endpoints/{id}/memory', '/v1/memory/transactions', '/v1/memory/access', '/v1/trace', '/v1/trace/recent', '/metrics', '/healthz']) {
+  for (const p of [
+    '/v1/smccc',
+    '/v1/endpoints',
+    '/v1/endpoints/{id}',
+    '/v1/endpoints/{id}/memory',
+    '/v1/memory/transactions',
+    '/v1/memory/access',
+    '/v1/trace',
+    '/v1/trace/recent',
+    '/metrics',
+    '/healthz',
+  ]) {
     t.ok(spec.paths[p], p);
   }
   t.match((await app.inject({ method: 'GET', url: '/docs/' })).body, /swagger/i);

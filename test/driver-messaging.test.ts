@@ -21,7 +21,6 @@ async function topology() {
   return { spmc, server, connector, stop };
 }
 
-
 t.test('sendDirectReq and sendDirectReq2 through the bus devices', async (t) => {
   const { connector, stop } = await topology();
   t.teardown(stop);
@@ -36,7 +35,11 @@ t.test('sendDirectReq and sendDirectReq2 through the bus devices', async (t) => 
   t.same(await drv.sendDirectReq2(sp2, payload), payload, 'REQ2 to the device UUID');
   t.same(await drv.sendDirectReq2(0x8001, payload, { uuid: parseUuid(SP1_UUID) }), payload);
   t.equal(await errnoOf(drv.sendDirectReq2(0x8001, payload, { uuid: parseUuid(SP2_UUID) })), 'EINVAL', 'wrong service UUID');
-  t.same(await drv.sendDirectReq(0x8001, [BigInt(CMD.FORWARD), packHops([0x8002, 0x8003, 0x8004]), 9n]), [BigInt(CMD.ECHO), 9n, 0n, 0n, 0n], 'a chain of three');
+  t.same(
+    await drv.sendDirectReq(0x8001, [BigInt(CMD.FORWARD), packHops([0x8002, 0x8003, 0x8004]), 9n]),
+    [BigInt(CMD.ECHO), 9n, 0n, 0n, 0n],
+    'a chain of three',
+  );
   t.same(await drv.sendDirectReq(0x8003, [BigInt(CMD.YIELD), 5n]), [BigInt(CMD.YIELD), 5n, 0n, 0n, 0n], 'YIELD: the driver runs it again');
   t.equal(await errnoOf(drv.sendDirectReq(0x8099, [0n])), 'EINVAL', 'unknown partition');
   await drv.exit();

@@ -173,7 +173,7 @@ t.test('16 VMs send to one receiver at once over gRPC: each message once, in ord
   let busy = 0;
   await Promise.all(
     senders.map(async (s) => {
-      for (let seq = 0; seq < PER_SENDER; ) {
+      for (let seq = 0; seq < PER_SENDER;) {
         const payload = new Uint8Array(8);
         new DataView(payload.buffer).setUint32(0, seq, true);
         const errno = await errnoOf(s.sendIndirect(receiver.vmId, payload));

@@ -30,7 +30,6 @@ async function vmOn(spmc = newSpmc(), opts = {}) {
   return { spmc, vm };
 }
 
-
 t.test('init follows the Linux order and leaves the VM ready', async (t) => {
   const { spmc, vm } = await vmOn();
   const calls: string[] = [];
@@ -49,7 +48,11 @@ t.test('init follows the Linux order and leaves the VM ready', async (t) => {
   Object.defineProperty(vm, 'transport', { value: spy });
   const drv = new FfaDriver(vm);
   await drv.init();
-  t.same(calls.slice(0, 6), ['0x80000000', '0x84000063', '0x84000069', '0x84000064', '0xc4000066', '0x84000064'], 'SMCCC, VERSION, ID_GET, FEATURES(RXTX_MAP), RXTX_MAP_64, FEATURES');
+  t.same(
+    calls.slice(0, 6),
+    ['0x80000000', '0x84000063', '0x84000069', '0x84000064', '0xc4000066', '0x84000064'],
+    'SMCCC, VERSION, ID_GET, FEATURES(RXTX_MAP), RXTX_MAP_64, FEATURES',
+  );
   t.equal(drv.version, FFA_VERSION_1_2);
   t.equal(drv.vmId, vm.id);
   t.equal(drv.rxtxBufSize, 4096, 'the SPMC minimum');
@@ -72,7 +75,10 @@ t.test('init follows the Linux order and leaves the VM ready', async (t) => {
       [0x8004, 'a4cd5826-e113-67cf-f910-cd491368ef31'],
     ],
   );
-  t.ok(drv.bus.devices().every((d) => !d.mode32bit), 'AArch64 partitions use SMC64');
+  t.ok(
+    drv.bus.devices().every((d) => !d.mode32bit),
+    'AArch64 partitions use SMC64',
+  );
   t.equal(spmc.endpoint(vm.id)!.mailbox!.rxState, 'empty', 'RX released after discovery');
   await drv.exit();
 });
@@ -89,7 +95,10 @@ t.test('client drivers bind by UUID and are removed at exit', async (t) => {
     probe: (dev) => void probed.push(dev),
     remove: (dev) => void removed.push(dev.vmId),
   });
-  t.same(probed.map((d) => d.vmId), [0x8002]);
+  t.same(
+    probed.map((d) => d.vmId),
+    [0x8002],
+  );
   t.equal(probed[0]!.driver?.name, 'sp2-client');
   await t.rejects(drv.bus.registerDriver({ name: 'bad', idTable: [], probe: () => {} }), FfaDriverError);
 
@@ -123,7 +132,10 @@ t.test('the Rx lock serialises RX users of one driver', async (t) => {
   const drv = new FfaDriver(vm);
   await drv.init();
   const results = await Promise.all(Array.from({ length: 12 }, () => drv.partitionInfoGetRx(UUID_NIL, 16)));
-  t.ok(results.every((r) => r.entries?.length === 5), 'no BUSY: each fill was released before the next');
+  t.ok(
+    results.every((r) => r.entries?.length === 5),
+    'no BUSY: each fill was released before the next',
+  );
   await drv.exit();
 });
 
@@ -188,8 +200,7 @@ async function firmware(rewrite: (x: Registers, out: Registers) => Registers) {
   return vm;
 }
 
-const answerTo = (fidValue: number, w0: number) => (x: Registers, out: Registers) =>
-  normalizeFid(x[0]!) === fidValue ? toRegisters([w0]) : out;
+const answerTo = (fidValue: number, w0: number) => (x: Registers, out: Registers) => (normalizeFid(x[0]!) === fidValue ? toRegisters([w0]) : out);
 
 t.test('transport and version checks', async (t) => {
   t.equal(await errnoOf(new FfaDriver(await firmware(answerTo(SMCCC_VERSION_FID, 0x10001))).init()), 'EOPNOTSUPP', 'SMCCC 1.1');

@@ -82,7 +82,7 @@ const EXCEPTIONS: Exception[] = [
     reported: true,
     handled: false,
     hafnium:
-      'api.c:2729-2747 ffa_features_function reports FFA_ERROR_32, FFA_SUCCESS_32/64 and FFA_MEM_RETRIEVE_RESP_32 (an SPMC returns them; the ACS requires them reported); the SPMC is never called with them here (Hafnium takes an SP\'s FFA_ERROR_32 as its init failing, handler.c:579, which has no counterpart here)',
+      "api.c:2729-2747 ffa_features_function reports FFA_ERROR_32, FFA_SUCCESS_32/64 and FFA_MEM_RETRIEVE_RESP_32 (an SPMC returns them; the ACS requires them reported); the SPMC is never called with them here (Hafnium takes an SP's FFA_ERROR_32 as its init failing, handler.c:579, which has no counterpart here)",
   },
   {
     fns: ['NOTIFICATION_BITMAP_CREATE', 'NOTIFICATION_BITMAP_DESTROY'],
@@ -99,7 +99,7 @@ const EXCEPTIONS: Exception[] = [
     versions: ALL,
     reported: false,
     handled: true,
-    hafnium: 'api.c:2849 reports FFA_YIELD_32 at the secure virtual instance only; api.c:306 (api_yield) answers a VM\'s yield SUCCESS, a no-op',
+    hafnium: "api.c:2849 reports FFA_YIELD_32 at the secure virtual instance only; api.c:306 (api_yield) answers a VM's yield SUCCESS, a no-op",
   },
   {
     fns: ['NOTIFICATION_BIND', 'NOTIFICATION_UNBIND'],
@@ -107,7 +107,8 @@ const EXCEPTIONS: Exception[] = [
     versions: V1_0,
     reported: true,
     handled: false,
-    hafnium: 'api.c:2762 reports v1.1 functions whatever the caller\'s version; api.c:4658 (api_ffa_notification_update_bindings) answers a receiver below v1.1 NOT_SUPPORTED',
+    hafnium:
+      "api.c:2762 reports v1.1 functions whatever the caller's version; api.c:4658 (api_ffa_notification_update_bindings) answers a receiver below v1.1 NOT_SUPPORTED",
   },
   {
     fns: ['MEM_RETRIEVE_REQ'],
@@ -115,7 +116,8 @@ const EXCEPTIONS: Exception[] = [
     versions: V1_1_UP,
     reported: false,
     handled: true,
-    hafnium: 'api.c:2891-2896: FEATURES with input property 0 from a v1.1+ caller is NOT_SUPPORTED ("NS bit support must be 1"); the call asks nothing of the kind',
+    hafnium:
+      'api.c:2891-2896: FEATURES with input property 0 from a v1.1+ caller is NOT_SUPPORTED ("NS bit support must be 1"); the call asks nothing of the kind',
   },
 ];
 
@@ -178,7 +180,11 @@ for (const kind of KINDS) {
         const ex = exceptionFor(f.fn, kind, version);
         if (ex) {
           matched.add(ex);
-          t.same({ reported: says, handled: does }, { reported: ex.reported, handled: ex.handled }, `${name}: Hafnium's exception (${ex.hafnium.split(';')[0]})`);
+          t.same(
+            { reported: says, handled: does },
+            { reported: ex.reported, handled: ex.handled },
+            `${name}: Hafnium's exception (${ex.hafnium.split(';')[0]})`,
+          );
         } else {
           t.equal(says, does, `${name}: FEATURES ${says ? 'SUCCESS' : 'NOT_SUPPORTED'}, call ${does ? 'handled' : 'NOT_SUPPORTED'}`);
         }
@@ -207,14 +213,27 @@ t.test('MEM_RETRIEVE_REQ with the NS-bit input property: w2 = 0x6, w3 = 0 to eve
   }
   // A v1.0 caller need not set it; other input bits draw only a warning in Hafnium.
   const { spmc, id } = callerAt('vm', FFA_VERSION_1_0);
-  t.ok(isSuccess(reported(spmc, id, ALL_FUNCTION_IDS.find((f) => f.fn === 'MEM_RETRIEVE_REQ')!, FFA_VERSION_1_0, 0x9)));
+  t.ok(
+    isSuccess(
+      reported(
+        spmc,
+        id,
+        ALL_FUNCTION_IDS.find((f) => f.fn === 'MEM_RETRIEVE_REQ')!,
+        FFA_VERSION_1_0,
+        0x9,
+      ),
+    ),
+  );
 });
 
-t.test('where the answer differs from Hafnium\'s because the dispatcher does: reported as handled', async (t) => {
+t.test("where the answer differs from Hafnium's because the dispatcher does: reported as handled", async (t) => {
   // Hafnium handles and reports only RXTX_MAP_64 and NOTIFICATION_INFO_GET_64; both widths are
   // handled here (ARCHITECTURE "RXTX_MAP is accepted in both widths"), so both are reported.
   const { spmc, id } = callerAt('vm', FFA_VERSION_1_2);
-  for (const [fn, width] of [['RXTX_MAP', 32], ['NOTIFICATION_INFO_GET', 32]] as const) {
+  for (const [fn, width] of [
+    ['RXTX_MAP', 32],
+    ['NOTIFICATION_INFO_GET', 32],
+  ] as const) {
     const f = ALL_FUNCTION_IDS.find((x) => x.fn === fn && x.width === width)!;
     t.ok(isSuccess(reported(spmc, id, f, FFA_VERSION_1_2)), fidName(f.fid));
   }

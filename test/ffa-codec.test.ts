@@ -51,7 +51,10 @@ t.test('function IDs', async (t) => {
   t.notOk(inFfaRange(0x84020063), 'bits [23:17] set');
   const ids = ALL_FUNCTION_IDS.map((f) => f.fid);
   t.equal(new Set(ids).size, ids.length, 'every FID is unique');
-  t.equal(ALL_FUNCTION_IDS.length, Object.values(FFA_FUNCTIONS).reduce((n, f) => n + f.widths.length, 0));
+  t.equal(
+    ALL_FUNCTION_IDS.length,
+    Object.values(FFA_FUNCTIONS).reduce((n, f) => n + f.widths.length, 0),
+  );
 });
 
 t.test('version packing and compatibility', async (t) => {
@@ -103,8 +106,15 @@ t.test('every FID: decode then encode reproduces the registers the call uses', a
       t.equal(d.call.fn, fn);
       t.same(encodeCall(d.call, version), shaped, `${fidName(id)} round-trips at v${version.toString(16)}`);
       const used = registersUsed(fn, width, version);
-      t.ok(shaped.slice(used).every((v) => v === 0n), `${fidName(id)}: registers past x${used - 1} are zero`);
-      if (width === 32) t.ok(shaped.slice(1, 8).every((v) => v <= U32), `${fidName(id)}: SMC32 values fit 32 bits`);
+      t.ok(
+        shaped.slice(used).every((v) => v === 0n),
+        `${fidName(id)}: registers past x${used - 1} are zero`,
+      );
+      if (width === 32)
+        t.ok(
+          shaped.slice(1, 8).every((v) => v <= U32),
+          `${fidName(id)}: SMC32 values fit 32 bits`,
+        );
     }
   }
 });

@@ -202,16 +202,27 @@ t.test('the NS bit is a partition view of VM memory: VM-to-VM and SP-to-SP respo
 t.test('ffa_memory_retrieve_is_memory_access_valid: an unspecified instruction access in a multi-borrower lend is granted NX', async (t) => {
   const { sps, vms } = world();
   const [vm, vm2] = vms;
-  const both = [{ receiver: SP.v12, permissions: RW }, { receiver: SP.other, permissions: RW }];
+  const both = [
+    { receiver: SP.v12, permissions: RW },
+    { receiver: SP.other, permissions: RW },
+  ];
   const h = vm!.handle('MEM_LEND', { receivers: both });
   const r = sps.v12.response(h, vm!.id, { flags: TYPE('lend'), receivers: both });
   t.equal(r.own.permissions, RW | NX, 'NX, not the unspecified value asked for (the sent_instruction_access switch)');
   t.equal(r.tx.attributes, MEM_ATTR_NORMAL_WB_IS | MEM_ATTR.NS, 'and the NS bit');
   // Between VMs (the hypervisor) the same rule.
   const c = new Ep(vm!.spmc, RawVm.attach(vm!.spmc).id, FFA_VERSION_1_2);
-  const vmsBoth = [{ receiver: vm2!.id, permissions: RW }, { receiver: c.id, permissions: RO }];
+  const vmsBoth = [
+    { receiver: vm2!.id, permissions: RW },
+    { receiver: c.id, permissions: RO },
+  ];
   const h2 = vm!.handle('MEM_LEND', { receivers: vmsBoth, constituents: [vm!.page(4)] });
-  const r2 = c.response(h2, vm!.id, { receivers: [{ receiver: vm2!.id, permissions: 0 }, { receiver: c.id, permissions: 0 }] });
+  const r2 = c.response(h2, vm!.id, {
+    receivers: [
+      { receiver: vm2!.id, permissions: 0 },
+      { receiver: c.id, permissions: 0 },
+    ],
+  });
   t.equal(r2.own.permissions, RO | NX, 'RO as sent, NX for the unspecified instruction access');
   t.equal(r2.tx.attributes, MEM_ATTR_NORMAL_WB_IS, 'no NS bit between VMs');
 });
@@ -234,19 +245,36 @@ t.test('single-borrower lend: the borrower chooses X or NX; X on non-secure memo
   t.equal(vm2!.response(h2, vm!.id, { receivers: [{ receiver: vm2!.id, permissions: RW | X }] }).own.permissions, RW | X);
   // SP to SP: secure memory, X may be granted.
   const h3 = sps.other.handle('MEM_LEND', { receivers: [{ receiver: SP.v12, permissions: RW }], attributes: 0 });
-  t.equal(sps.v12.response(h3, SP.other, { receivers: [{ receiver: SP.v12, permissions: RO | X }] }).own.permissions, RO | X, 'RO asked of an RW grant, X on secure memory');
+  t.equal(
+    sps.v12.response(h3, SP.other, { receivers: [{ receiver: SP.v12, permissions: RO | X }] }).own.permissions,
+    RO | X,
+    'RO asked of an RW grant, X on secure memory',
+  );
 });
 
 t.test("ffa_partition_retrieve_response_init: the sender's EMAD flags and impdef value come back; the retriever repeats the impdef", async (t) => {
   const { sps, vms } = world();
   const [vm] = vms;
   const impdef: [bigint, bigint] = [0x1122334455667788n, 0x99aabbccddeeff00n];
-  const both = [{ receiver: SP.v12, permissions: RW, flags: 1, impdef }, { receiver: SP.other, permissions: RW }];
+  const both = [
+    { receiver: SP.v12, permissions: RW, flags: 1, impdef },
+    { receiver: SP.other, permissions: RW },
+  ];
   const h = vm!.handle('MEM_SHARE', { receivers: both });
-  const mismatch = sps.v12.retrieve(h, vm!.id, { receivers: [{ receiver: SP.v12, permissions: RW }, { receiver: SP.other, permissions: RW }] });
+  const mismatch = sps.v12.retrieve(h, vm!.id, {
+    receivers: [
+      { receiver: SP.v12, permissions: RW },
+      { receiver: SP.other, permissions: RW },
+    ],
+  });
   t.equal(errorOf(mismatch), INVALID_PARAMETERS, 'impdef differs (ffa_memory_retrieve_validate_memory_access_list)');
   t.equal(codeOf(mismatch), 'mem_retrieve_req.impdef');
-  const r = sps.v12.response(h, vm!.id, { receivers: [{ receiver: SP.v12, permissions: RW, impdef }, { receiver: SP.other, permissions: RW }] });
+  const r = sps.v12.response(h, vm!.id, {
+    receivers: [
+      { receiver: SP.v12, permissions: RW, impdef },
+      { receiver: SP.other, permissions: RW },
+    ],
+  });
   t.same(r.own.impdef, impdef, 'impdef echoed');
   t.equal(r.own.flags, 1, "the sender's EMAD flags echoed");
   // A v1.1 retriever sees the 16-byte EMAD: no impdef, nor any check of it.
@@ -264,7 +292,11 @@ t.test('donated memory stays non-secure: an SP that shares what a VM donated han
   t.equal(r.tx.attributes, MEM_ATTR.NS, 'the donate response: 0x40');
   t.equal(r.own.permissions, RW | NX, 'unspecified data access in a donate is RW');
   const h2 = sps.v12.handle('MEM_SHARE', { receivers: [{ receiver: SP.other, permissions: RO }], constituents: [vm!.page(0)] });
-  t.equal(sps.other.response(h2, SP.v12, { receivers: [{ receiver: SP.other, permissions: RO }] }).tx.attributes, MEM_ATTR_NORMAL_WB_IS | MEM_ATTR.NS, 'Hafnium keeps MM_MODE_NS in the mode');
+  t.equal(
+    sps.other.response(h2, SP.v12, { receivers: [{ receiver: SP.other, permissions: RO }] }).tx.attributes,
+    MEM_ATTR_NORMAL_WB_IS | MEM_ATTR.NS,
+    'Hafnium keeps MM_MODE_NS in the mode',
+  );
 });
 
 t.test('the clear flag of the sender is in the response flags', async (t) => {
@@ -298,7 +330,10 @@ t.test('attribute bits [15:8] are padding (ffa_memory_attributes_t): ignored on 
   t.equal(r.tx.attributes & 0xff, 0x6f, 'only type, cacheability, shareability and security are compared (ffa_memory_retrieve_validate)');
   t.equal(r.tx.attributes >> 8, 0xab, "Hafnium copies the sender's attribute word whole");
   // Bit 7 is part of Hafnium's 2-bit security field: it is checked.
-  const bit7 = vm!.send('MEM_SHARE', vm!.desc({ receivers: [{ receiver: SP.v12, permissions: RW }], attributes: 0x80 | MEM_ATTR_NORMAL_WB_IS, constituents: [vm!.page(2)] }));
+  const bit7 = vm!.send(
+    'MEM_SHARE',
+    vm!.desc({ receivers: [{ receiver: SP.v12, permissions: RW }], attributes: 0x80 | MEM_ATTR_NORMAL_WB_IS, constituents: [vm!.page(2)] }),
+  );
   t.equal(codeOf(bit7), 'mem_share.ns_bit', 'the security field (bits [7:6]) must be 0 in a send (ffa_memory_send_validate)');
 });
 
@@ -309,8 +344,18 @@ t.test('ffa_memory_attributes_validate: the type, cacheability and shareability 
   const cases: [string, number, number | undefined, string | undefined][] = [
     ['Normal write-back inner shareable', MEM_ATTR_NORMAL_WB_IS, undefined, undefined],
     ['type not specified, inner shareable (Hafnium checks only the shareability then)', MEM_ATTR.INNER_SHAREABLE, undefined, undefined],
-    ['Normal non-cacheable', MEM_ATTR.TYPE_NORMAL | (1 << 2) | MEM_ATTR.INNER_SHAREABLE, DENIED, 'MEM_SHARE: attributes 0x27: Normal memory must be write-back cacheable, not non-cacheable'],
-    ['Normal write-back outer shareable', MEM_ATTR.TYPE_NORMAL | MEM_ATTR.WRITE_BACK | 2, DENIED, 'MEM_SHARE: attributes 0x2e: memory must be inner shareable, not outer shareable'],
+    [
+      'Normal non-cacheable',
+      MEM_ATTR.TYPE_NORMAL | (1 << 2) | MEM_ATTR.INNER_SHAREABLE,
+      DENIED,
+      'MEM_SHARE: attributes 0x27: Normal memory must be write-back cacheable, not non-cacheable',
+    ],
+    [
+      'Normal write-back outer shareable',
+      MEM_ATTR.TYPE_NORMAL | MEM_ATTR.WRITE_BACK | 2,
+      DENIED,
+      'MEM_SHARE: attributes 0x2e: memory must be inner shareable, not outer shareable',
+    ],
     ['Device nGnRE', MEM_ATTR.TYPE_DEVICE | (1 << 2) | MEM_ATTR.INNER_SHAREABLE, DENIED, 'MEM_SHARE: attributes 0x17: Device memory must be nGnRnE, not nGnRE'],
   ];
   cases.forEach(([what, attributes, error, text], i) => {
@@ -338,7 +383,8 @@ interface StrictRow {
   lenient: FfaCall['fn'];
 }
 
-const shareTo = (w: ReturnType<typeof world>, d: Partial<MemDescriptorInit> = {}) => w.vms[0]!.desc({ receivers: [{ receiver: SP.v12, permissions: RW }], ...d });
+const shareTo = (w: ReturnType<typeof world>, d: Partial<MemDescriptorInit> = {}) =>
+  w.vms[0]!.desc({ receivers: [{ receiver: SP.v12, permissions: RW }], ...d });
 const sharedHandle = (w: ReturnType<typeof world>) => w.vms[0]!.handle('MEM_SHARE', { receivers: [{ receiver: SP.v12, permissions: RW }] });
 const retrievedHandle = (w: ReturnType<typeof world>) => {
   const h = sharedHandle(w);
@@ -398,7 +444,7 @@ const STRICT_ONLY: StrictRow[] = [
   },
   {
     check: 'EMAD flags bits [7:1] in a retrieve request',
-    why: 'Hafnium never reads a retriever\'s EMAD flags',
+    why: "Hafnium never reads a retriever's EMAD flags",
     code: 'mem_retrieve_req.emad_reserved',
     act: (w) => w.sps.v12.retrieve(sharedHandle(w), w.vms[0]!.id, { receivers: [{ receiver: SP.v12, permissions: RW, flags: 0x80 }] }),
     lenient: 'MEM_RETRIEVE_RESP',
@@ -408,7 +454,10 @@ const STRICT_ONLY: StrictRow[] = [
     why: 'ffa_memory_retrieve_validate masks ~0x7ff whatever the version; in FF-A v1.1 bits [31:10] are MBZ',
     code: 'mem_retrieve_req.flags',
     act: (w) => {
-      const both = [{ receiver: SP.v11, permissions: RW }, { receiver: SP.v12, permissions: RW }];
+      const both = [
+        { receiver: SP.v11, permissions: RW },
+        { receiver: SP.v12, permissions: RW },
+      ];
       const h = w.vms[0]!.handle('MEM_SHARE', { receivers: both });
       return w.sps.v11.retrieve(h, w.vms[0]!.id, { flags: MEM_FLAGS.BYPASS_MULTI_BORROWER, receivers: [{ receiver: SP.v11, permissions: RW }] });
     },
@@ -524,7 +573,13 @@ t.test('deliberate differences from Hafnium, the same in both modes', async (t) 
     const [a, b] = vms;
     const r = a!.send('MEM_SHARE', a!.desc({ receivers: [{ receiver: SP.v12, permissions: RW }], constituents: [b!.page(0), a!.page(0)] }));
     t.equal(codeOf(r), 'mem_share.mode_inconsistent', `strict=${strict}: another VM's page first`);
-    const mixed = sps.v12.send('MEM_SHARE', sps.v12.desc({ receivers: [{ receiver: SP.other, permissions: RO }], constituents: [sps.v12.page(0), { address: sps.v12.ramBase + 0x200000n, pageCount: 1 }] }));
+    const mixed = sps.v12.send(
+      'MEM_SHARE',
+      sps.v12.desc({
+        receivers: [{ receiver: SP.other, permissions: RO }],
+        constituents: [sps.v12.page(0), { address: sps.v12.ramBase + 0x200000n, pageCount: 1 }],
+      }),
+    );
     t.equal(codeOf(mixed), 'mem_share.mode_differs', `strict=${strict}: RW RAM and a read-only region`);
     // A retrieve request without access descriptors is the hypervisor's; Hafnium asserts the caller is.
     const h = a!.handle('MEM_SHARE', { receivers: [{ receiver: b!.id, permissions: RW }], constituents: [a!.page(8)] });
@@ -538,14 +593,34 @@ t.test('deliberate differences from Hafnium, the same in both modes', async (t) 
 t.test('manifest memory-regions and device-regions are checked as Hafnium parses them', async (t) => {
   const with_ = (regions: string) => () => parseManifest(`${DEFAULT_MANIFEST_YAML}${remote(0x8020, '1.2', regions)}`, 'm.yaml');
   const bad: [string, string, RegExp][] = [
-    ['both addresses', `\n    memory-regions:\n      - {base-address: 0x7000000, load-address-relative-offset: 0x1000, pages-count: 1, attributes: 1}`, /memory-regions\[0\]: needs exactly one/],
+    [
+      'both addresses',
+      `\n    memory-regions:\n      - {base-address: 0x7000000, load-address-relative-offset: 0x1000, pages-count: 1, attributes: 1}`,
+      /memory-regions\[0\]: needs exactly one/,
+    ],
     ['no address', `\n    memory-regions:\n      - {pages-count: 1, attributes: 1}`, /needs exactly one of "base-address" or "load-address-relative-offset"/],
-    ['write-only (parse_ffa_region_attributes)', `\n    memory-regions:\n      - {base-address: 0x7000000, pages-count: 1, attributes: 2}`, /must be read, read-write, read-execute or read-write-execute/],
-    ['executable device', `\n    device-regions:\n      - {base-address: 0x9000000, pages-count: 1, attributes: 5}`, /device-regions\[0\]: attributes 0x5 must be read or read-write/],
+    [
+      'write-only (parse_ffa_region_attributes)',
+      `\n    memory-regions:\n      - {base-address: 0x7000000, pages-count: 1, attributes: 2}`,
+      /must be read, read-write, read-execute or read-write-execute/,
+    ],
+    [
+      'executable device',
+      `\n    device-regions:\n      - {base-address: 0x9000000, pages-count: 1, attributes: 5}`,
+      /device-regions\[0\]: attributes 0x5 must be read or read-write/,
+    ],
     ['zero pages', `\n    memory-regions:\n      - {base-address: 0x7000000, pages-count: 0, attributes: 1}`, /pages-count/],
     ['unaligned', `\n    memory-regions:\n      - {base-address: 0x7000010, pages-count: 1, attributes: 1}`, /not 4 KiB aligned/],
-    ['overlap (MANIFEST_ERROR_MEM_REGION_OVERLAP)', `\n    memory-regions:\n      - {base-address: 0x7000000, pages-count: 2, attributes: 1}\n    device-regions:\n      - {base-address: 0x7001000, pages-count: 1, attributes: 1}`, /overlaps partitions\[4\]\.memory-regions\[0\]/],
-    ['device region relative', `\n    device-regions:\n      - {load-address-relative-offset: 0x1000, pages-count: 1, attributes: 1}`, /device-regions\[0\]: missing field "base-address"/],
+    [
+      'overlap (MANIFEST_ERROR_MEM_REGION_OVERLAP)',
+      `\n    memory-regions:\n      - {base-address: 0x7000000, pages-count: 2, attributes: 1}\n    device-regions:\n      - {base-address: 0x7001000, pages-count: 1, attributes: 1}`,
+      /overlaps partitions\[4\]\.memory-regions\[0\]/,
+    ],
+    [
+      'device region relative',
+      `\n    device-regions:\n      - {load-address-relative-offset: 0x1000, pages-count: 1, attributes: 1}`,
+      /device-regions\[0\]: missing field "base-address"/,
+    ],
   ];
   for (const [what, regions, re] of bad) {
     t.throws(with_(regions), ManifestError, what);
@@ -560,7 +635,18 @@ t.test('manifest memory-regions and device-regions are checked as Hafnium parses
       [false, true, 2, 3],
     ],
   );
-  t.equal(thrownKind(() => new Spmc({ partitions: parseManifest(`${MANIFEST}${remote(0x8021, '1.2', `\n    device-regions:\n      - {base-address: ${DEVICE_BASE + PAGE}, pages-count: 1, attributes: 1}`)}`) })), 'ManifestError', 'two partitions on one device page');
+  t.equal(
+    thrownKind(
+      () =>
+        new Spmc({
+          partitions: parseManifest(
+            `${MANIFEST}${remote(0x8021, '1.2', `\n    device-regions:\n      - {base-address: ${DEVICE_BASE + PAGE}, pages-count: 1, attributes: 1}`)}`,
+          ),
+        }),
+    ),
+    'ManifestError',
+    'two partitions on one device page',
+  );
 });
 
 t.test('ffa_send_check_transition: read-only memory is never sent with write access', async (t) => {
@@ -571,8 +657,15 @@ t.test('ffa_send_check_transition: read-only memory is never sent with write acc
   const rw = sp.send('MEM_SHARE', sp.desc({ receivers: [{ receiver: SP.other, permissions: RW }], constituents: [ro()] }));
   t.equal(errorOf(rw), DENIED, 'share RO memory RW');
   t.equal(rw.reason?.text, 'MEM_SHARE: receiver 0x8013 would get RW access to memory that is read-only for the sender');
-  t.equal(codeOf(sp.send('MEM_LEND', sp.desc({ receivers: [{ receiver: SP.other, permissions: RW }], constituents: [ro()], attributes: 0 }))), 'mem_lend.permissions_exceed', 'lend RO memory RW');
-  const clear = sp.send('MEM_LEND', sp.desc({ receivers: [{ receiver: SP.other, permissions: RO }], constituents: [ro()], attributes: 0, flags: MEM_FLAGS.CLEAR }));
+  t.equal(
+    codeOf(sp.send('MEM_LEND', sp.desc({ receivers: [{ receiver: SP.other, permissions: RW }], constituents: [ro()], attributes: 0 }))),
+    'mem_lend.permissions_exceed',
+    'lend RO memory RW',
+  );
+  const clear = sp.send(
+    'MEM_LEND',
+    sp.desc({ receivers: [{ receiver: SP.other, permissions: RO }], constituents: [ro()], attributes: 0, flags: MEM_FLAGS.CLEAR }),
+  );
   t.equal(errorOf(clear), DENIED, 'lend RO memory with the clear flag');
   t.equal(clear.reason?.text, 'MEM_LEND: the memory is read-only for the sender, so it cannot be cleared');
   // Read-only shares work, and the borrower gets read-only access.
@@ -597,7 +690,19 @@ t.test('ffa_send_check_transition: device memory is only lent, to one borrower, 
   const cases: [string, SendFn, Partial<MemDescriptorInit>, number, string][] = [
     ['share as Normal', 'MEM_SHARE', {}, DENIED, 'mem_share.device_as_normal'],
     ['share as Device', 'MEM_SHARE', { attributes: MEM_ATTR_DEVICE_NGNRNE_IS }, DENIED, 'mem_share.device_memory'],
-    ['lend to two', 'MEM_LEND', { attributes: MEM_ATTR_DEVICE_NGNRNE_IS, receivers: [{ receiver: SP.other, permissions: RW }, { receiver: SP.v11, permissions: RW }] }, DENIED, 'mem_lend.device_memory'],
+    [
+      'lend to two',
+      'MEM_LEND',
+      {
+        attributes: MEM_ATTR_DEVICE_NGNRNE_IS,
+        receivers: [
+          { receiver: SP.other, permissions: RW },
+          { receiver: SP.v11, permissions: RW },
+        ],
+      },
+      DENIED,
+      'mem_lend.device_memory',
+    ],
     ['donate', 'MEM_DONATE', { attributes: 0, receivers: [{ receiver: SP.other, permissions: 0 }] }, DENIED, 'mem_donate.device_memory'],
     ['device and RAM together', 'MEM_LEND', { attributes: 0, constituents: [dev, sp.page(0)] }, DENIED, 'mem_lend.mode_differs'],
   ];
@@ -634,7 +739,11 @@ t.test('a VM declares its regions at attach; sharing follows them, and a partiti
   const ro: Constituent = { address: vm!.ramBase + 0x400000n, pageCount: 2 };
   t.throws(() => spmc.writeMemory(vm!.id, ro.address, new Uint8Array([1])), /may not write/, 'the VM cannot write its read-only pages');
   t.equal(codeOf(vm!.send('MEM_SHARE', vm!.desc({ receivers: [{ receiver: SP.v12, permissions: RW }], constituents: [ro] }))), 'mem_share.permissions_exceed');
-  const h = vm!.handle('MEM_LEND', { receivers: [{ receiver: SP.v12, permissions: RW }], constituents: [{ address: 0x0a00_0000n, pageCount: 1 }], attributes: 0 });
+  const h = vm!.handle('MEM_LEND', {
+    receivers: [{ receiver: SP.v12, permissions: RW }],
+    constituents: [{ address: 0x0a00_0000n, pageCount: 1 }],
+    attributes: 0,
+  });
   const r = sps.v12.response(h, vm!.id, { attributes: MEM_ATTR_DEVICE_NGNRNE_IS, receivers: [{ receiver: SP.v12, permissions: RW | NX }] });
   t.equal(r.tx.attributes, MEM_ATTR.NS, 'the VM device page lent to a partition: 0x40');
   // Bad regions fail the attach, and leave nothing reserved behind.
@@ -643,9 +752,22 @@ t.test('a VM declares its regions at attach; sharing follows them, and a partiti
     ['zero pages', { regions: [{ base: 0x0b00_0000n, relative: false, pages: 0, device: false, attributes: 1 }] }],
     ["another VM's device page", { regions: [{ base: 0x0a00_0000n, relative: false, pages: 1, device: true, attributes: 3 }] }],
     ['a partition device page', { regions: [{ base: DEVICE_BASE, relative: false, pages: 1, device: true, attributes: 3 }] }],
-    ['overlapping its own', { regions: [{ base: 0x1000n, relative: true, pages: 2, device: false, attributes: 1 }, { base: 0x2000n, relative: true, pages: 1, device: false, attributes: 3 }] }],
+    [
+      'overlapping its own',
+      {
+        regions: [
+          { base: 0x1000n, relative: true, pages: 2, device: false, attributes: 1 },
+          { base: 0x2000n, relative: true, pages: 1, device: false, attributes: 3 },
+        ],
+      },
+    ],
   ];
-  for (const [what, p] of bad) t.equal(thrownKind(() => spmc.attach(p)), 'invalid-argument', what);
+  for (const [what, p] of bad)
+    t.equal(
+      thrownKind(() => spmc.attach(p)),
+      'invalid-argument',
+      what,
+    );
   const again = spmc.attach({ regions: [{ base: 0x0b00_0000n, relative: false, pages: 1, device: true, attributes: 3 }] });
   t.ok(again.access.modeOf(0x0b00_0000n, 0x0b00_1000n), 'the page refused above is free');
   spmc.detach(again.id);
@@ -670,7 +792,14 @@ t.test('over gRPC: AttachRequest.regions, a read-only region refused RW, a garba
   t.equal(Number((await ch.call(rep.session, 0, toRegisters([fid('VERSION'), FFA_VERSION_1_2])))[0]), FFA_VERSION_1_2, 'negotiated v1.2');
   t.equal((await call(rep.session, { fn: 'RXTX_MAP', width: 64, tx: vmBase, rx: vmBase + PAGE, pageCount: 1 })).fn, 'SUCCESS');
   t.equal((await call(sp.session, { fn: 'RXTX_MAP', width: 64, tx: sp.ramBase, rx: sp.ramBase + PAGE, pageCount: 1 })).fn, 'SUCCESS');
-  t.equal(await ch.writeMemory(rep.session, vmBase + 0x200000n, new Uint8Array([1])).then(() => 'OK', (e: { code: string }) => e.code), 'PERMISSION_DENIED', 'the read-only region');
+  t.equal(
+    await ch.writeMemory(rep.session, vmBase + 0x200000n, new Uint8Array([1])).then(
+      () => 'OK',
+      (e: { code: string }) => e.code,
+    ),
+    'PERMISSION_DENIED',
+    'the read-only region',
+  );
   const send = async (fn: SendFn, d: MemDescriptorInit, garbage = false) => {
     const encoded = encodeMemTransaction(d, FFA_VERSION_1_2);
     // Item 5: stack garbage in the last constituent's reserved word.
@@ -678,17 +807,49 @@ t.test('over gRPC: AttachRequest.regions, a read-only region refused RW, a garba
     await ch.writeMemory(rep.session, vmBase, bytes);
     return call(rep.session, { fn, width: 64, totalLength: bytes.length, fragmentLength: bytes.length, buffer: { address: 0n, pageCount: 0 } });
   };
-  const refused = await send('MEM_SHARE', { sender: rep.endpoint_id, attributes: MEM_ATTR_NORMAL_WB_IS, flags: 0, receivers: [{ receiver: SP.v12, permissions: RW }], constituents: [{ address: vmBase + 0x200000n, pageCount: 1 }] });
+  const refused = await send('MEM_SHARE', {
+    sender: rep.endpoint_id,
+    attributes: MEM_ATTR_NORMAL_WB_IS,
+    flags: 0,
+    receivers: [{ receiver: SP.v12, permissions: RW }],
+    constituents: [{ address: vmBase + 0x200000n, pageCount: 1 }],
+  });
   t.ok(refused.fn === 'ERROR' && refused.code === DENIED, 'RW share of read-only memory: DENIED');
-  const ok = await send('MEM_SHARE', { sender: rep.endpoint_id, attributes: MEM_ATTR_NORMAL_WB_IS, flags: 0, receivers: [{ receiver: SP.v12, permissions: RW }], constituents: [{ address: vmBase + 0x100000n, pageCount: 1 }] }, true);
+  const ok = await send(
+    'MEM_SHARE',
+    {
+      sender: rep.endpoint_id,
+      attributes: MEM_ATTR_NORMAL_WB_IS,
+      flags: 0,
+      receivers: [{ receiver: SP.v12, permissions: RW }],
+      constituents: [{ address: vmBase + 0x100000n, pageCount: 1 }],
+    },
+    true,
+  );
   const handle = handleOf(ok); // a reserved word with garbage is accepted over the wire too
-  const req = encodeMemTransaction({ sender: rep.endpoint_id, attributes: 0, flags: 0, handle, receivers: [{ receiver: SP.v12, permissions: RW }] }, FFA_VERSION_1_2);
+  const req = encodeMemTransaction(
+    { sender: rep.endpoint_id, attributes: 0, flags: 0, handle, receivers: [{ receiver: SP.v12, permissions: RW }] },
+    FFA_VERSION_1_2,
+  );
   await ch.writeMemory(sp.session, sp.ramBase, req);
-  const resp = await call(sp.session, { fn: 'MEM_RETRIEVE_REQ', width: 64, totalLength: req.length, fragmentLength: req.length, buffer: { address: 0n, pageCount: 0 } });
+  const resp = await call(sp.session, {
+    fn: 'MEM_RETRIEVE_REQ',
+    width: 64,
+    totalLength: req.length,
+    fragmentLength: req.length,
+    buffer: { address: 0n, pageCount: 0 },
+  });
   t.equal(resp.fn, 'MEM_RETRIEVE_RESP');
   const bytes = await ch.readMemory(sp.session, sp.ramBase + PAGE, resp.fn === 'MEM_RETRIEVE_RESP' ? resp.fragmentLength : 0);
   t.equal(decodeMemTransaction(bytes, FFA_VERSION_1_2).attributes, 0x6f, 'the NS bit over the wire');
-  t.equal((await ch.unary<object, object>('Attach', { regions: [{ base: u64ToWire(0x0c00_0000n), pages: 1, device: true, executable: true }] }).then(() => 'OK', (e: { code: string }) => e.code)), 'INVALID_ARGUMENT', 'an executable device region');
+  t.equal(
+    await ch.unary<object, object>('Attach', { regions: [{ base: u64ToWire(0x0c00_0000n), pages: 1, device: true, executable: true }] }).then(
+      () => 'OK',
+      (e: { code: string }) => e.code,
+    ),
+    'INVALID_ARGUMENT',
+    'an executable device region',
+  );
 });
 
 // ---- Reasons: every converted check says why, in Hafnium's order ---------------------------------
@@ -708,56 +869,216 @@ t.test('reasons of the memory ABIs, in Hafnium order', async (t) => {
   };
   const cases: Case[] = [
     // api_ffa_mem_send
-    ['buffer in w3/w4', () => a!.raw({ fn: 'MEM_SHARE', width: 64, totalLength: 80, fragmentLength: 80, buffer: { address: 0x1000n, pageCount: 1 } }), INVALID_PARAMETERS, 'mem_share.buffer', 'MEM_SHARE: descriptors travel in the TX buffer only; w3/w4 name a buffer at 0x1000 of 1 page'],
-    ['fragment longer than total', () => a!.send('MEM_SHARE', d, { total: 64, frag: 80 }), INVALID_PARAMETERS, 'mem_share.fragment_length', 'MEM_SHARE: fragment length 80 is greater than the total length 64'],
-    ['no TX buffer', () => raw(nomap, { fn: 'MEM_LEND', width: 32, totalLength: 96, fragmentLength: 96, buffer: { address: 0n, pageCount: 0 } }), INVALID_PARAMETERS, 'mem_lend.no_tx_buffer', `MEM_LEND: 0x${nomap.id.toString(16)} has no TX buffer mapped`],
-    ['fragment longer than TX', () => a!.send('MEM_SHARE', d, { total: 8192, frag: 8192 }), INVALID_PARAMETERS, 'mem_share.fragment_too_long', 'MEM_SHARE: fragment length 8192 exceeds the 4096-byte TX buffer'],
-    ['too short to decode', () => a!.send('MEM_SHARE', d.subarray(0, 32)), INVALID_PARAMETERS, 'mem_share.descriptor', 'MEM_SHARE: the v1.1 transaction header ends at byte 48 but the descriptor has 32'],
+    [
+      'buffer in w3/w4',
+      () => a!.raw({ fn: 'MEM_SHARE', width: 64, totalLength: 80, fragmentLength: 80, buffer: { address: 0x1000n, pageCount: 1 } }),
+      INVALID_PARAMETERS,
+      'mem_share.buffer',
+      'MEM_SHARE: descriptors travel in the TX buffer only; w3/w4 name a buffer at 0x1000 of 1 page',
+    ],
+    [
+      'fragment longer than total',
+      () => a!.send('MEM_SHARE', d, { total: 64, frag: 80 }),
+      INVALID_PARAMETERS,
+      'mem_share.fragment_length',
+      'MEM_SHARE: fragment length 80 is greater than the total length 64',
+    ],
+    [
+      'no TX buffer',
+      () => raw(nomap, { fn: 'MEM_LEND', width: 32, totalLength: 96, fragmentLength: 96, buffer: { address: 0n, pageCount: 0 } }),
+      INVALID_PARAMETERS,
+      'mem_lend.no_tx_buffer',
+      `MEM_LEND: 0x${nomap.id.toString(16)} has no TX buffer mapped`,
+    ],
+    [
+      'fragment longer than TX',
+      () => a!.send('MEM_SHARE', d, { total: 8192, frag: 8192 }),
+      INVALID_PARAMETERS,
+      'mem_share.fragment_too_long',
+      'MEM_SHARE: fragment length 8192 exceeds the 4096-byte TX buffer',
+    ],
+    [
+      'too short to decode',
+      () => a!.send('MEM_SHARE', d.subarray(0, 32)),
+      INVALID_PARAMETERS,
+      'mem_share.descriptor',
+      'MEM_SHARE: the v1.1 transaction header ends at byte 48 but the descriptor has 32',
+    ],
     // ffa_memory_region_sanity_check
-    ['EMAD size', () => a!.send('MEM_SHARE', patch(d, 24, 24, 4)), INVALID_PARAMETERS, 'mem_share.emad_size', 'MEM_SHARE: memory access descriptor size 24 is not 16 or 32 for a v1.2 caller'],
+    [
+      'EMAD size',
+      () => a!.send('MEM_SHARE', patch(d, 24, 24, 4)),
+      INVALID_PARAMETERS,
+      'mem_share.emad_size',
+      'MEM_SHARE: memory access descriptor size 24 is not 16 or 32 for a v1.2 caller',
+    ],
     ['no receivers', () => a!.send('MEM_SHARE', patch(d, 28, 0, 4)), INVALID_PARAMETERS, 'mem_share.receiver_count', 'MEM_SHARE: receiver count 0 is not 1..4'],
     ['composite offset 0', () => a!.send('MEM_SHARE', patch(d, 52, 0, 4)), INVALID_PARAMETERS, 'mem_share.composite_offset'],
     // api_memory_region_check_flags, then the receivers (ffa_memory_is_send_valid)
-    ['clear on a share', () => a!.send('MEM_SHARE', a!.desc({ receivers: one, flags: MEM_FLAGS.CLEAR })), INVALID_PARAMETERS, 'mem_share.clear_on_share', 'MEM_SHARE: the clear flag is set, but the owner keeps access to shared memory'],
-    ['unknown receiver', () => a!.send('MEM_SHARE', a!.desc({ receivers: [{ receiver: 0x7777, permissions: RW }] })), INVALID_PARAMETERS, 'mem_share.receiver', 'MEM_SHARE: receiver 0x7777 does not exist'],
-    ['lend to a VM and a partition', () => a!.send('MEM_LEND', a!.desc({ receivers: [...one, { receiver: b!.id, permissions: RW }] })), DENIED, 'mem_lend.receiver_world'],
+    [
+      'clear on a share',
+      () => a!.send('MEM_SHARE', a!.desc({ receivers: one, flags: MEM_FLAGS.CLEAR })),
+      INVALID_PARAMETERS,
+      'mem_share.clear_on_share',
+      'MEM_SHARE: the clear flag is set, but the owner keeps access to shared memory',
+    ],
+    [
+      'unknown receiver',
+      () => a!.send('MEM_SHARE', a!.desc({ receivers: [{ receiver: 0x7777, permissions: RW }] })),
+      INVALID_PARAMETERS,
+      'mem_share.receiver',
+      'MEM_SHARE: receiver 0x7777 does not exist',
+    ],
+    [
+      'lend to a VM and a partition',
+      () => a!.send('MEM_LEND', a!.desc({ receivers: [...one, { receiver: b!.id, permissions: RW }] })),
+      DENIED,
+      'mem_lend.receiver_world',
+    ],
     ['partition to VM', () => sp.send('MEM_SHARE', sp.desc({ receivers: [{ receiver: a!.id, permissions: RW }] })), DENIED, 'mem_share.receiver_world'],
     // ffa_memory_send_validate
-    ['sender', () => a!.send('MEM_SHARE', a!.desc({ receivers: one, sender: b!.id })), DENIED, 'mem_share.sender', `MEM_SHARE: the descriptor names sender 0x${b!.id.toString(16)}, but the caller is 0x${a!.id.toString(16)}`],
-    ['time slicing', () => a!.send('MEM_LEND', a!.desc({ receivers: one, flags: MEM_FLAGS.TIME_SLICE, attributes: 0 })), INVALID_PARAMETERS, 'mem_lend.flags', 'MEM_LEND: flags 0x2: time slicing is not supported'],
+    [
+      'sender',
+      () => a!.send('MEM_SHARE', a!.desc({ receivers: one, sender: b!.id })),
+      DENIED,
+      'mem_share.sender',
+      `MEM_SHARE: the descriptor names sender 0x${b!.id.toString(16)}, but the caller is 0x${a!.id.toString(16)}`,
+    ],
+    [
+      'time slicing',
+      () => a!.send('MEM_LEND', a!.desc({ receivers: one, flags: MEM_FLAGS.TIME_SLICE, attributes: 0 })),
+      INVALID_PARAMETERS,
+      'mem_lend.flags',
+      'MEM_LEND: flags 0x2: time slicing is not supported',
+    ],
     ['repeated receiver', () => a!.send('MEM_SHARE', a!.desc({ receivers: [one[0]!, one[0]!] })), INVALID_PARAMETERS, 'mem_share.repeated_receiver'],
-    ['sender instruction access', () => a!.send('MEM_SHARE', a!.desc({ receivers: [{ receiver: SP.v12, permissions: RW | NX }] })), INVALID_PARAMETERS, 'mem_share.instruction_access'],
-    ['donate with data access', () => a!.send('MEM_DONATE', a!.desc({ receivers: one, attributes: 0 })), INVALID_PARAMETERS, 'mem_donate.data_access', 'MEM_DONATE: receiver 0x8010: data access RW in a donate (the borrower chooses it)'],
-    ['NS bit', () => a!.send('MEM_SHARE', a!.desc({ receivers: one, attributes: MEM_ATTR_NORMAL_WB_IS | MEM_ATTR.NS })), INVALID_PARAMETERS, 'mem_share.ns_bit'],
-    ['single-lend type', () => a!.send('MEM_LEND', a!.desc({ receivers: one })), INVALID_PARAMETERS, 'mem_lend.memory_type', 'MEM_LEND: memory type Normal given by the sender of a single-borrower lend; the borrower gives it'],
+    [
+      'sender instruction access',
+      () => a!.send('MEM_SHARE', a!.desc({ receivers: [{ receiver: SP.v12, permissions: RW | NX }] })),
+      INVALID_PARAMETERS,
+      'mem_share.instruction_access',
+    ],
+    [
+      'donate with data access',
+      () => a!.send('MEM_DONATE', a!.desc({ receivers: one, attributes: 0 })),
+      INVALID_PARAMETERS,
+      'mem_donate.data_access',
+      'MEM_DONATE: receiver 0x8010: data access RW in a donate (the borrower chooses it)',
+    ],
+    [
+      'NS bit',
+      () => a!.send('MEM_SHARE', a!.desc({ receivers: one, attributes: MEM_ATTR_NORMAL_WB_IS | MEM_ATTR.NS })),
+      INVALID_PARAMETERS,
+      'mem_share.ns_bit',
+    ],
+    [
+      'single-lend type',
+      () => a!.send('MEM_LEND', a!.desc({ receivers: one })),
+      INVALID_PARAMETERS,
+      'mem_lend.memory_type',
+      'MEM_LEND: memory type Normal given by the sender of a single-borrower lend; the borrower gives it',
+    ],
     // ffa_send_check_update / ffa_send_check_transition
-    ['overlap', () => a!.send('MEM_SHARE', a!.desc({ receivers: one, constituents: [a!.page(40, 2), a!.page(41)] })), INVALID_PARAMETERS, 'mem_share.constituents_overlap'],
-    ['page count', () => a!.send('MEM_SHARE', patch(d, 80, 2, 4)), INVALID_PARAMETERS, 'mem_share.page_count', 'MEM_SHARE: the constituents hold 1 page, the composite descriptor says 2'],
-    ['unaligned', () => a!.send('MEM_SHARE', a!.desc({ receivers: one, constituents: [{ address: a!.page(42).address + 8n, pageCount: 1 }] })), INVALID_PARAMETERS, 'mem_share.constituent_unaligned'],
-    ['not the owner', () => a!.send('MEM_SHARE', a!.desc({ receivers: one, constituents: [a!.page(30)] })), DENIED, 'mem_share.not_owner', `MEM_SHARE: 0x${a!.id.toString(16)} does not own ${'0x' + a!.page(30).address.toString(16)} (1 page) exclusively (it is already shared)`],
+    [
+      'overlap',
+      () => a!.send('MEM_SHARE', a!.desc({ receivers: one, constituents: [a!.page(40, 2), a!.page(41)] })),
+      INVALID_PARAMETERS,
+      'mem_share.constituents_overlap',
+    ],
+    [
+      'page count',
+      () => a!.send('MEM_SHARE', patch(d, 80, 2, 4)),
+      INVALID_PARAMETERS,
+      'mem_share.page_count',
+      'MEM_SHARE: the constituents hold 1 page, the composite descriptor says 2',
+    ],
+    [
+      'unaligned',
+      () => a!.send('MEM_SHARE', a!.desc({ receivers: one, constituents: [{ address: a!.page(42).address + 8n, pageCount: 1 }] })),
+      INVALID_PARAMETERS,
+      'mem_share.constituent_unaligned',
+    ],
+    [
+      'not the owner',
+      () => a!.send('MEM_SHARE', a!.desc({ receivers: one, constituents: [a!.page(30)] })),
+      DENIED,
+      'mem_share.not_owner',
+      `MEM_SHARE: 0x${a!.id.toString(16)} does not own ${'0x' + a!.page(30).address.toString(16)} (1 page) exclusively (it is already shared)`,
+    ],
     // MEM_FRAG_TX (api_ffa_mem_frag_tx, ffa_memory_send_continue_validate)
-    ['FRAG_TX unknown handle', () => a!.raw({ fn: 'MEM_FRAG_TX', handle: 0x1234n, fragmentLength: 16, endpoint: 0 }), INVALID_PARAMETERS, 'mem_frag_tx.unknown_handle', 'MEM_FRAG_TX: no memory transaction has handle 0x1234'],
+    [
+      'FRAG_TX unknown handle',
+      () => a!.raw({ fn: 'MEM_FRAG_TX', handle: 0x1234n, fragmentLength: 16, endpoint: 0 }),
+      INVALID_PARAMETERS,
+      'mem_frag_tx.unknown_handle',
+      'MEM_FRAG_TX: no memory transaction has handle 0x1234',
+    ],
     // api_ffa_mem_retrieve_req, ffa_memory_retrieve_validate
-    ['retrieve fragmented', () => sp.send('MEM_RETRIEVE_REQ', sp.retrieveDesc(h, a!.id), { total: 96, frag: 80 }), INVALID_PARAMETERS, 'mem_retrieve_req.fragmented'],
-    ['retrieve unknown handle', () => sp.retrieve(0x4242n, a!.id), INVALID_PARAMETERS, 'mem_retrieve_req.unknown_handle', 'MEM_RETRIEVE_REQ: no memory transaction has handle 0x4242'],
+    [
+      'retrieve fragmented',
+      () => sp.send('MEM_RETRIEVE_REQ', sp.retrieveDesc(h, a!.id), { total: 96, frag: 80 }),
+      INVALID_PARAMETERS,
+      'mem_retrieve_req.fragmented',
+    ],
+    [
+      'retrieve unknown handle',
+      () => sp.retrieve(0x4242n, a!.id),
+      INVALID_PARAMETERS,
+      'mem_retrieve_req.unknown_handle',
+      'MEM_RETRIEVE_REQ: no memory transaction has handle 0x4242',
+    ],
     ['retrieve wrong sender', () => sp.retrieve(h, b!.id), DENIED, 'mem_retrieve_req.sender'],
-    ['retrieve wrong type', () => sp.retrieve(h, a!.id, { flags: TYPE('lend') }), INVALID_PARAMETERS, 'mem_retrieve_req.transaction_type', `MEM_RETRIEVE_REQ: transaction type 2 was asked for, but 0x${h.toString(16)} is a share (1)`],
-    ['retrieve wrong tag', () => sp.retrieve(h, a!.id, { tag: 9n }), INVALID_PARAMETERS, 'mem_retrieve_req.tag', 'MEM_RETRIEVE_REQ: tag 0x9 does not match the sender\'s 0x0'],
+    [
+      'retrieve wrong type',
+      () => sp.retrieve(h, a!.id, { flags: TYPE('lend') }),
+      INVALID_PARAMETERS,
+      'mem_retrieve_req.transaction_type',
+      `MEM_RETRIEVE_REQ: transaction type 2 was asked for, but 0x${h.toString(16)} is a share (1)`,
+    ],
+    [
+      'retrieve wrong tag',
+      () => sp.retrieve(h, a!.id, { tag: 9n }),
+      INVALID_PARAMETERS,
+      'mem_retrieve_req.tag',
+      "MEM_RETRIEVE_REQ: tag 0x9 does not match the sender's 0x0",
+    ],
     ['retrieve by a non-borrower', () => sps.other.retrieve(h, a!.id), INVALID_PARAMETERS, 'mem_retrieve_req.not_a_borrower'],
     ['retrieve address hint', () => sp.retrieve(h, a!.id, { flags: MEM_FLAGS.HINT_VALID }), INVALID_PARAMETERS, 'mem_retrieve_req.address_hint'],
     ['retrieve flags [31:11]', () => sp.retrieve(h, a!.id, { flags: 1 << 12 }), INVALID_PARAMETERS, 'mem_retrieve_req.flags'],
     ['retrieve clear of a share', () => sp.retrieve(h, a!.id, { flags: MEM_FLAGS.CLEAR_RELINQUISH }), INVALID_PARAMETERS, 'mem_retrieve_req.clear_on_share'],
     ['retrieve NS bit', () => sp.retrieve(h, a!.id, { attributes: MEM_ATTR.NS }), INVALID_PARAMETERS, 'mem_retrieve_req.ns_bit'],
     // ffa_memory_retrieve_validate_memory_access_list
-    ['retrieve borrower count', () => sp.retrieve(h, a!.id, { receivers: [...one, { receiver: SP.other, permissions: 0 }] }), INVALID_PARAMETERS, 'mem_retrieve_req.receiver_count_differs'],
-    ['retrieve instruction on a share', () => sp.retrieve(h, a!.id, { receivers: [{ receiver: SP.v12, permissions: RW | NX }] }), INVALID_PARAMETERS, 'mem_retrieve_req.instruction_access'],
+    [
+      'retrieve borrower count',
+      () => sp.retrieve(h, a!.id, { receivers: [...one, { receiver: SP.other, permissions: 0 }] }),
+      INVALID_PARAMETERS,
+      'mem_retrieve_req.receiver_count_differs',
+    ],
+    [
+      'retrieve instruction on a share',
+      () => sp.retrieve(h, a!.id, { receivers: [{ receiver: SP.v12, permissions: RW | NX }] }),
+      INVALID_PARAMETERS,
+      'mem_retrieve_req.instruction_access',
+    ],
     // FRAG_RX (api_ffa_mem_frag_rx, ffa_memory_retrieve_continue)
     ['FRAG_RX not started', () => sp.raw({ fn: 'MEM_FRAG_RX', handle: h, fragmentOffset: 0, endpoint: 0 }), INVALID_PARAMETERS, 'mem_frag_rx.not_in_progress'],
     // api_ffa_mem_relinquish, ffa_memory_relinquish
-    ['relinquish before retrieve', () => sp.relinquish(h), INVALID_PARAMETERS, 'mem_relinquish.not_retrieved', `MEM_RELINQUISH: 0x8010 has not retrieved 0x${h.toString(16)}`],
+    [
+      'relinquish before retrieve',
+      () => sp.relinquish(h),
+      INVALID_PARAMETERS,
+      'mem_relinquish.not_retrieved',
+      `MEM_RELINQUISH: 0x8010 has not retrieved 0x${h.toString(16)}`,
+    ],
     ['relinquish unknown handle', () => sp.relinquish(0x55n), INVALID_PARAMETERS, 'mem_relinquish.unknown_handle'],
     // ffa_memory_reclaim
-    ['reclaim by the borrower', () => sp.reclaim(h), INVALID_PARAMETERS, 'mem_reclaim.not_owner', `MEM_RECLAIM: 0x8010 did not send 0x${h.toString(16)} (0x${a!.id.toString(16)} did)`],
+    [
+      'reclaim by the borrower',
+      () => sp.reclaim(h),
+      INVALID_PARAMETERS,
+      'mem_reclaim.not_owner',
+      `MEM_RECLAIM: 0x8010 did not send 0x${h.toString(16)} (0x${a!.id.toString(16)} did)`,
+    ],
   ];
   let exact = 0;
   for (const [what, act, error, code, text] of cases) {

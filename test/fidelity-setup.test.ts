@@ -98,13 +98,13 @@ const w0 = (r: Registers) => Number(r[0]! & U32);
 const version = (ep: Ep, v: number) => ep.regs([fid('VERSION'), v]).then(w0);
 const NOT_SUPPORTED_W0 = SMCCC_NOT_SUPPORTED;
 
-t.test('item 1: FFA_VERSION negotiation (Hafnium api_ffa_version, ffa_handler\'s ffa_version_negotiated)', async (t) => {
+t.test("item 1: FFA_VERSION negotiation (Hafnium api_ffa_version, ffa_handler's ffa_version_negotiated)", async (t) => {
   t.test('a partition declared v1.2 negotiates v1.1 before its first other call', async (t) => {
     const { spmc, sp } = await world(t);
     const p = await sp(SP12);
     t.equal(p.ffaVersion, FFA_VERSION_1_2, 'the attach tells it its declared version (Hafnium: the manifest at boot)');
-    t.equal(spmc.endpoint(SP12)!.version, FFA_VERSION_1_2, 'load.c: vm->ffa_version starts as the manifest\'s');
-    t.equal(await version(p, FFA_VERSION_1_1), FFA_VERSION_1_2, 'answered with the SPMC\'s version');
+    t.equal(spmc.endpoint(SP12)!.version, FFA_VERSION_1_2, "load.c: vm->ffa_version starts as the manifest's");
+    t.equal(await version(p, FFA_VERSION_1_1), FFA_VERSION_1_2, "answered with the SPMC's version");
     t.equal(spmc.endpoint(SP12)!.version, FFA_VERSION_1_1, 'and the partition is v1.1 from now on');
     t.equal(spmc.partition(SP12)!.ffaVersion, FFA_VERSION_1_2, 'the manifest still says what it was declared as');
     // v1.1 layouts: a 24-byte descriptor size in w3, and no REQ2 properties for it as others see it.
@@ -122,7 +122,10 @@ t.test('item 1: FFA_VERSION negotiation (Hafnium api_ffa_version, ffa_handler\'s
     const r = await p.call({ fn: 'PARTITION_INFO_GET', uuid: UUID_NIL, countOnly: false }, FFA_VERSION_1_0);
     t.same([w0(r), r[3]], [fid('SUCCESS'), 0n]);
     const infos = decodePartitionInfo(spmc.readMemory(SP12, p.ramBase + 0x1000n, Number(r[2]) * 8), Number(r[2]), 8);
-    t.same(infos.map((i) => i.id), SP_IDS);
+    t.same(
+      infos.map((i) => i.id),
+      SP_IDS,
+    );
   });
 
   t.test('a partition declared v1.0 may negotiate v1.2 (any compatible version, api_ffa_version)', async (t) => {
@@ -133,16 +136,19 @@ t.test('item 1: FFA_VERSION negotiation (Hafnium api_ffa_version, ffa_handler\'s
     t.equal(spmc.endpoint(SP10)!.version, FFA_VERSION_1_2);
   });
 
-  t.test('locked after FF-A use: the same version again succeeds, another is NOT_SUPPORTED (Hafnium test "ffa_version is locked after FF-A use")', async (t) => {
-    const { spmc, sp } = await world(t);
-    const p = await sp(SP11);
-    t.equal(await version(p, FFA_VERSION_1_0), FFA_VERSION_1_2);
-    t.equal(w0(await p.call({ fn: 'FEATURES', id: fid('VERSION'), inputProperties: 0 }, FFA_VERSION_1_0)), fid('SUCCESS'), 'FEATURES ends negotiation');
-    // Hafnium answers NOT_SUPPORTED here; TF-A's EL3 SPMC (the test's target) returns the locked version.
-    t.equal(await version(p, FFA_VERSION_1_1), NOT_SUPPORTED_W0, 'another version');
-    t.equal(await version(p, FFA_VERSION_1_0), FFA_VERSION_1_2, 'the negotiated one');
-    t.equal(spmc.endpoint(SP11)!.version, FFA_VERSION_1_0);
-  });
+  t.test(
+    'locked after FF-A use: the same version again succeeds, another is NOT_SUPPORTED (Hafnium test "ffa_version is locked after FF-A use")',
+    async (t) => {
+      const { spmc, sp } = await world(t);
+      const p = await sp(SP11);
+      t.equal(await version(p, FFA_VERSION_1_0), FFA_VERSION_1_2);
+      t.equal(w0(await p.call({ fn: 'FEATURES', id: fid('VERSION'), inputProperties: 0 }, FFA_VERSION_1_0)), fid('SUCCESS'), 'FEATURES ends negotiation');
+      // Hafnium answers NOT_SUPPORTED here; TF-A's EL3 SPMC (the test's target) returns the locked version.
+      t.equal(await version(p, FFA_VERSION_1_1), NOT_SUPPORTED_W0, 'another version');
+      t.equal(await version(p, FFA_VERSION_1_0), FFA_VERSION_1_2, 'the negotiated one');
+      t.equal(spmc.endpoint(SP11)!.version, FFA_VERSION_1_0);
+    },
+  );
 
   t.test('an incompatible request leaves the declared version (keeps_negotiated_version_incompatible_high/low)', async (t) => {
     const { spmc, sp } = await world(t);
@@ -152,7 +158,7 @@ t.test('item 1: FFA_VERSION negotiation (Hafnium api_ffa_version, ffa_handler\'s
     t.equal(await version(p, 0x80010001), NOT_SUPPORTED_W0, 'bit 31 set (ffa_version_is_valid)');
     t.equal(spmc.endpoint(SP11)!.version, FFA_VERSION_1_1);
     await p.regs([fid('ID_GET')]);
-    t.equal(await version(p, FFA_VERSION_1_1), FFA_VERSION_1_2, 'the manifest\'s version is the locked one');
+    t.equal(await version(p, FFA_VERSION_1_1), FFA_VERSION_1_2, "the manifest's version is the locked one");
     t.equal(await version(p, FFA_VERSION_1_2), NOT_SUPPORTED_W0);
   });
 
@@ -189,7 +195,10 @@ t.test('item 1: FFA_VERSION negotiation (Hafnium api_ffa_version, ffa_handler\'s
     await version(p, FFA_VERSION_1_1);
     const vm = await attach();
     await version(vm, FFA_VERSION_1_2);
-    const [, , x2, x3] = await vm.call({ fn: 'PARTITION_INFO_GET_REGS', uuid: parseUuid('0badcafe-0000-4000-8000-000000000012'), startIndex: 0, tag: 0 }, FFA_VERSION_1_2);
+    const [, , x2, x3] = await vm.call(
+      { fn: 'PARTITION_INFO_GET_REGS', uuid: parseUuid('0badcafe-0000-4000-8000-000000000012'), startIndex: 0, tag: 0 },
+      FFA_VERSION_1_2,
+    );
     t.equal(unpackPartitionInfoRegsHeader(x2!).lastIndex, 0);
     const info = partitionInfoFromRegs(x3!, 0n, 0n);
     t.equal(info.properties & (P.DIRECT_REQ2_RECV | P.DIRECT_REQ2_SEND), 0, 'a v1.1 partition offers no REQ2');
@@ -210,7 +219,7 @@ t.test('item 3: secure partitions see only secure partitions (Hafnium SPMC: VMs 
   const infoGet = async (ep: Ep, uuid = UUID_NIL, countOnly = false) => ep.call({ fn: 'PARTITION_INFO_GET', uuid, countOnly }, FFA_VERSION_1_2);
   const regsIds = async (ep: Ep, uuid = UUID_NIL) => {
     const ids: number[] = [];
-    for (let start = 0; ; ) {
+    for (let start = 0; ;) {
       const r = await ep.call({ fn: 'PARTITION_INFO_GET_REGS', uuid, startIndex: start, tag: 0 }, FFA_VERSION_1_2);
       if (w0(r) !== fid('SUCCESS', 64)) return { ids, error: errorOfRegs(r) };
       const h = unpackPartitionInfoRegsHeader(r[2]!);
@@ -234,7 +243,7 @@ t.test('item 3: secure partitions see only secure partitions (Hafnium SPMC: VMs 
     t.same(vmIds, [1, 2, ...SP_IDS]);
   });
 
-  t.test('PARTITION_INFO_GET by a VM\'s UUID: unknown to an SP (INVALID_PARAMETERS), found by a VM', async (t) => {
+  t.test("PARTITION_INFO_GET by a VM's UUID: unknown to an SP (INVALID_PARAMETERS), found by a VM", async (t) => {
     const { vm1, p } = await setup(t);
     t.equal(errorOfRegs(await infoGet(p, parseUuid(VM_UUID), true)), FFA_ERRORS.INVALID_PARAMETERS);
     t.same(Number((await infoGet(vm1, parseUuid(VM_UUID), true))[2]), 1);
@@ -244,7 +253,7 @@ t.test('item 3: secure partitions see only secure partitions (Hafnium SPMC: VMs 
     const { vm1, p } = await setup(t);
     t.same((await regsIds(p)).ids, SP_IDS, 'an SP: SPs only');
     t.same((await regsIds(vm1)).ids, [1, 2, ...SP_IDS], 'a VM: VMs, then SPs');
-    t.equal((await regsIds(p, parseUuid(VM_UUID))).error, FFA_ERRORS.INVALID_PARAMETERS, 'a VM\'s UUID from an SP');
+    t.equal((await regsIds(p, parseUuid(VM_UUID))).error, FFA_ERRORS.INVALID_PARAMETERS, "a VM's UUID from an SP");
     t.same((await regsIds(vm1, parseUuid(VM_UUID))).ids, [2]);
   });
 });

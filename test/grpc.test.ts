@@ -39,7 +39,6 @@ async function startServer() {
   return { spmc, server, address: `127.0.0.1:${port}` };
 }
 
-
 t.test('the driver initialises over grpc-session and grpc-unary', async (t) => {
   const { server, spmc, address } = await startServer();
   t.teardown(() => server.stop());
@@ -51,8 +50,14 @@ t.test('the driver initialises over grpc-session and grpc-unary', async (t) => {
     t.equal(drv.version, FFA_VERSION_1_2, mode);
     t.equal(drv.vmId, vm.id);
     t.ok(spmc.endpoint(vm.id)!.mailbox, `${mode}: mailbox mapped`);
-    t.same((await drv.partitionInfoGet(SP2_UUID)).map((p) => p.id), [0x8002]);
-    t.ok(drv.bus.devices().some((d) => d.vmId === 0x8010), 'the remote partition is discoverable');
+    t.same(
+      (await drv.partitionInfoGet(SP2_UUID)).map((p) => p.id),
+      [0x8002],
+    );
+    t.ok(
+      drv.bus.devices().some((d) => d.vmId === 0x8010),
+      'the remote partition is discoverable',
+    );
     await drv.exit();
     t.equal(spmc.endpoint(vm.id)!.mailbox, undefined);
     await vm.detach();
@@ -120,9 +125,7 @@ t.test('malformed messages are INVALID_ARGUMENT and the server keeps serving', a
   const garbage = [Buffer.from([0x1a, 0xff, 0xff]), Buffer.from([0xff, 0xff, 0xff, 0xff])];
   for (const method of ['Attach', 'Call', 'ReadMemory', 'WriteMemory', 'Detach']) {
     for (const g of garbage) {
-      const code = await new Promise<number>((resolve) =>
-        raw[method]!(g, (err: grpc.ServiceError | null) => resolve(err ? err.code : grpc.status.OK)),
-      );
+      const code = await new Promise<number>((resolve) => raw[method]!(g, (err: grpc.ServiceError | null) => resolve(err ? err.code : grpc.status.OK)));
       t.equal(grpc.status[code], 'INVALID_ARGUMENT', `${method} ${g.toString('hex')}`);
     }
   }
@@ -207,7 +210,7 @@ t.test('a Session stream carries one session; a cancelled one releases its VM', 
   // Later requests may leave the session out: they are the first one's.
   const second = new Promise<{ x: unknown[] }>((resolve) => s1.once('data', resolve));
   s1.write({ session: '', vcpu: 0, x: toRegisters([fid('ID_GET')]) });
-  t.equal(BigInt((await second).x[2] as bigint), BigInt(a.endpointId), 'an empty session is the stream\'s own');
+  t.equal(BigInt((await second).x[2] as bigint), BigInt(a.endpointId), "an empty session is the stream's own");
   const err = new Promise<number>((resolve) => s1.on('error', (e: grpc.ServiceError) => resolve(e.code)));
   s1.write({ session: b.session, vcpu: 0, x: toRegisters([fid('ID_GET')]) });
   t.equal(grpc.status[await err], 'INVALID_ARGUMENT', 'switching sessions mid-stream');
@@ -231,7 +234,9 @@ t.test('health service and shutdown', async (t) => {
   const Health = grpc.makeGenericClientConstructor(healthService as grpc.ServiceDefinition, 'Health');
   const health = new Health(address, grpc.credentials.createInsecure()) as grpc.Client & Record<string, (...args: unknown[]) => unknown>;
   const check = (svc: string) =>
-    new Promise<string>((resolve) => health['check']!({ service: svc }, (e: grpc.ServiceError | null, r: { status: string }) => resolve(e ? `error ${e.code}` : r.status)));
+    new Promise<string>((resolve) =>
+      health['check']!({ service: svc }, (e: grpc.ServiceError | null, r: { status: string }) => resolve(e ? `error ${e.code}` : r.status)),
+    );
   t.equal(await check(''), 'SERVING');
   t.equal(await check(SPMC_SERVICE_NAME), 'SERVING');
   const ch = new SpmcChannel(address);
@@ -264,7 +269,10 @@ t.test('an abandoned call leaves the model consistent', async (t) => {
   };
 
   // A waiter that gives up stops waiting: a request to it is BUSY, not lost.
-  t.equal(await giveUp(waiter!.endpointId, () => ch.call(waiter!.session, 0, toRegisters([fid('MSG_WAIT')]), { deadline: Date.now() + 100 })), 'DEADLINE_EXCEEDED');
+  t.equal(
+    await giveUp(waiter!.endpointId, () => ch.call(waiter!.session, 0, toRegisters([fid('MSG_WAIT')]), { deadline: Date.now() + 100 })),
+    'DEADLINE_EXCEEDED',
+  );
   t.equal(stateOf(waiter!.endpointId), 'running', 'it runs again');
   t.equal(errorOfRegs(await ch.call(sender!.session, 0, req(waiter!.endpointId))), FFA_ERRORS.BUSY);
 

@@ -263,7 +263,10 @@ export async function sseTrace(url: string): Promise<{ records: Arrivals<TraceRe
       for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
         buf += dec.decode(chunk, { stream: true });
         for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
-          const data = buf.slice(0, i).split('\n').find((l) => l.startsWith('data: '));
+          const data = buf
+            .slice(0, i)
+            .split('\n')
+            .find((l) => l.startsWith('data: '));
           buf = buf.slice(i + 2);
           if (data) records.push(JSON.parse(data.slice(6)) as TraceRecord);
         }

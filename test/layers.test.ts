@@ -30,7 +30,11 @@ const target = (file: string, spec: string) => (spec.startsWith('.') ? relative(
 const RULES: [string, (to: string) => boolean, string][] = [
   ['client-driver', (to) => to.startsWith('server/'), 'client-driver imports nothing from server/'],
   ['server/http', (to) => to.startsWith('server/grpc/'), 'server/http does not import server/grpc'],
-  ['server/spmc', (to) => /^(@grpc|fastify|pino|node:net|node:http|node:fs)|^client-driver\/|^server\/(session|grpc|http|debug)\//.test(to), 'server/spmc imports no transport, I/O or upper layer'],
+  [
+    'server/spmc',
+    (to) => /^(@grpc|fastify|pino|node:net|node:http|node:fs)|^client-driver\/|^server\/(session|grpc|http|debug)\//.test(to),
+    'server/spmc imports no transport, I/O or upper layer',
+  ],
   ['server/session', (to) => /^server\/(grpc|http)\//.test(to) || /^(@grpc|fastify)/.test(to), 'server/session imports no transport binding'],
   ['proto/ffa', (to) => /^(server|client-driver)\//.test(to), 'proto/ffa imports neither side'],
 ];
@@ -39,7 +43,12 @@ for (const [dir, forbidden, rule] of RULES) {
   t.test(rule, async (t) => {
     const files = sources(dir);
     t.ok(files.length > 0, `${dir} has sources`);
-    const bad = files.flatMap((f) => imports(f).map((s) => target(f, s)).filter(forbidden).map((to) => `${f} -> ${to}`));
+    const bad = files.flatMap((f) =>
+      imports(f)
+        .map((s) => target(f, s))
+        .filter(forbidden)
+        .map((to) => `${f} -> ${to}`),
+    );
     t.same(bad, [], rule);
   });
 }

@@ -8,9 +8,18 @@ import { SP1_UUID, SP2_UUID, SP3_UUID, SP4_UUID } from './helpers.js';
 
 t.test('the default manifest is the reference topology', async (t) => {
   const m = defaultManifest();
-  t.same(m.map((p) => p.id), [0x8001, 0x8002, 0x8003, 0x8004]);
-  t.same(m.map((p) => formatUuid(p.uuids[0]!)), [SP1_UUID, SP2_UUID, SP3_UUID, SP4_UUID]);
-  t.same(m.map((p) => p.execContexts), [8, 8, 1, 1]);
+  t.same(
+    m.map((p) => p.id),
+    [0x8001, 0x8002, 0x8003, 0x8004],
+  );
+  t.same(
+    m.map((p) => formatUuid(p.uuids[0]!)),
+    [SP1_UUID, SP2_UUID, SP3_UUID, SP4_UUID],
+  );
+  t.same(
+    m.map((p) => p.execContexts),
+    [8, 8, 1, 1],
+  );
   t.ok(m.every((p) => p.ffaVersion === 0x10002 && (p.properties & P.AARCH64_EXEC) !== 0));
   t.equal(m[2]!.properties & P.INDIRECT_MSG, 0, 'SP3 has no indirect messaging');
   t.ok(m.filter((_, i) => i !== 2).every((p) => p.properties & P.INDIRECT_MSG));
@@ -60,6 +69,16 @@ for (const [what, doc, re] of cases) {
   t.test(`bad manifest: ${what}`, async (t) => {
     const text = typeof doc === 'string' ? doc : JSON.stringify(doc);
     t.throws(() => parseManifest(text, 'm.yaml'), ManifestError);
-    t.match((() => { try { parseManifest(text, 'm.yaml'); } catch (e) { return (e as Error).message; } return ''; })(), re);
+    t.match(
+      (() => {
+        try {
+          parseManifest(text, 'm.yaml');
+        } catch (e) {
+          return (e as Error).message;
+        }
+        return '';
+      })(),
+      re,
+    );
   });
 }

@@ -43,7 +43,11 @@ class MemVm extends RawVm {
     return encodeMemTransaction({ sender: this.id, attributes: MEM_ATTR_NORMAL_WB_IS, flags: 0, constituents: [this.region(0)], ...d }, this.version);
   }
   /** Put `bytes` in TX and send them as `fn`. */
-  send(fn: 'MEM_SHARE' | 'MEM_LEND' | 'MEM_DONATE' | 'MEM_RETRIEVE_REQ', bytes: Uint8Array, o: { total?: number; frag?: number; address?: bigint; pages?: number } = {}): FfaCall {
+  send(
+    fn: 'MEM_SHARE' | 'MEM_LEND' | 'MEM_DONATE' | 'MEM_RETRIEVE_REQ',
+    bytes: Uint8Array,
+    o: { total?: number; frag?: number; address?: bigint; pages?: number } = {},
+  ): FfaCall {
     this.spmc.writeMemory(this.id, this.ramBase, bytes);
     const total = o.total ?? bytes.length;
     return this.call({ fn, width: 64, totalLength: total, fragmentLength: o.frag ?? total, buffer: { address: o.address ?? 0n, pageCount: o.pages ?? 0 } });
@@ -97,7 +101,11 @@ t.test('MEM_SHARE/LEND/DONATE: API checks', async (t) => {
   t.equal(errorOf(a.send('MEM_SHARE', d, { frag: d.length + 16 })), INVALID_PARAMETERS, 'fragment longer than the total');
   t.equal(errorOf(a.send('MEM_SHARE', d, { total: 8192, frag: 8192 })), INVALID_PARAMETERS, 'fragment longer than TX');
   const nomap = RawVm.attach(spmc, {});
-  t.equal(errorOf(nomap.call({ fn: 'MEM_SHARE', width: 64, totalLength: d.length, fragmentLength: d.length, buffer: { address: 0n, pageCount: 0 } })), INVALID_PARAMETERS, 'no TX buffer');
+  t.equal(
+    errorOf(nomap.call({ fn: 'MEM_SHARE', width: 64, totalLength: d.length, fragmentLength: d.length, buffer: { address: 0n, pageCount: 0 } })),
+    INVALID_PARAMETERS,
+    'no TX buffer',
+  );
 });
 
 t.test('MEM_SHARE/LEND/DONATE: descriptor checks', async (t) => {
@@ -110,7 +118,12 @@ t.test('MEM_SHARE/LEND/DONATE: descriptor checks', async (t) => {
     ['EMAD size 24', 'MEM_SHARE', patch(d, 24, 24, 4), INVALID_PARAMETERS],
     ['receivers offset below 48', 'MEM_SHARE', patch(d, 32, 32, 4), INVALID_PARAMETERS],
     ['no receivers', 'MEM_SHARE', patch(d, 28, 0, 4), INVALID_PARAMETERS],
-    ['more receivers than the limit', 'MEM_SHARE', a.desc({ receivers: [b.id, c.id, 0x8001].map((r) => ({ receiver: r, permissions: RW })) }), INVALID_PARAMETERS],
+    [
+      'more receivers than the limit',
+      'MEM_SHARE',
+      a.desc({ receivers: [b.id, c.id, 0x8001].map((r) => ({ receiver: r, permissions: RW })) }),
+      INVALID_PARAMETERS,
+    ],
     ['composite offset 0', 'MEM_SHARE', patch(d, 52, 0, 4), INVALID_PARAMETERS],
     ['composite offset inside the receivers', 'MEM_SHARE', patch(d, 52, 48, 4), INVALID_PARAMETERS],
     ['EMAD reserved', 'MEM_SHARE', patch(d, 48 + 24, 1), INVALID_PARAMETERS],
@@ -131,8 +144,24 @@ t.test('MEM_SHARE/LEND/DONATE: descriptor checks', async (t) => {
     ['share as non-cacheable', 'MEM_SHARE', a.desc({ receivers: one, attributes: 0x27 }), DENIED],
     ['overlapping constituents', 'MEM_SHARE', a.desc({ receivers: one, constituents: [a.region(0, 2), a.region(1)] }), INVALID_PARAMETERS],
     ['the same constituent twice', 'MEM_SHARE', a.desc({ receivers: one, constituents: [a.region(3), a.region(3)] }), INVALID_PARAMETERS],
-    ['page count sum differs', 'MEM_SHARE', (() => { const x = a.desc({ receivers: one }); return patch(x, 80, 2, 4); })(), INVALID_PARAMETERS],
-    ['constituent count differs', 'MEM_SHARE', (() => { const x = a.desc({ receivers: one }); return patch(x, 84, 2, 4); })(), INVALID_PARAMETERS],
+    [
+      'page count sum differs',
+      'MEM_SHARE',
+      (() => {
+        const x = a.desc({ receivers: one });
+        return patch(x, 80, 2, 4);
+      })(),
+      INVALID_PARAMETERS,
+    ],
+    [
+      'constituent count differs',
+      'MEM_SHARE',
+      (() => {
+        const x = a.desc({ receivers: one });
+        return patch(x, 84, 2, 4);
+      })(),
+      INVALID_PARAMETERS,
+    ],
     ['unaligned address', 'MEM_SHARE', a.desc({ receivers: one, constituents: [{ address: a.region(0).address + 8n, pageCount: 1 }] }), INVALID_PARAMETERS],
     // Hafnium's constituents_get_mode finds no mode for an empty range: DENIED, not INVALID_PARAMETERS.
     ['zero pages', 'MEM_SHARE', a.desc({ receivers: one, constituents: [{ address: a.region(0).address, pageCount: 0 }] }), DENIED],
@@ -204,13 +233,28 @@ t.test('MEM_RETRIEVE_REQ checks', async (t) => {
   t.equal(errorOf(b.retrieve(h, a.id, { flags: MEM_FLAGS.CLEAR })), INVALID_PARAMETERS, 'CLEAR on a share');
   t.equal(errorOf(b.retrieve(h, a.id, { flags: MEM_FLAGS.HINT_VALID })), INVALID_PARAMETERS, 'address hint');
   t.equal(errorOf(b.retrieve(h, a.id, { attributes: 0x40 })), INVALID_PARAMETERS, 'NS bit');
-  t.equal(errorOf(b.retrieve(h, a.id, { receivers: [{ receiver: b.id, permissions: RW }, { receiver: c.id, permissions: 0 }] })), INVALID_PARAMETERS, 'receiver count differs');
+  t.equal(
+    errorOf(
+      b.retrieve(h, a.id, {
+        receivers: [
+          { receiver: b.id, permissions: RW },
+          { receiver: c.id, permissions: 0 },
+        ],
+      }),
+    ),
+    INVALID_PARAMETERS,
+    'receiver count differs',
+  );
   t.equal(errorOf(b.retrieve(h, a.id, { receivers: [{ receiver: b.id, permissions: RW | NX }] })), INVALID_PARAMETERS, 'instruction access on a share');
   const ro = a.share(b.id, { constituents: [a.region(4)], receivers: [{ receiver: b.id, permissions: RO }] });
   t.equal(errorOf(b.retrieve(ro, a.id)), DENIED, 'RW asked of an RO grant');
   const lend = handleOf(a.send('MEM_LEND', a.desc({ receivers: [{ receiver: b.id, permissions: RW }], attributes: 0, constituents: [a.region(8)] })));
   t.equal(errorOf(b.retrieve(lend, a.id, { flags: 2 << MEM_FLAGS.TYPE_SHIFT })), INVALID_PARAMETERS, 'single-borrower lend without X or NX');
-  t.equal(errorOf(b.retrieve(lend, a.id, { flags: MEM_FLAGS.CLEAR, receivers: [{ receiver: b.id, permissions: RW | NX }] })), DENIED, 'CLEAR the lender did not ask for');
+  t.equal(
+    errorOf(b.retrieve(lend, a.id, { flags: MEM_FLAGS.CLEAR, receivers: [{ receiver: b.id, permissions: RW | NX }] })),
+    DENIED,
+    'CLEAR the lender did not ask for',
+  );
   t.equal(b.retrieve(h, a.id).fn, 'MEM_RETRIEVE_RESP');
   t.equal(errorOf(b.retrieve(ro, a.id, { receivers: [{ receiver: b.id, permissions: RO }] })), BUSY, 'RX still full');
   b.releaseRx();
@@ -345,7 +389,8 @@ t.test('property: no VM touches a page another owns unless a transaction gave it
           canRead = false;
           canWrite = false;
         }
-        if (canRead !== mayRead || canWrite !== mayWrite) mismatches.push(`step ${step}: vm ${v.id} page ${addr.toString(16)} read ${canRead}/${mayRead} write ${canWrite}/${mayWrite}`);
+        if (canRead !== mayRead || canWrite !== mayWrite)
+          mismatches.push(`step ${step}: vm ${v.id} page ${addr.toString(16)} read ${canRead}/${mayRead} write ${canWrite}/${mayWrite}`);
       }
     }
   };
@@ -364,7 +409,10 @@ t.test('property: no VM touches a page another owns unless a transaction gave it
       const region = { address: entry[0], pageCount: 1 };
       const fn = type === 'share' ? 'MEM_SHARE' : type === 'lend' ? 'MEM_LEND' : 'MEM_DONATE';
       const permissions = type === 'donate' ? 0 : perm === 'rw' ? RW : RO;
-      const r = sender.send(fn, sender.desc({ receivers: [{ receiver: to.id, permissions }], constituents: [region], attributes: type === 'share' ? MEM_ATTR_NORMAL_WB_IS : 0 }));
+      const r = sender.send(
+        fn,
+        sender.desc({ receivers: [{ receiver: to.id, permissions }], constituents: [region], attributes: type === 'share' ? MEM_ATTR_NORMAL_WB_IS : 0 }),
+      );
       const h = handleOf(r);
       txs.set(h, { type, sender, to, perm: type === 'donate' ? 'rw' : perm, page: entry[0], retrieved: false });
       entry[1].busy = true;
@@ -448,11 +496,27 @@ t.test('retrieve: clear flags with read-only access, and the multi-borrower bypa
   const { spmc, a, b } = await world();
   const c = MemVm.make(spmc);
   const lend = handleOf(
-    a.send('MEM_LEND', a.desc({ receivers: [{ receiver: b.id, permissions: RO }, { receiver: c.id, permissions: RO }], flags: MEM_FLAGS.CLEAR })),
+    a.send(
+      'MEM_LEND',
+      a.desc({
+        receivers: [
+          { receiver: b.id, permissions: RO },
+          { receiver: c.id, permissions: RO },
+        ],
+        flags: MEM_FLAGS.CLEAR,
+      }),
+    ),
   );
-  const both = [{ receiver: b.id, permissions: RO }, { receiver: c.id, permissions: RO }];
+  const both = [
+    { receiver: b.id, permissions: RO },
+    { receiver: c.id, permissions: RO },
+  ];
   t.equal(errorOf(b.retrieve(lend, a.id, { receivers: both, flags: MEM_FLAGS.CLEAR })), DENIED, 'clear with read-only access');
-  t.equal(errorOf(b.retrieve(lend, a.id, { receivers: [{ receiver: b.id, permissions: RO }] })), INVALID_PARAMETERS, 'one receiver listed without the bypass flag');
+  t.equal(
+    errorOf(b.retrieve(lend, a.id, { receivers: [{ receiver: b.id, permissions: RO }] })),
+    INVALID_PARAMETERS,
+    'one receiver listed without the bypass flag',
+  );
   const bypass = b.retrieve(lend, a.id, { receivers: [{ receiver: b.id, permissions: RO }], flags: MEM_FLAGS.BYPASS_MULTI_BORROWER });
   t.equal(bypass.fn, 'MEM_RETRIEVE_RESP', 'v1.2 bypass: the retriever lists only itself');
   b.releaseRx();

@@ -47,7 +47,8 @@ const resp = (vm: RawVm, to: number, args: bigint[], width: 32 | 64 = 64): FfaCa
 });
 const send = (vm: RawVm, c: FfaCall, vcpu = 0) => settle(vm.start(c, vcpu), vm.version);
 const argsOf = (c: FfaCall): bigint[] => {
-  if (c.fn !== 'MSG_SEND_DIRECT_RESP' && c.fn !== 'MSG_SEND_DIRECT_RESP2') throw new Error(`expected a response, got FFA_${c.fn} ${JSON.stringify(c, (_k, v) => (typeof v === 'bigint' ? v.toString(16) : v))}`);
+  if (c.fn !== 'MSG_SEND_DIRECT_RESP' && c.fn !== 'MSG_SEND_DIRECT_RESP2')
+    throw new Error(`expected a response, got FFA_${c.fn} ${JSON.stringify(c, (_k, v) => (typeof v === 'bigint' ? v.toString(16) : v))}`);
   return c.args;
 };
 
@@ -89,7 +90,11 @@ t.test('ERROR returns the FF-A code given', async (t) => {
 
 t.test('request checks', async (t) => {
   const { spmc, vm } = await setup();
-  t.equal(errorOf(await send(vm, { ...req(vm, SP1, []), route: { source: vm.id + 1, destination: SP1 } } as FfaCall)), INVALID_PARAMETERS, 'sender is not the caller');
+  t.equal(
+    errorOf(await send(vm, { ...req(vm, SP1, []), route: { source: vm.id + 1, destination: SP1 } } as FfaCall)),
+    INVALID_PARAMETERS,
+    'sender is not the caller',
+  );
   t.equal(errorOf(await send(vm, req(vm, 0x8099, []))), INVALID_PARAMETERS, 'unknown receiver');
   t.equal(errorOf(await send(vm, req(vm, vm.id, []))), INVALID_PARAMETERS, 'to itself');
   t.equal(errorOfRegs(vm.regs([fid('MSG_SEND_DIRECT_REQ', 64), (vm.id << 16) | SP1, 1])), INVALID_PARAMETERS, 'w2 MBZ for a partition message');
@@ -257,7 +262,10 @@ t.test('PARTITION_INFO_GET shows each caller what it may do', async (t) => {
   const sp1 = visibleProperties(spmc.endpoint(SP1)!, spmc.endpoint(vm.id)!);
   t.ok(sp1 & P.DIRECT_REQ_RECV && sp1 & P.DIRECT_REQ2_RECV);
   t.equal(sp1 & (P.DIRECT_REQ_SEND | P.DIRECT_REQ2_SEND), 0);
-  t.notOk(visiblePartitions(spmc.state, spmc.endpoint(SP1)!).some((ep) => ep.kind === 'vm'), 'an SP never sees a VM at all');
+  t.notOk(
+    visiblePartitions(spmc.state, spmc.endpoint(SP1)!).some((ep) => ep.kind === 'vm'),
+    'an SP never sees a VM at all',
+  );
   t.ok(visibleProperties(spmc.endpoint(b.id)!, spmc.endpoint(vm.id)!) & P.DIRECT_REQ_RECV, 'another VM does');
   t.ok(visibleProperties(spmc.endpoint(SP2)!, spmc.endpoint(SP1)!) & P.DIRECT_REQ_SEND, 'an SP sees another SP as a sender');
 });

@@ -82,7 +82,10 @@ t.test('a server and two VM processes', async (t) => {
   const exits = vms.map((v) => once(v.child, 'exit'));
   for (const v of vms) v.child.stdin!.write('exit\n');
   const codes = await Promise.all(exits);
-  t.same(codes.map(([c]) => c), [0, 0]);
+  t.same(
+    codes.map(([c]) => c),
+    [0, 0],
+  );
   t.equal(await endpoints(server.http), 4, 'both detached');
 
   server.child.kill('SIGTERM');
@@ -141,7 +144,10 @@ t.test('bad flags and bad manifests: a clear error and exit status 2', async (t)
   const { join } = await import('node:path');
   const { tmpdir } = await import('node:os');
   const file = join(mkdtempSync(join(tmpdir(), 'rspmc-')), 'bad.yaml');
-  writeFileSync(file, 'partitions:\n  - name: sp\n    uuids: [not-a-uuid]\n    ffa-version: "1.2"\n    execution-ctx-count: 1\n    messaging-method: 3\n    service: test-service\n');
+  writeFileSync(
+    file,
+    'partitions:\n  - name: sp\n    uuids: [not-a-uuid]\n    ffa-version: "1.2"\n    execution-ctx-count: 1\n    messaging-method: 3\n    service: test-service\n',
+  );
   const r = await run(['serve', '--manifest', file, '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0']);
   t.equal(r.code, 2);
   t.match(r.stderr, new RegExp(`${file}: partitions\\[0\\]\\.uuids\\[0\\]: "not-a-uuid" is not a UUID`));
@@ -221,7 +227,10 @@ t.test('a remote partition in its own process serves VMs, dies mid-request, and 
   const waits = await sseTrace(`http://${server.http}/v1/trace?endpoint=0x8010&function=MSG_WAIT`);
   sp.child.kill('SIGKILL');
   t.equal(await inFlight, 'ECANCELED', 'the blocked caller is answered ABORTED');
-  const whileGone = await b.sendDirectReq(0x8010, [0n]).then(() => 'answered', (e: unknown) => (e as InstanceType<typeof FfaDriverError>).errno);
+  const whileGone = await b.sendDirectReq(0x8010, [0n]).then(
+    () => 'answered',
+    (e: unknown) => (e as InstanceType<typeof FfaDriverError>).errno,
+  );
   t.equal(whileGone, 'EBUSY', 'requests while it is away are BUSY');
   t.same(await b.sendDirectReq(0x8002, [BigInt(CMD.ECHO), 5n]), [BigInt(CMD.ECHO), 5n, 0n, 0n, 0n], 'the server and the rest carry on');
 

@@ -1,14 +1,7 @@
 // Several VMs on one server, contending for mailbox state over real gRPC, and kept apart.
 
 import t from 'tap';
-import {
-  decodePartitionInfo,
-  FFA_ERRORS,
-  type FfaCall,
-  fid,
-  toRegisters,
-  UUID_NIL,
-} from '../proto/ffa/index.js';
+import { decodePartitionInfo, FFA_ERRORS, type FfaCall, fid, toRegisters, UUID_NIL } from '../proto/ffa/index.js';
 import { FfaDriver } from '../client-driver/driver.js';
 import { SpmcChannel } from '../client-driver/transport/grpc-client.js';
 import { GrpcConnector } from '../client-driver/transport/grpc.js';
@@ -88,7 +81,10 @@ t.test('interleaved PARTITION_INFO_GET / RX_RELEASE across VMs and vCPUs never l
   // And the driver path, all VMs at once, both vCPUs each.
   for (const d of drivers) await d.call({ fn: 'RX_RELEASE', vmId: 0 }).catch(() => {});
   const probes = await Promise.all(drivers.flatMap((d) => [d.partitionInfoGetRx(UUID_NIL, 16), d.partitionInfoGetRx(UUID_NIL, 16)]));
-  t.ok(probes.every((p) => p.entries?.length === expectedIds.length), 'concurrent discovery in every VM');
+  t.ok(
+    probes.every((p) => p.entries?.length === expectedIds.length),
+    'concurrent discovery in every VM',
+  );
 });
 
 t.test('a VM cannot map or touch another VM’s memory', async (t) => {
@@ -109,11 +105,17 @@ t.test('a VM cannot map or touch another VM’s memory', async (t) => {
     ['write', ch.writeMemory(c.session, b.txBuffer, new Uint8Array([1]))],
     ['read RX', ch.readMemory(c.session, a.rxBuffer, 16)],
   ] as const) {
-    const err = await p.then(() => undefined, (e: unknown) => e);
+    const err = await p.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     t.ok(err instanceof TransportError && err.code === 'PERMISSION_DENIED', `${what} is a fault`);
   }
   t.same([...(await a.vm.read(a.vm.ramBase + 0x300000n, 1))], [0xaa], 'the owner still reads it');
-  const rxWrite = await a.vm.write(a.rxBuffer, new Uint8Array([1])).then(() => 'ok', (e: TransportError) => e.code);
+  const rxWrite = await a.vm.write(a.rxBuffer, new Uint8Array([1])).then(
+    () => 'ok',
+    (e: TransportError) => e.code,
+  );
   t.equal(rxWrite, 'PERMISSION_DENIED', 'even the owner may not write its RX buffer');
 });
 

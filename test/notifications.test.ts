@@ -74,7 +74,7 @@ t.test('NOTIFICATION_BIND', async (t) => {
     const { vm } = setup();
     t.equal(errorOf(vm.call({ fn: 'FEATURES', id: 0, inputProperties: 0 })), NOT_SUPPORTED); // (sanity: the VM answers)
     const r = vm.regs([fid('NOTIFICATION_BIND'), (SP1 << 16) | vm.id, 0x4, 1, 0]);
-    t.equal(Number(r[2]! << 32n >> 32n) | 0, INVALID_PARAMETERS);
+    t.equal(Number((r[2]! << 32n) >> 32n) | 0, INVALID_PARAMETERS);
   });
   t.test('sender == receiver is INVALID_PARAMETERS', async (t) => {
     const { vm } = setup();
@@ -313,11 +313,14 @@ t.test('NOTIFICATION_INFO_GET', async (t) => {
     t.equal(unpackNotificationInfo(packNotificationInfo({ lists: many, morePending: false }, 32), 32).lists.length, 10, '10 IDs in the 32-bit form');
     t.equal(unpackNotificationInfo(packNotificationInfo({ lists: many, morePending: false }, 64), 64).lists.length, 12);
     const x32 = packNotificationInfo({ lists: many, morePending: false }, 32);
-    t.ok(x32.slice(1).every((v) => v >> 32n === 0n), 'two IDs per register, low halves only');
+    t.ok(
+      x32.slice(1).every((v) => v >> 32n === 0n),
+      'two IDs per register, low halves only',
+    );
   });
 });
 
-t.test('BITMAP_CREATE and BITMAP_DESTROY are the hypervisor\'s: NOT_SUPPORTED for every endpoint', async (t) => {
+t.test("BITMAP_CREATE and BITMAP_DESTROY are the hypervisor's: NOT_SUPPORTED for every endpoint", async (t) => {
   const { vm, sp } = setup();
   for (const c of [vm, sp(SP1)]) {
     t.equal(errorOf(c.call({ fn: 'NOTIFICATION_BITMAP_CREATE', vmId: vm.id, vcpuCount: 1 })), NOT_SUPPORTED);
@@ -350,8 +353,18 @@ t.test('FFA_FEATURES for notifications', async (t) => {
 // ---- FFA_MSG_SEND2 --------------------------------------------------------------------------------
 
 /** Put a message in `from`'s TX buffer. */
-function writeTx(from: RawVm, tx: bigint, h: { sender?: EndpointId; receiver: EndpointId; offset?: number; size?: number; uuid?: string }, payload: Uint8Array, headerSize = 40): void {
-  const msg = encodeIndirectMessage({ sender: h.sender ?? from.id, receiver: h.receiver, uuid: h.uuid ? parseUuid(h.uuid) : undefined, offset: h.offset }, payload, headerSize);
+function writeTx(
+  from: RawVm,
+  tx: bigint,
+  h: { sender?: EndpointId; receiver: EndpointId; offset?: number; size?: number; uuid?: string },
+  payload: Uint8Array,
+  headerSize = 40,
+): void {
+  const msg = encodeIndirectMessage(
+    { sender: h.sender ?? from.id, receiver: h.receiver, uuid: h.uuid ? parseUuid(h.uuid) : undefined, offset: h.offset },
+    payload,
+    headerSize,
+  );
   if (h.size !== undefined) new DataView(msg.buffer).setUint32(16, h.size >>> 0, true);
   from.spmc.writeMemory(from.id, tx, msg);
 }
@@ -381,7 +394,10 @@ t.test('FFA_MSG_SEND2', async (t) => {
     t.equal(dv.getUint32(16, true), 3, 'size');
     t.same([...rx.subarray(24, 40)], [...parseUuid(SP1_UUID)], 'UUID');
     t.same([...rx.subarray(40, 43)], [1, 2, 3]);
-    t.ok(rx.subarray(43).every((x) => x === 0), 'tail zeroed');
+    t.ok(
+      rx.subarray(43).every((x) => x === 0),
+      'tail zeroed',
+    );
     t.equal(spmc.endpoint(b.id)!.mailbox!.rxState, 'full');
     t.same(interrupts, [[b.id, SRI_INTID]]);
     t.same(got(get(b)), [0n, 0n, 0n, 1n], 'w7 bit 0: hypervisor RX full (the sender is a VM)');
@@ -394,7 +410,7 @@ t.test('FFA_MSG_SEND2', async (t) => {
     get(b);
     t.equal(b.call({ fn: 'RX_RELEASE', vmId: 0 }).fn, 'SUCCESS');
   });
-  t.test('a partition sender sets the SPM RX-full bit; MSG_WAIT releases a partition\'s RX', async (t) => {
+  t.test("a partition sender sets the SPM RX-full bit; MSG_WAIT releases a partition's RX", async (t) => {
     const { spmc, a, sp } = pair();
     const sp1 = sp(SP1);
     const m = sp1.mapMailbox();
@@ -535,7 +551,11 @@ t.test('FFA_MSG_SEND2', async (t) => {
       get(b);
       b.call({ fn: 'RX_RELEASE', vmId: 0 });
     }
-    t.same([...delivered].sort((x, y) => x - y), [...Array(16).keys()], 'each delivered exactly once');
+    t.same(
+      [...delivered].sort((x, y) => x - y),
+      [...Array(16).keys()],
+      'each delivered exactly once',
+    );
     t.equal(busy, (16 * 17) / 2 - 16, 'every other attempt was BUSY');
   });
 });
@@ -552,7 +572,11 @@ t.test('FFA_CONSOLE_LOG', async (t) => {
     t.equal(sp1.call({ fn: 'CONSOLE_LOG', width: 64, length: 9, chars: new TextEncoder().encode('hello\nwor') }).fn, 'SUCCESS');
     t.equal(sp(SP2).call({ fn: 'CONSOLE_LOG', width: 32, length: 3, chars: new TextEncoder().encode('x\ny') }).fn, 'SUCCESS');
     sp1.call({ fn: 'CONSOLE_LOG', width: 64, length: 3, chars: new TextEncoder().encode('ld\n') });
-    t.same(lines, [[SP1, 'hello'], [SP2, 'x'], [SP1, 'world']]);
+    t.same(lines, [
+      [SP1, 'hello'],
+      [SP2, 'x'],
+      [SP1, 'world'],
+    ]);
     t.same(spmc.endpoint(SP1)!.console.lines, ['hello', 'world']);
     t.equal(spmc.endpoint(SP2)!.console.partial, 'y', 'an unfinished line waits');
   });
@@ -562,7 +586,10 @@ t.test('FFA_CONSOLE_LOG', async (t) => {
     sp(SP1).regs([fid('CONSOLE_LOG', 32), 24, ...pack(text, 6, 4)]);
     const long = `${'z'.repeat(127)}\n`;
     sp(SP1).regs([fid('CONSOLE_LOG', 64), 128, ...pack(long, 16, 8)]);
-    t.same(lines.map((l) => l[1]), [text.trimEnd(), 'z'.repeat(127)]);
+    t.same(
+      lines.map((l) => l[1]),
+      [text.trimEnd(), 'z'.repeat(127)],
+    );
   });
   t.test('a count of 0 or above the maximum is INVALID_PARAMETERS', async (t) => {
     const { sp } = setup();
@@ -571,7 +598,7 @@ t.test('FFA_CONSOLE_LOG', async (t) => {
     t.equal(c(32, 25), INVALID_PARAMETERS, '24 at most in w2..w7');
     t.equal(c(64, 129), INVALID_PARAMETERS, '128 at most in x2..x17');
   });
-  t.test('a v1.1 partition\'s 64-bit form carries 48 characters', async (t) => {
+  t.test("a v1.1 partition's 64-bit form carries 48 characters", async (t) => {
     const partitions = defaultManifest().map((p) => (p.id === SP2 ? { ...p, ffaVersion: FFA_VERSION_1_1, properties: p.properties & ~0x600 } : p));
     const { sp } = setup(partitions);
     const sp2 = new RawVm(sp(SP2).spmc, SP2, FFA_VERSION_1_1);

@@ -9,15 +9,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import {
-  errorCodeFromWord,
-  type EndpointId,
-  FFA_ERRORS,
-  FFA_VERSION_1_0,
-  FFA_VERSION_1_1,
-  FFA_VERSION_1_2,
-  MEM_PERM,
-} from '../proto/ffa/index.js';
+import { errorCodeFromWord, type EndpointId, FFA_ERRORS, FFA_VERSION_1_0, FFA_VERSION_1_1, FFA_VERSION_1_2, MEM_PERM } from '../proto/ffa/index.js';
 import { FfaDriver } from '../client-driver/driver.js';
 import { GrpcConnector } from '../client-driver/transport/grpc.js';
 import { InProcessConnector } from '../server/session/in-process.js';
@@ -41,7 +33,11 @@ const DECLARED = [
 
 /** Resolves once `id`'s first `n` contexts wait in FFA_MSG_WAIT: its receive loops are up. */
 function contextsWaiting(spmc: Spmc, id: EndpointId, n: number): Promise<void> {
-  const ready = () => spmc.endpoint(id)!.vcpus.slice(0, n).every((v) => v.state === 'waiting');
+  const ready = () =>
+    spmc
+      .endpoint(id)!
+      .vcpus.slice(0, n)
+      .every((v) => v.state === 'waiting');
   return new Promise((resolve) => {
     const stop = SessionCore.for(spmc).use({
       name: 'contexts-waiting',
@@ -77,7 +73,7 @@ function logLines(child: ChildProcess) {
     });
 }
 
-t.test('remote-spmc partition serves partitions declared v1.0, v1.1 and v1.2; a VM\'s direct request reaches each', async (t) => {
+t.test("remote-spmc partition serves partitions declared v1.0, v1.1 and v1.2; a VM's direct request reaches each", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'rspmc-versions-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'manifest.yaml');

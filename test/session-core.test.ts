@@ -62,10 +62,30 @@ t.test('every refusal kind has one status, on gRPC, the JSON transport and in pr
   type Case = [string, (c: Connector) => Promise<unknown>, () => Promise<{ status: number; body: Record<string, unknown> }>, string];
   const taken = await inProcess.attach({ name: 'holder' });
   const cases: Case[] = [
-    ['SpmcError invalid-argument (vcpu_count)', (c) => c.attach({ vcpuCount: 1000 }), () => post(s.base, '/v1/attach', { vcpuCount: 64, ramBytes: '0xffffffffffffffff' }), 'INVALID_ARGUMENT'],
-    ['SpmcError already-exists (id in use)', (c) => c.attach({ endpointId: taken.endpointId }), () => post(s.base, '/v1/attach', { endpointId: taken.endpointId }), 'ALREADY_EXISTS'],
-    ['SpmcError permission-denied (partition without credential)', (c) => c.attach({ endpointId: 0x8001 }), () => post(s.base, '/v1/attach', { endpointId: 0x8001 }), 'PERMISSION_DENIED'],
-    ['SessionError invalid-argument (a UUID that is not one)', (c) => c.attach({ uuids: ['not-a-uuid'] }), async () => ({ status: 400, body: { error: 'INVALID_ARGUMENT' } }), 'INVALID_ARGUMENT'],
+    [
+      'SpmcError invalid-argument (vcpu_count)',
+      (c) => c.attach({ vcpuCount: 1000 }),
+      () => post(s.base, '/v1/attach', { vcpuCount: 64, ramBytes: '0xffffffffffffffff' }),
+      'INVALID_ARGUMENT',
+    ],
+    [
+      'SpmcError already-exists (id in use)',
+      (c) => c.attach({ endpointId: taken.endpointId }),
+      () => post(s.base, '/v1/attach', { endpointId: taken.endpointId }),
+      'ALREADY_EXISTS',
+    ],
+    [
+      'SpmcError permission-denied (partition without credential)',
+      (c) => c.attach({ endpointId: 0x8001 }),
+      () => post(s.base, '/v1/attach', { endpointId: 0x8001 }),
+      'PERMISSION_DENIED',
+    ],
+    [
+      'SessionError invalid-argument (a UUID that is not one)',
+      (c) => c.attach({ uuids: ['not-a-uuid'] }),
+      async () => ({ status: 400, body: { error: 'INVALID_ARGUMENT' } }),
+      'INVALID_ARGUMENT',
+    ],
   ];
   for (const [what, viaConnector, viaJson, status] of cases) {
     t.equal(await codeOf(viaConnector(inProcess)), status, `in-process: ${what}`);
@@ -142,7 +162,10 @@ t.test('a refusal reason reaches the gRPC caller, the JSON answer, SSE, the Debu
   // The Debug stream, errors only: the ring's record of that refusal first, then live ones.
   const debug = new (debugClientConstructor())(s.address, grpc.credentials.createInsecure());
   t.teardown(() => debug.close());
-  const trace = (debug as unknown as Record<string, (req: object) => grpc.ClientReadableStream<Record<string, string>>>)['Trace']!({ errors_only: true, recent: 1 });
+  const trace = (debug as unknown as Record<string, (req: object) => grpc.ClientReadableStream<Record<string, string>>>)['Trace']!({
+    errors_only: true,
+    recent: 1,
+  });
   t.teardown(() => trace.cancel());
   trace.on('error', () => {});
   const nextRecord = () => new Promise<Record<string, string>>((resolve) => trace.once('data', resolve));
@@ -177,7 +200,12 @@ t.test('a refusal reason reaches the gRPC caller, the JSON answer, SSE, the Debu
   t.equal(rec['reason_code'], expected.code, 'Debug stream (live): reason_code');
   t.equal(rec['reason'], r.body['reason'], 'Debug stream (live): reason');
   await sseUntil((x) => x.includes('"reasonCode"'));
-  const sseRecord = JSON.parse(sseText.split('\n').find((l) => l.startsWith('data: '))!.slice(6)) as TraceRecord & { reason?: string };
+  const sseRecord = JSON.parse(
+    sseText
+      .split('\n')
+      .find((l) => l.startsWith('data: '))!
+      .slice(6),
+  ) as TraceRecord & { reason?: string };
   t.equal(sseRecord.reason, expected.text, 'SSE: the record says why');
 
   // The CLI's trace line (remote-spmc trace prints formatRecord of each record).
@@ -190,7 +218,11 @@ t.test('interceptors: run in order around every transport, and one may answer in
   const seen: string[] = [];
   const injected = { code: 'inject.busy', text: 'ID_GET: injected BUSY' };
   // Outermost first: the recorder sees what the injector answered.
-  const stopRecorder = s.core.use({ name: 'recorder', before: (c) => void seen.push(`before ${c.via}`), after: (c, _out, reason) => void seen.push(`after ${c.answeredBy ?? 'model'} ${reason?.code ?? ''}`) });
+  const stopRecorder = s.core.use({
+    name: 'recorder',
+    before: (c) => void seen.push(`before ${c.via}`),
+    after: (c, _out, reason) => void seen.push(`after ${c.answeredBy ?? 'model'} ${reason?.code ?? ''}`),
+  });
   const stopInjector = s.core.use({
     name: 'injector',
     before: (c) => {
@@ -202,14 +234,20 @@ t.test('interceptors: run in order around every transport, and one may answer in
   const viaGrpc = await s.grpcConnector().attach({});
   const a = await inProcess.transport.invoke(toRegisters([fid('ID_GET')]));
   const b = await viaGrpc.transport.invoke(toRegisters([fid('ID_GET')]));
-  for (const [who, x] of [['in-process', a], ['gRPC', b]] as const) {
+  for (const [who, x] of [
+    ['in-process', a],
+    ['gRPC', b],
+  ] as const) {
     t.equal(Number(x[0]! & 0xffffffffn), fid('ERROR'), `${who}: the injected answer`);
     t.same(x.reason, injected, `${who}: with the injector's reason`);
   }
   t.same(seen, ['before in-process', 'after injector inject.busy', 'before grpc-session', 'after injector inject.busy']);
   // The trace (the first link) recorded the injected answers with their reason.
   const traced = s.tracer.recent({ function: 'ID_GET' }, 10);
-  t.same(traced.map((r) => 'reasonCode' in r && r.reasonCode), ['inject.busy', 'inject.busy']);
+  t.same(
+    traced.map((r) => 'reasonCode' in r && r.reasonCode),
+    ['inject.busy', 'inject.busy'],
+  );
   // Removed, the model answers again.
   stopInjector();
   stopRecorder();

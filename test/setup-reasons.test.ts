@@ -2,17 +2,7 @@
 // of each check, and the exact sentence of several.
 
 import t from 'tap';
-import {
-  encodeCall,
-  type FfaCall,
-  FFA_VERSION_1_1,
-  FFA_VERSION_1_2,
-  fid,
-  parseUuid,
-  U32,
-  toRegisters,
-  UUID_NIL,
-} from '../proto/ffa/index.js';
+import { encodeCall, type FfaCall, FFA_VERSION_1_1, FFA_VERSION_1_2, fid, parseUuid, U32, toRegisters, UUID_NIL } from '../proto/ffa/index.js';
 import { defaultManifest, parseManifest } from '../server/manifest.js';
 import { isPending, type Pending } from '../server/spmc/pending.js';
 import { Spmc } from '../server/spmc/spmc.js';
@@ -93,10 +83,16 @@ t.test('FFA_PARTITION_INFO_GET and _REGS', async (t) => {
 t.test('FFA_CONSOLE_LOG', async (t) => {
   const { vm, sp, why, code } = setup();
   t.equal(code(sp, { fn: 'CONSOLE_LOG', width: 64, length: 0, chars: new Uint8Array(8) }), 'console_log.char_count');
-  t.equal(why(sp, { fn: 'CONSOLE_LOG', width: 64, length: 0, chars: new Uint8Array(8) })?.text, 'CONSOLE_LOG_64: character count 0 is not 1..128 (a v1.2 caller)');
+  t.equal(
+    why(sp, { fn: 'CONSOLE_LOG', width: 64, length: 0, chars: new Uint8Array(8) })?.text,
+    'CONSOLE_LOG_64: character count 0 is not 1..128 (a v1.2 caller)',
+  );
   const v11 = RawVm.attach(vm.spmc, {}, FFA_VERSION_1_1);
   t.equal(why(v11, [fid('CONSOLE_LOG', 32), 0x125])?.code, 'console_log.mbz', 'w1[31:8] set: the codec refuses first');
-  t.equal(why(v11, { fn: 'CONSOLE_LOG', width: 64, length: 49, chars: new Uint8Array(56) })?.text, 'CONSOLE_LOG_64: character count 49 is not 1..48 (a v1.1 caller)');
+  t.equal(
+    why(v11, { fn: 'CONSOLE_LOG', width: 64, length: 49, chars: new Uint8Array(56) })?.text,
+    'CONSOLE_LOG_64: character count 49 is not 1..48 (a v1.1 caller)',
+  );
 });
 
 t.test('CPU cycles: MSG_WAIT, YIELD, RUN, INTERRUPT', async (t) => {
@@ -115,7 +111,13 @@ t.test('CPU cycles: MSG_WAIT, YIELD, RUN, INTERRUPT', async (t) => {
   // The SP waits, a VM's request arrives; waiting again before responding is DENIED.
   const wait = spmc.handle(SP, 0, encodeCall({ fn: 'MSG_WAIT', retainRx: false }, FFA_VERSION_1_2));
   t.ok(isPending(wait));
-  const req = vm.start({ fn: 'MSG_SEND_DIRECT_REQ', width: 64, route: { source: vm.id, destination: SP }, message: { kind: 'partition' }, args: [1n, 0n, 0n, 0n, 0n] });
+  const req = vm.start({
+    fn: 'MSG_SEND_DIRECT_REQ',
+    width: 64,
+    route: { source: vm.id, destination: SP },
+    message: { kind: 'partition' },
+    args: [1n, 0n, 0n, 0n, 0n],
+  });
   t.ok(isPending(req));
   t.equal(code(sp, { fn: 'MSG_WAIT', retainRx: false }), 'msg_wait.request_ongoing');
   t.equal(why(sp, { fn: 'MSG_WAIT', retainRx: false })?.text, `MSG_WAIT: 0x8010 context 0 must answer the request from 0x${vm.id.toString(16)} first`);

@@ -85,7 +85,10 @@ t.test('FFA_ID_GET and FFA_SPM_ID_GET', async (t) => {
   t.equal(errorOfRegs(vm.regs([fid('ID_GET'), 1])), INVALID_PARAMETERS, 'w1 MBZ');
   t.equal(errorOfRegs(vm.regs([fid('SPM_ID_GET'), 0, 0, 0, 0, 0, 0, 7])), INVALID_PARAMETERS, 'w7 MBZ');
   const r = vm.regs([fid('ID_GET')]);
-  t.ok(r.slice(3).every((v) => v === 0n), 'unused output registers are zero');
+  t.ok(
+    r.slice(3).every((v) => v === 0n),
+    'unused output registers are zero',
+  );
 });
 
 t.test('FFA_FEATURES', async (t) => {
@@ -147,8 +150,7 @@ t.test('FFA_FEATURES', async (t) => {
 });
 
 t.test('FFA_RXTX_MAP', async (t) => {
-  const map = (vm: RawVm, tx: bigint, rx: bigint, pageCount: number, width: 32 | 64 = 64) =>
-    vm.call({ fn: 'RXTX_MAP', width, tx, rx, pageCount });
+  const map = (vm: RawVm, tx: bigint, rx: bigint, pageCount: number, width: 32 | 64 = 64) => vm.call({ fn: 'RXTX_MAP', width, tx, rx, pageCount });
   t.test('maps, and a second map is DENIED', async (t) => {
     const { vm } = setup();
     t.equal(map(vm, vm.ramBase, vm.ramBase + 0x1000n, 1).fn, 'SUCCESS');
@@ -270,9 +272,15 @@ t.test('FFA_PARTITION_INFO_GET', async (t) => {
     t.equal(count, 6n);
     t.equal(size, 24n);
     const infos = decodePartitionInfo(spmc.readMemory(vm3.id, rx, 6 * 24), 6, 24);
-    t.same(infos.map((i) => i.id), [1, 3, 0x8001, 0x8002, 0x8003, 0x8004]);
+    t.same(
+      infos.map((i) => i.id),
+      [1, 3, 0x8001, 0x8002, 0x8003, 0x8004],
+    );
     t.equal(infos[1]!.execContexts, 4);
-    t.same(infos.slice(2).map((i) => i.execContexts), [8, 8, 1, 1]);
+    t.same(
+      infos.slice(2).map((i) => i.execContexts),
+      [8, 8, 1, 1],
+    );
     t.same([...infos[2]!.uuid], [...parseUuid(SP1_UUID)]);
     t.equal(infos[0]!.properties, P.AARCH64_EXEC | P.DIRECT_REQ_RECV, 'a VM as it attached');
     // SPs never appear able to send direct requests to a VM.
@@ -338,7 +346,10 @@ t.test('FFA_PARTITION_INFO_GET', async (t) => {
     const [count, size] = successArgs(vm.partitionInfoGet());
     t.equal(size, 0n);
     const infos = decodePartitionInfo(spmc.readMemory(vm.id, rx, Number(count) * 8), Number(count), 8);
-    t.same(infos.map((i) => i.id), [vm.id, 0x8001, 0x8002, 0x8003, 0x8004]);
+    t.same(
+      infos.map((i) => i.id),
+      [vm.id, 0x8001, 0x8002, 0x8003, 0x8004],
+    );
     t.ok(infos.every((i) => (i.properties & ~0x7) === 0));
     t.equal(errorOfRegs(vm.regs([fid('PARTITION_INFO_GET'), 0, 0, 0, 0, 1])), INVALID_PARAMETERS, 'w5 MBZ in v1.0');
   });
@@ -364,7 +375,10 @@ t.test('FFA_PARTITION_INFO_GET_REGS', async (t) => {
     const h = unpackPartitionInfoRegsHeader(args[0]!);
     t.same(h, { lastIndex: 4, currentIndex: 4, tag: 0, descSize: 24 });
     const infos = [0, 1, 2, 3, 4].map((i) => partitionInfoFromRegs(args[1 + 3 * i]!, args[2 + 3 * i]!, args[3 + 3 * i]!));
-    t.same(infos.map((i) => i.id), [vm.id, 0x8001, 0x8002, 0x8003, 0x8004]);
+    t.same(
+      infos.map((i) => i.id),
+      [vm.id, 0x8001, 0x8002, 0x8003, 0x8004],
+    );
     t.same([...infos[1]!.uuid], [...parseUuid(SP1_UUID)]);
   });
   t.test('more than five partitions come in several calls', async (t) => {
@@ -378,7 +392,10 @@ t.test('FFA_PARTITION_INFO_GET_REGS', async (t) => {
     t.same([h.lastIndex, h.currentIndex], [6, 6]);
     const args = successArgs(regs(vm, 5));
     t.equal(args.length, 16, 'x2..x17');
-    t.ok(args.slice(7).every((v) => v === 0n), 'unused descriptor registers are zero');
+    t.ok(
+      args.slice(7).every((v) => v === 0n),
+      'unused descriptor registers are zero',
+    );
   });
   t.test('start index past the end is INVALID_PARAMETERS', async (t) => {
     const { vm } = setup();
@@ -408,7 +425,7 @@ t.test('FFA_PARTITION_INFO_GET_REGS', async (t) => {
 t.test('unknown function IDs', async (t) => {
   const { vm } = setup();
   t.equal(errorOfRegs(vm.regs([0x840000e0])), NOT_SUPPORTED, 'in the FF-A range: FFA_ERROR(NOT_SUPPORTED)');
-  t.equal(errorOfRegs(vm.regs([fid('RX_ACQUIRE')])), NOT_SUPPORTED, 'defined but not handled: the hypervisor\'s call');
+  t.equal(errorOfRegs(vm.regs([fid('RX_ACQUIRE')])), NOT_SUPPORTED, "defined but not handled: the hypervisor's call");
   const out = vm.regs([0x82000010, 1, 2, 3]);
   t.equal(out[0], BigInt(SMCCC_NOT_SUPPORTED), 'outside: -1 in x0');
   t.ok(out.slice(1).every((v) => v === 0n));
@@ -418,12 +435,21 @@ t.test('unknown function IDs', async (t) => {
 
 t.test('the caller must be attached and its vCPU must exist', async (t) => {
   const { spmc, vm } = setup();
-  t.equal(thrownKind(() => spmc.handle(0x7777, 0, [BigInt(fid('ID_GET'))])), 'not-found');
-  t.equal(thrownKind(() => spmc.handle(vm.id, 2, [BigInt(fid('ID_GET'))])), 'invalid-argument');
-  t.equal(thrownKind(() => spmc.handle(vm.id, 0, new Array(19).fill(0n))), 'invalid-argument');
+  t.equal(
+    thrownKind(() => spmc.handle(0x7777, 0, [BigInt(fid('ID_GET'))])),
+    'not-found',
+  );
+  t.equal(
+    thrownKind(() => spmc.handle(vm.id, 2, [BigInt(fid('ID_GET'))])),
+    'invalid-argument',
+  );
+  t.equal(
+    thrownKind(() => spmc.handle(vm.id, 0, new Array(19).fill(0n))),
+    'invalid-argument',
+  );
 });
 
-t.test('FFA_FEATURES answers by the version the SPMC implements, not the caller\'s (Hafnium ffa_features_function)', async (t) => {
+t.test("FFA_FEATURES answers by the version the SPMC implements, not the caller's (Hafnium ffa_features_function)", async (t) => {
   const v10 = RawVm.attach(newSpmc(), {}, FFA_VERSION_1_0);
   for (const id of [fid('SPM_ID_GET'), fid('PARTITION_INFO_GET_REGS', 64)]) {
     t.equal(v10.call({ fn: 'FEATURES', id, inputProperties: 0 }).fn, 'SUCCESS', `0x${id.toString(16)} is told to a v1.0 caller`);

@@ -73,7 +73,12 @@ function scenario(dir: string, name: string, text: string): string {
 t.test('a VM whose link is cut is released; its partner gets ABORTED, others carry on; it attaches again', { skip: unavailable ?? false }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'rspmc-link-'));
   const compose = readCompose();
-  const topo = new NetnsTopology({ spmc: compose.spmc!, vma: { ...compose.vm1!, dependsOn: {} }, vmb: { ...compose.vm2!, dependsOn: {} }, vmc: { ...compose.vm3!, dependsOn: {} } });
+  const topo = new NetnsTopology({
+    spmc: compose.spmc!,
+    vma: { ...compose.vm1!, dependsOn: {} },
+    vmb: { ...compose.vm2!, dependsOn: {} },
+    vmc: { ...compose.vm3!, dependsOn: {} },
+  });
   t.teardown(() => topo.destroy());
   topo.create();
   const spmc = topo.start('spmc', ['serve', '--grpc', '0.0.0.0:50051', '--http', '0.0.0.0:8080', '--log-level', 'info']);
@@ -81,9 +86,22 @@ t.test('a VM whose link is cut is released; its partner gets ABORTED, others car
   const server = ['--server', 'spmc:50051'];
 
   // vmb serves direct requests on its vCPU 1, and waits.
-  const serving = scenario(dir, 'serving', 'vm: { id: 2, vcpus: 2, properties: 0x50f }\ntimeout: 600\nsteps:\n  - { op: serve, count: 1, vcpu: 1 }\n  - { op: sleep, ms: 600000 }\n');
+  const serving = scenario(
+    dir,
+    'serving',
+    'vm: { id: 2, vcpus: 2, properties: 0x50f }\ntimeout: 600\nsteps:\n  - { op: serve, count: 1, vcpu: 1 }\n  - { op: sleep, ms: 600000 }\n',
+  );
   const vmb = topo.start('vmb', ['vm', ...server, '--scenario', serving]);
-  const first = topo.exec('vma', ['vm', ...server, '--id', '1', '--vcpus', '2', '--scenario', scenario(dir, 'first', 'steps:\n  - { op: direct, to: 2, vcpu: 1, args: [ECHO, 1], expect: [ECHO, 1] }\n')]);
+  const first = topo.exec('vma', [
+    'vm',
+    ...server,
+    '--id',
+    '1',
+    '--vcpus',
+    '2',
+    '--scenario',
+    scenario(dir, 'first', 'steps:\n  - { op: direct, to: 2, vcpu: 1, args: [ECHO, 1], expect: [ECHO, 1] }\n'),
+  ]);
   t.equal(first.code, 0, `vma -> vmb answered before the cut: ${first.output}`);
 
   topo.linkDown('vmb');
@@ -91,13 +109,28 @@ t.test('a VM whose link is cut is released; its partner gets ABORTED, others car
   // until the server's keepalive gives up on vmb and releases it, then gets ABORTED.
   const requests = await sseTrace(`http://${topo.addresses.get('spmc')}:8080/v1/trace?endpoint=1&function=MSG_SEND_DIRECT_REQ`);
   t.teardown(() => requests.close());
-  const blocked = topo.start('vma', ['vm', ...server, '--id', '1', '--vcpus', '2', '--timeout', '120', '--scenario', scenario(dir, 'blocked', 'steps:\n  - { op: direct, to: 2, vcpu: 1, args: [ECHO, 2], expect: { error: ABORTED } }\n')]);
+  const blocked = topo.start('vma', [
+    'vm',
+    ...server,
+    '--id',
+    '1',
+    '--vcpus',
+    '2',
+    '--timeout',
+    '120',
+    '--scenario',
+    scenario(dir, 'blocked', 'steps:\n  - { op: direct, to: 2, vcpu: 1, args: [ECHO, 2], expect: { error: ABORTED } }\n'),
+  ]);
   const request = await requests.records.first((r) => r.kind === 'call');
   t.ok(request.kind === 'call' && request.blocked, 'vma is blocked on vmb');
   const other = topo.exec('vmc', ['vm', ...server, '--id', '3', 'direct', '0x8001', 'ECHO', '5']);
   t.equal(other.code, 0, `another VM carries on meanwhile: ${other.output}`);
   t.equal(await blocked.exited, 0, `vma got ABORTED once vmb was released: ${blocked.output}`);
-  t.match(spmc.output, /"endpoint":2[^\n]*"why":"session stream cancelled"|"why":"session stream cancelled"[^\n]*"endpoint":2/, 'the server released vmb (keepalive)');
+  t.match(
+    spmc.output,
+    /"endpoint":2[^\n]*"why":"session stream cancelled"|"why":"session stream cancelled"[^\n]*"endpoint":2/,
+    'the server released vmb (keepalive)',
+  );
   const state = topo.exec('vmc', ['state', ...server]);
   t.notMatch(state.output, /^\s+0x2 /m, 'vmb is gone from the SPMC');
 
@@ -117,11 +150,21 @@ t.test('a server restart: a VM gets a clear error and its scenario reports it', 
   const spmc = topo.start('spmc', serve);
   await topo.waitHealthy('spmc');
   // Waits at a barrier for a VM that never comes, retrying its message to it.
-  const waiting = topo.start('vma', ['vm', '--server', 'spmc:50051', '--scenario', scenario(dir, 'waiting', 'vm: { id: 1 }\ntimeout: 120\nsteps:\n  - { op: info }\n  - { op: barrier, name: never, with: [9] }\n')]);
+  const waiting = topo.start('vma', [
+    'vm',
+    '--server',
+    'spmc:50051',
+    '--scenario',
+    scenario(dir, 'waiting', 'vm: { id: 1 }\ntimeout: 120\nsteps:\n  - { op: info }\n  - { op: barrier, name: never, with: [9] }\n'),
+  ]);
   await waiting.printed('ok 1 - info');
   spmc.proc.kill('SIGKILL');
   t.equal(await waiting.exited, 1, 'the scenario fails');
-  t.match(waiting.output, /not ok 2 - barrier: (lost the SPMC \((UNAVAILABLE|CANCELLED|INTERNAL)|EIO: .*UNAVAILABLE)/, `a clear error: ${waiting.output.split('\n').find((l) => l.startsWith('not ok'))}`);
+  t.match(
+    waiting.output,
+    /not ok 2 - barrier: (lost the SPMC \((UNAVAILABLE|CANCELLED|INTERNAL)|EIO: .*UNAVAILABLE)/,
+    `a clear error: ${waiting.output.split('\n').find((l) => l.startsWith('not ok'))}`,
+  );
   // And a restarted server takes VMs again.
   topo.start('spmc', serve);
   await topo.waitHealthy('spmc');

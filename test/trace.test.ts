@@ -83,7 +83,11 @@ t.test('every call is one record, decoded by the codec: names, arguments, result
     ],
   );
   const by = (fn: string) => recs.find((r) => r.function === fn)!;
-  t.same(by('FFA_ID_GET').result, { function: 'FFA_SUCCESS_32', values: { args: [`0x${vm.id.toString(16)}`] }, r: ['0x84000061', '0x0', `0x${vm.id.toString(16)}`] });
+  t.same(by('FFA_ID_GET').result, {
+    function: 'FFA_SUCCESS_32',
+    values: { args: [`0x${vm.id.toString(16)}`] },
+    r: ['0x84000061', '0x0', `0x${vm.id.toString(16)}`],
+  });
   t.same(by('FFA_NOTIFICATION_BIND').args, { route: { source: '0x8001', destination: `0x${vm.id.toString(16)}` }, perVcpu: false, bitmap: '0x1' });
   t.equal(by('FFA_NOTIFICATION_INFO_GET_64').result?.error, 'NO_DATA');
   t.equal(by('FFA_MSG_SEND2').result?.error, 'INVALID_PARAMETERS', 'an empty TX: the header names nobody');
@@ -121,10 +125,19 @@ t.test('blocked calls: the call, then its return with the latency; attaches, det
   t.ok(req, 'the request blocked');
   const ret = mine.find((r) => r.kind === 'return' && r.callSeq === req.seq);
   t.ok(ret && ret.kind === 'return' && ret.result.function === 'FFA_MSG_SEND_DIRECT_RESP_64' && ret.latencyUs >= 0, 'and returned with the response');
-  t.ok(mine.some((r) => r.kind === 'fault' && r.access === 'read' && r.address === '0x1000'), 'the fault');
+  t.ok(
+    mine.some((r) => r.kind === 'fault' && r.access === 'read' && r.address === '0x1000'),
+    'the fault',
+  );
   const sp2 = tracer.recent({ endpoint: 0x8002 }, 1000);
-  t.ok(sp2.some((r) => r.kind === 'console' && r.line === 'notified from-sp=0x0 from-vm=0x1'), 'the console line');
-  t.ok(sp2.some((r) => r.kind === 'call' && r.function === 'FFA_CONSOLE_LOG_64'), 'and the call that wrote it');
+  t.ok(
+    sp2.some((r) => r.kind === 'console' && r.line === 'notified from-sp=0x0 from-vm=0x1'),
+    'the console line',
+  );
+  t.ok(
+    sp2.some((r) => r.kind === 'call' && r.function === 'FFA_CONSOLE_LOG_64'),
+    'and the call that wrote it',
+  );
   await drv.exit();
   await drv.vm.detach();
   t.equal(tracer.recent({ endpoint: drv.vmId }, 1).at(-1)!.kind, 'detach');
@@ -152,12 +165,24 @@ t.test('live subscribers get the calls of several VMs, each with its filter', as
   // Decoded on the tracer's decoder thread: the lines arrive once it has answered.
   t.same(all, [], 'nothing is decoded on the call path');
   await tracer.drained();
-  t.same(all.map((r) => r.endpoint), [a.id, b.id, b.id]);
-  t.same(onlyA.map((r) => r.endpoint), [a.id]);
-  t.same(errors.map((r) => r.error), ['DENIED']);
+  t.same(
+    all.map((r) => r.endpoint),
+    [a.id, b.id, b.id],
+  );
+  t.same(
+    onlyA.map((r) => r.endpoint),
+    [a.id],
+  );
+  t.same(
+    errors.map((r) => r.error),
+    ['DENIED'],
+  );
   // The line carries the whole record: what a subscriber parses is the same as the ring's record.
   const parsed = all.map((l) => JSON.parse(l.json) as TraceRecord);
-  t.same(parsed.map((r) => r.kind === 'call' && r.function), ['FFA_ID_GET', 'FFA_ID_GET', 'FFA_RX_RELEASE']);
+  t.same(
+    parsed.map((r) => r.kind === 'call' && r.function),
+    ['FFA_ID_GET', 'FFA_ID_GET', 'FFA_RX_RELEASE'],
+  );
   t.same(parsed, tracer.recent({}, 3), 'streamed and on-demand decoding agree');
   await tracer.close();
 });
@@ -235,7 +260,11 @@ t.test('a decoder thread that stops leaves the trace running, decoded on the mai
   t.match(await warned, /trace decoder thread exited/);
   vm.call({ fn: 'SPM_ID_GET' });
   await tracer.drained();
-  t.same(got.map((l) => l.function), ['FFA_ID_GET', 'FFA_SPM_ID_GET'], 'and then on the main thread');
+  t.same(
+    got.map((l) => l.function),
+    ['FFA_ID_GET', 'FFA_SPM_ID_GET'],
+    'and then on the main thread',
+  );
   await tracer.close();
 });
 
@@ -256,8 +285,15 @@ t.test('past its backlog the decoder thread is helped, and records still go out 
   t.equal(inside.atDecoder.length, 1, 'the second batch did not go to the thread');
   t.same(got, [], 'and waits for the first');
   await drained;
-  t.same(got.map((l) => l.function), ['FFA_ID_GET', 'FFA_SPM_ID_GET', 'FFA_FEATURES']);
-  t.same(got.map((l) => l.seq), [...got.map((l) => l.seq)].sort((a, b) => a - b), 'in capture order');
+  t.same(
+    got.map((l) => l.function),
+    ['FFA_ID_GET', 'FFA_SPM_ID_GET', 'FFA_FEATURES'],
+  );
+  t.same(
+    got.map((l) => l.seq),
+    [...got.map((l) => l.seq)].sort((a, b) => a - b),
+    'in capture order',
+  );
   await tracer.close();
 });
 

@@ -20,14 +20,21 @@ t.test('requests: our bytes parse generically, and generic bytes parse here', as
   const viaGeneric = generic.requestDeserialize(ours) as { session: string; vcpu: number; x: unknown[] };
   t.equal(viaGeneric.session, 'sess-ü');
   t.equal(viaGeneric.vcpu, 300);
-  t.same(viaGeneric.x.map((v) => u64FromWire(v as never)), x.slice(0, 5), 'trailing zeros dropped');
+  t.same(
+    viaGeneric.x.map((v) => u64FromWire(v as never)),
+    x.slice(0, 5),
+    'trailing zeros dropped',
+  );
   const theirs = generic.requestSerialize({ session: 'abc', vcpu: 3, x: x.map(u64ToWire) });
   t.same(decodeCallRequest(theirs), { session: 'abc', vcpu: 3, x });
 });
 
 t.test('replies both ways', async (t) => {
   const ours = encodeCallReply(x);
-  t.same((generic.responseDeserialize(ours) as { x: unknown[] }).x.map((v) => u64FromWire(v as never)), x.slice(0, 5));
+  t.same(
+    (generic.responseDeserialize(ours) as { x: unknown[] }).x.map((v) => u64FromWire(v as never)),
+    x.slice(0, 5),
+  );
   t.same(decodeCallReply(generic.responseSerialize({ x: x.map(u64ToWire) })).x, x);
   t.same(decodeCallReply(encodeCallReply([0n, 0n])), { x: [] }, 'all zero: nothing on the wire');
 });
@@ -36,7 +43,10 @@ t.test('a refusal reason rides beside the registers, both ways', async (t) => {
   const reason = { code: 'msg_send2.receiver_no_indirect', text: 'MSG_SEND2: receiver 0x8003 does not receive indirect messages ü' };
   const ours = encodeCallReply(x, reason);
   const viaGeneric = generic.responseDeserialize(ours) as { x: unknown[]; reason: { code: string; text: string } };
-  t.same(viaGeneric.x.map((v) => u64FromWire(v as never)), x.slice(0, 5));
+  t.same(
+    viaGeneric.x.map((v) => u64FromWire(v as never)),
+    x.slice(0, 5),
+  );
   t.same(viaGeneric.reason, reason);
   t.same(decodeCallReply(generic.responseSerialize({ x: x.map(u64ToWire), reason })), { x, reason });
   t.same(decodeCallReply(ours), { x: x.slice(0, 5), reason });
@@ -46,9 +56,11 @@ t.test('a refusal reason rides beside the registers, both ways', async (t) => {
 t.test('unpacked registers and unknown fields are read as protobuf says', async (t) => {
   // field 3, wire type 1 (unpacked fixed64) twice; an unknown varint field 9; vcpu as field 2.
   const bytes = Buffer.concat([
-    Buffer.from([0x19]), Buffer.from('0100000000000000', 'hex'),
+    Buffer.from([0x19]),
+    Buffer.from('0100000000000000', 'hex'),
     Buffer.from([0x48, 0x05]),
-    Buffer.from([0x19]), Buffer.from('0200000000000000', 'hex'),
+    Buffer.from([0x19]),
+    Buffer.from('0200000000000000', 'hex'),
     Buffer.from([0x10, 0x02]),
   ]);
   t.same(decodeCallRequest(bytes), { session: '', vcpu: 2, x: [1n, 2n] });

@@ -53,7 +53,13 @@ export class SpmcChannel {
       uuids: opts.uuids ?? [],
       credential: opts.credential ?? '',
     });
-    return { session: rep.session, endpointId: rep.endpoint_id, ramBase: u64FromWire(rep.ram_base), ramBytes: u64FromWire(rep.ram_bytes), ffaVersion: rep.ffa_version || undefined };
+    return {
+      session: rep.session,
+      endpointId: rep.endpoint_id,
+      ramBase: u64FromWire(rep.ram_base),
+      ramBytes: u64FromWire(rep.ram_bytes),
+      ffaVersion: rep.ffa_version || undefined,
+    };
   }
 
   /** One call; `options.deadline` gives up on a call that blocks too long (the SPMC drops its answer). */

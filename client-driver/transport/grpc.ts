@@ -19,8 +19,7 @@ export class GrpcConnector implements Connector {
 
   async attach(opts: AttachOptions): Promise<Attachment> {
     const a = await this.channel.attach(opts);
-    const transport =
-      this.mode === 'session' ? new GrpcSessionTransport(this.channel, a.session) : new GrpcUnaryTransport(this.channel, a.session);
+    const transport = this.mode === 'session' ? new GrpcSessionTransport(this.channel, a.session) : new GrpcUnaryTransport(this.channel, a.session);
     return { endpointId: a.endpointId, ramBase: a.ramBase, ramBytes: a.ramBytes, ffaVersion: a.ffaVersion, transport };
   }
 

@@ -6,15 +6,7 @@
 // bit in the registers the call uses is an MBZ violation.
 
 import { errorCodeFromWord, errorCodeToWord, FFA_ERRORS, type FfaErrorCode, type Reason } from './errors.js';
-import {
-  type FfaFunction,
-  type Width,
-  fidRegister,
-  inFfaRange,
-  lookupFid,
-  normalizeFid,
-  SMCCC_VERSION_FID,
-} from './functions.js';
+import { type FfaFunction, type Width, fidRegister, inFfaRange, lookupFid, normalizeFid, SMCCC_VERSION_FID } from './functions.js';
 import { packPair, pairHigh, pairLow, REGISTER_COUNT, type Registers, U32, zeroRegisters } from './registers.js';
 import { type Uuid, uuidFromPair, uuidFromWords, uuidToPair, uuidToWords } from './uuid.js';
 import { type FfaVersion, FFA_VERSION_1_1, FFA_VERSION_1_2 } from './version.js';
@@ -126,12 +118,7 @@ export const CONSOLE_LOG_MAX_CHARS_64 = 48;
 export const CONSOLE_LOG_MAX_CHARS_64_V1_2 = 128;
 
 /** Functions whose SMC64 form uses x0..x17 whatever the caller's version (SMCCC v1.2 ABIs). */
-const ALWAYS_18: ReadonlySet<FfaFunction> = new Set<FfaFunction>([
-  'SUCCESS',
-  'PARTITION_INFO_GET_REGS',
-  'MSG_SEND_DIRECT_REQ2',
-  'MSG_SEND_DIRECT_RESP2',
-]);
+const ALWAYS_18: ReadonlySet<FfaFunction> = new Set<FfaFunction>(['SUCCESS', 'PARTITION_INFO_GET_REGS', 'MSG_SEND_DIRECT_REQ2', 'MSG_SEND_DIRECT_RESP2']);
 
 /** SMC32 calls on which Hafnium also requires x8..x17 = 0 from v1.2 callers. */
 const HIGH_MBZ_AT_1_2: ReadonlySet<FfaFunction> = new Set<FfaFunction>(['RUN', 'MSG_WAIT']);
@@ -195,45 +182,48 @@ const none = <F extends FfaFunction>(fn: F): Codec<F> => ({
 });
 
 type MemSendFn = 'MEM_DONATE' | 'MEM_LEND' | 'MEM_SHARE' | 'MEM_RETRIEVE_REQ';
-const memSend = <F extends MemSendFn>(fn: F): Codec<F> => ({
-  decode: (r, width) =>
-    ({
-      fn,
-      width,
-      totalLength: lo32(r[1]!),
-      fragmentLength: lo32(r[2]!),
-      buffer: { address: r[3]!, pageCount: lo32(r[4]!) },
-    }) as CallOf<F>,
-  encode: (c: CallOf<MemSendFn>, r: Registers) => {
-    r[1] = BigInt(c.totalLength >>> 0);
-    r[2] = BigInt(c.fragmentLength >>> 0);
-    r[3] = c.buffer.address;
-    r[4] = BigInt(c.buffer.pageCount >>> 0);
-  },
-}) as Codec<F>;
+const memSend = <F extends MemSendFn>(fn: F): Codec<F> =>
+  ({
+    decode: (r, width) =>
+      ({
+        fn,
+        width,
+        totalLength: lo32(r[1]!),
+        fragmentLength: lo32(r[2]!),
+        buffer: { address: r[3]!, pageCount: lo32(r[4]!) },
+      }) as CallOf<F>,
+    encode: (c: CallOf<MemSendFn>, r: Registers) => {
+      r[1] = BigInt(c.totalLength >>> 0);
+      r[2] = BigInt(c.fragmentLength >>> 0);
+      r[3] = c.buffer.address;
+      r[4] = BigInt(c.buffer.pageCount >>> 0);
+    },
+  }) as Codec<F>;
 
-const memHandle = <F extends 'MEM_OP_PAUSE' | 'MEM_OP_RESUME'>(fn: F): Codec<F> => ({
-  decode: (r) => ({ fn, handle: hiLo(r[1]!, r[2]!) }) as CallOf<F>,
-  encode: (c: CallOf<'MEM_OP_PAUSE' | 'MEM_OP_RESUME'>, r: Registers) => {
-    r[1] = c.handle & U32;
-    r[2] = (c.handle >> 32n) & U32;
-  },
-}) as Codec<F>;
+const memHandle = <F extends 'MEM_OP_PAUSE' | 'MEM_OP_RESUME'>(fn: F): Codec<F> =>
+  ({
+    decode: (r) => ({ fn, handle: hiLo(r[1]!, r[2]!) }) as CallOf<F>,
+    encode: (c: CallOf<'MEM_OP_PAUSE' | 'MEM_OP_RESUME'>, r: Registers) => {
+      r[1] = c.handle & U32;
+      r[2] = (c.handle >> 32n) & U32;
+    },
+  }) as Codec<F>;
 
-const direct = <F extends 'MSG_SEND_DIRECT_REQ' | 'MSG_SEND_DIRECT_RESP'>(fn: F): Codec<F> => ({
-  decode: (r, width) =>
-    ({ fn, width, route: route(r[1]!), message: decodeMessageKind(r[2]!), args: r.slice(3, 3 + DIRECT_MSG_ARGS) }) as CallOf<F>,
-  encode: (c: CallOf<'MSG_SEND_DIRECT_REQ' | 'MSG_SEND_DIRECT_RESP'>, r: Registers) => {
-    r[1] = packRoute(c.route);
-    r[2] = encodeMessageKind(c.message);
-    for (let i = 0; i < DIRECT_MSG_ARGS; i++) r[3 + i] = c.args[i] ?? 0n;
-  },
-}) as Codec<F>;
+const direct = <F extends 'MSG_SEND_DIRECT_REQ' | 'MSG_SEND_DIRECT_RESP'>(fn: F): Codec<F> =>
+  ({
+    decode: (r, width) => ({ fn, width, route: route(r[1]!), message: decodeMessageKind(r[2]!), args: r.slice(3, 3 + DIRECT_MSG_ARGS) }) as CallOf<F>,
+    encode: (c: CallOf<'MSG_SEND_DIRECT_REQ' | 'MSG_SEND_DIRECT_RESP'>, r: Registers) => {
+      r[1] = packRoute(c.route);
+      r[2] = encodeMessageKind(c.message);
+      for (let i = 0; i < DIRECT_MSG_ARGS; i++) r[3 + i] = c.args[i] ?? 0n;
+    },
+  }) as Codec<F>;
 
-const opaque = <F extends 'NS_RES_INFO_GET' | 'ABORT'>(fn: F): Codec<F> => ({
-  decode: (r, width, _v, used) => ({ fn, width, raw: r.slice(1, used) }) as CallOf<F>,
-  encode: (c: CallOf<'NS_RES_INFO_GET' | 'ABORT'>, r: Registers) => c.raw.forEach((v, i) => (r[1 + i] = v)),
-}) as Codec<F>;
+const opaque = <F extends 'NS_RES_INFO_GET' | 'ABORT'>(fn: F): Codec<F> =>
+  ({
+    decode: (r, width, _v, used) => ({ fn, width, raw: r.slice(1, used) }) as CallOf<F>,
+    encode: (c: CallOf<'NS_RES_INFO_GET' | 'ABORT'>, r: Registers) => c.raw.forEach((v, i) => (r[1 + i] = v)),
+  }) as Codec<F>;
 
 const CODECS: CodecTable = {
   ERROR: {

@@ -16,9 +16,7 @@ export const FFA_ERRORS = {
 export type FfaErrorName = keyof typeof FFA_ERRORS;
 export type FfaErrorCode = (typeof FFA_ERRORS)[FfaErrorName];
 
-const nameByCode = new Map<number, FfaErrorName>(
-  (Object.entries(FFA_ERRORS) as [FfaErrorName, number][]).map(([n, c]) => [c, n]),
-);
+const nameByCode = new Map<number, FfaErrorName>((Object.entries(FFA_ERRORS) as [FfaErrorName, number][]).map(([n, c]) => [c, n]));
 
 /** w2 as a signed 32-bit code. */
 export const errorCodeFromWord = (w2: bigint | number): number => Number(BigInt.asIntN(32, BigInt(w2)));

@@ -277,7 +277,11 @@ export function encodeMemTransaction(d: MemDescriptorInit, version: FfaVersion):
     }
   });
   if (constituents) {
-    dv.setUint32(composite, constituents.reduce((n, c) => n + c.pageCount, 0), true);
+    dv.setUint32(
+      composite,
+      constituents.reduce((n, c) => n + c.pageCount, 0),
+      true,
+    );
     dv.setUint32(composite + 4, constituents.length, true);
     constituents.forEach((c, i) => {
       const o = composite + COMPOSITE_HEADER_SIZE + i * CONSTITUENT_SIZE;

@@ -66,12 +66,7 @@ export interface PartitionInfoRegsHeader {
 }
 
 export function packPartitionInfoRegsHeader(h: PartitionInfoRegsHeader): bigint {
-  return (
-    BigInt(h.lastIndex & 0xffff) |
-    (BigInt(h.currentIndex & 0xffff) << 16n) |
-    (BigInt(h.tag & 0xffff) << 32n) |
-    (BigInt(h.descSize & 0xffff) << 48n)
-  );
+  return BigInt(h.lastIndex & 0xffff) | (BigInt(h.currentIndex & 0xffff) << 16n) | (BigInt(h.tag & 0xffff) << 32n) | (BigInt(h.descSize & 0xffff) << 48n);
 }
 
 export function unpackPartitionInfoRegsHeader(x2: bigint): PartitionInfoRegsHeader {

@@ -20,7 +20,9 @@ export function parseHostPort(flag: string, value: string): HostPort {
 export const formatHostPort = (h: HostPort): string => (h.host.includes(':') ? `[${h.host}]:${h.port}` : `${h.host}:${h.port}`);
 
 /** What parseArgs gives for `options`, strict (named, so that type declarations can be emitted). */
-type StrictValues<T extends ParseArgsConfig['options']> = ReturnType<typeof parseArgs<{ args: string[]; options: T; strict: true; allowPositionals: false }>>['values'];
+type StrictValues<T extends ParseArgsConfig['options']> = ReturnType<
+  typeof parseArgs<{ args: string[]; options: T; strict: true; allowPositionals: false }>
+>['values'];
 
 /** parseArgs, strict, with its complaints as usage errors. */
 export function parseFlags<T extends ParseArgsConfig['options']>(args: string[], options: T): StrictValues<T> {
@@ -38,4 +40,3 @@ export function checkLogLevel(level: string): string {
   if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}`);
   return level;
 }
-

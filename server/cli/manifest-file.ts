@@ -31,4 +31,3 @@ export function readManifestWithLogical(file: string, flag = '--manifest'): { pa
 export function asConfigError(e: unknown): unknown {
   return e instanceof ManifestError || e instanceof SpmcError ? new ConfigError(`manifest error: ${e.message}`) : e;
 }
-

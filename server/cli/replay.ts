@@ -10,7 +10,7 @@ export const replayCommand: Command = {
   name: 'replay',
   synopsis: 'FILE [--manifest FILE]',
   summary: 'run a recorded trace (serve --trace-file) against a fresh SPMC; exit 0 if every answer matched, 1 at the first difference',
-  flags: [{ name: 'manifest', arg: 'FILE', help: "build the SPMC from this manifest instead of the recorded one" }],
+  flags: [{ name: 'manifest', arg: 'FILE', help: 'build the SPMC from this manifest instead of the recorded one' }],
   async run(args) {
     const [file, ...rest] = args;
     if (!file || file.startsWith('-')) throw new UsageError('replay: a trace file (from serve --trace-file) is required');

@@ -4,7 +4,18 @@
 // A step aimed at another VM waits for it to attach (its calls answer INVALID_PARAMETERS until
 // then); one aimed at a partition that does not exist fails at once.
 
-import { type EndpointId, errorName, FFA_PAGE_SIZE, formatUuid, formatVersion, isSecureId, isVmId, MEM_PERM, MEM_TRANSACTION_TYPES, UUID_NIL } from '../../proto/ffa/index.js';
+import {
+  type EndpointId,
+  errorName,
+  FFA_PAGE_SIZE,
+  formatUuid,
+  formatVersion,
+  isSecureId,
+  isVmId,
+  MEM_PERM,
+  MEM_TRANSACTION_TYPES,
+  UUID_NIL,
+} from '../../proto/ffa/index.js';
 import type { FfaDevice } from '../../client-driver/bus.js';
 import type { FfaDriver } from '../../client-driver/driver.js';
 import { FfaDriverError } from '../../client-driver/errno.js';
@@ -81,7 +92,9 @@ export class ScenarioVm {
 
   /** A device for any endpoint (VMs that attached after our discovery are not on the bus). */
   private device(id: EndpointId): FfaDevice {
-    return this.drv.bus.devices().find((d) => d.vmId === id) ?? { id: 0, name: `endpoint-${hex(id)}`, vmId: id, uuid: UUID_NIL, properties: 0, mode32bit: false };
+    return (
+      this.drv.bus.devices().find((d) => d.vmId === id) ?? { id: 0, name: `endpoint-${hex(id)}`, vmId: id, uuid: UUID_NIL, properties: 0, mode32bit: false }
+    );
   }
 
   /** Whether `id` is attached (VMs) or exists (partitions), as PARTITION_INFO_GET lists them. */
@@ -95,7 +108,12 @@ export class ScenarioVm {
    * attempt: it may have attached in between), or while `alsoWait` says the failure is one the
    * peer's progress will end. Any other failure is final at once.
    */
-  private async untilPeerReady<T>(peer: EndpointId, deadline: number, op: () => Promise<T>, alsoWait: (e: FfaDriverError) => boolean = () => false): Promise<T> {
+  private async untilPeerReady<T>(
+    peer: EndpointId,
+    deadline: number,
+    op: () => Promise<T>,
+    alsoWait: (e: FfaDriverError) => boolean = () => false,
+  ): Promise<T> {
     let noted = false;
     let listedBefore = false;
     for (;;) {
@@ -125,7 +143,12 @@ export class ScenarioVm {
 
   /** MSG_SEND2 to another endpoint; a VM that has not attached, has not negotiated v1.1+ (DENIED) or has RX full (BUSY) will be ready soon. */
   private async sendText(to: EndpointId, body: string, deadline: number): Promise<void> {
-    await this.untilPeerReady(to, deadline, () => this.drv.sendIndirect(to, new TextEncoder().encode(body)), (e) => e.errno === 'EBUSY' || (isVmId(to) && e.errno === 'EACCES'));
+    await this.untilPeerReady(
+      to,
+      deadline,
+      () => this.drv.sendIndirect(to, new TextEncoder().encode(body)),
+      (e) => e.errno === 'EBUSY' || (isVmId(to) && e.errno === 'EACCES'),
+    );
   }
 
   async step(s: Step): Promise<string> {
@@ -177,7 +200,12 @@ export class ScenarioVm {
       }
       case 'notify': {
         // The receiver may not have attached (INVALID_PARAMETERS) or bound it (DENIED) yet.
-        await this.untilPeerReady(s.to, deadline, () => drv.notifier.notifySend(s.to, false, s.id), (e) => e.errno === 'EACCES');
+        await this.untilPeerReady(
+          s.to,
+          deadline,
+          () => drv.notifier.notifySend(s.to, false, s.id),
+          (e) => e.errno === 'EACCES',
+        );
         return `notification ${s.id} set for ${hex(s.to)}`;
       }
       case 'wait-notification':
@@ -201,7 +229,8 @@ export class ScenarioVm {
       case 'serve': {
         // Answer direct requests from other VMs (ECHO) on a vCPU of its own, until `count` are
         // answered; the loop itself ends when the VM detaches.
-        if (s.vcpu >= drv.vm.vcpuCount) throw new ScenarioError(`serve VCPU ${s.vcpu}: this VM has vCPUs 0..${drv.vm.vcpuCount - 1} (attach with --vcpus ${s.vcpu + 1} or more)`);
+        if (s.vcpu >= drv.vm.vcpuCount)
+          throw new ScenarioError(`serve VCPU ${s.vcpu}: this VM has vCPUs 0..${drv.vm.vcpuCount - 1} (attach with --vcpus ${s.vcpu + 1} or more)`);
         let served = 0;
         const done = new Inbox<number>();
         void drv
@@ -236,10 +265,18 @@ export class ScenarioVm {
     const permissions = type === 'donate' ? MEM_PERM.DATA_NOT_SPECIFIED : MEM_PERM.DATA_RW;
     const args = { receivers: [{ id: to, permissions }], regions: [{ address, pageCount: pages }] };
     // A VM receiver that has not attached yet is INVALID_PARAMETERS: wait for it.
-    const handle = await this.untilPeerReady(to, deadline, () => (type === 'share' ? drv.memShare(args) : type === 'lend' ? drv.memLend(args) : drv.memDonate(args)));
+    const handle = await this.untilPeerReady(to, deadline, () =>
+      type === 'share' ? drv.memShare(args) : type === 'lend' ? drv.memLend(args) : drv.memDonate(args),
+    );
     let expectBack = pattern;
     if (isSecureId(to)) {
-      const r = await drv.sendDirectReq(to, [BigInt(PARTITION_COMMANDS.MEM), handle & 0xffffffffn, handle >> 32n, BigInt(pattern), BigInt(MEM_TRANSACTION_TYPES[type])]);
+      const r = await drv.sendDirectReq(to, [
+        BigInt(PARTITION_COMMANDS.MEM),
+        handle & 0xffffffffn,
+        handle >> 32n,
+        BigInt(pattern),
+        BigInt(MEM_TRANSACTION_TYPES[type]),
+      ]);
       if (r[1] !== 0n) throw new ScenarioError(`partition ${hex(to)} answered FF-A ${errorName(Number(BigInt.asIntN(32, r[1]!)))}`);
     } else {
       await this.sendText(to, `\u0000mem ${type} ${hex(handle)} ${pattern}`, deadline);

@@ -63,8 +63,16 @@ const MEM_WORDS: Word[] = [TO, { field: 'pages', word: 'PAGES', optional: true }
 export const OPS: Record<Step['op'], OpSpec> = {
   info: { words: [], help: "the VM's id, FF-A version, RX/TX size and whether notifications are on" },
   partitions: { words: [], extra: ['expect'], help: 'FFA_PARTITION_INFO_GET: the attached VMs and the partitions' },
-  direct: { words: [TO, { field: 'args', word: 'W3..W7', optional: true, rest: 'list' }], extra: ['vcpu', 'expect'], help: 'FFA_MSG_SEND_DIRECT_REQ; prints the response w3..w7' },
-  direct2: { words: [TO, { field: 'args', word: 'X4..X17', optional: true, rest: 'list' }], extra: ['vcpu', 'uuid', 'expect'], help: 'FFA_MSG_SEND_DIRECT_REQ2; prints the response x4..x17' },
+  direct: {
+    words: [TO, { field: 'args', word: 'W3..W7', optional: true, rest: 'list' }],
+    extra: ['vcpu', 'expect'],
+    help: 'FFA_MSG_SEND_DIRECT_REQ; prints the response w3..w7',
+  },
+  direct2: {
+    words: [TO, { field: 'args', word: 'X4..X17', optional: true, rest: 'list' }],
+    extra: ['vcpu', 'uuid', 'expect'],
+    help: 'FFA_MSG_SEND_DIRECT_REQ2; prints the response x4..x17',
+  },
   share: { words: MEM_WORDS, help: 'FFA_MEM_SHARE PAGES pages (default 1) filled with PATTERN (default 0xa5), checked by the borrower, reclaimed' },
   lend: { words: MEM_WORDS, help: 'FFA_MEM_LEND, as share' },
   donate: { words: MEM_WORDS, help: 'FFA_MEM_DONATE, as share; nothing comes back' },
@@ -73,9 +81,24 @@ export const OPS: Record<Step['op'], OpSpec> = {
   notify: { words: [TO, { field: 'id', word: 'ID' }], help: 'FFA_NOTIFICATION_SET notification ID for TARGET' },
   'wait-notification': { words: [{ field: 'id', word: 'ID' }], help: 'wait until notification ID arrives' },
   send: { words: [TO, { field: 'text', word: 'TEXT', rest: 'text' }], help: 'FFA_MSG_SEND2 TEXT to TARGET' },
-  receive: { words: [FROM, { field: 'expect', word: 'TEXT', optional: true, rest: 'text' }], help: 'wait for an indirect message from FROM (and check it is TEXT)' },
-  barrier: { words: [{ field: 'name', word: 'NAME' }, { field: 'with', word: 'PEER...', rest: 'list' }], help: 'wait until every VM PEER reaches barrier NAME' },
-  serve: { words: [{ field: 'count', word: 'COUNT', optional: true }, { field: 'vcpu', word: 'VCPU', optional: true }], help: 'answer COUNT (default 1) direct requests from VMs on vCPU VCPU (default 1) by echoing them' },
+  receive: {
+    words: [FROM, { field: 'expect', word: 'TEXT', optional: true, rest: 'text' }],
+    help: 'wait for an indirect message from FROM (and check it is TEXT)',
+  },
+  barrier: {
+    words: [
+      { field: 'name', word: 'NAME' },
+      { field: 'with', word: 'PEER...', rest: 'list' },
+    ],
+    help: 'wait until every VM PEER reaches barrier NAME',
+  },
+  serve: {
+    words: [
+      { field: 'count', word: 'COUNT', optional: true },
+      { field: 'vcpu', word: 'VCPU', optional: true },
+    ],
+    help: 'answer COUNT (default 1) direct requests from VMs on vCPU VCPU (default 1) by echoing them',
+  },
   sleep: { words: [{ field: 'ms', word: 'MS' }], help: 'wait MS milliseconds' },
 };
 
@@ -140,7 +163,8 @@ export function checkStep(raw: RawStep, where: Where): Step {
       return { op };
     case 'partitions': {
       const exp = raw.expect;
-      if (exp !== undefined && (typeof exp !== 'object' || exp === null || Array.isArray(exp))) throw new ScenarioError(`${f('expect')}: expected { count: N } or { ids: [...] }`);
+      if (exp !== undefined && (typeof exp !== 'object' || exp === null || Array.isArray(exp)))
+        throw new ScenarioError(`${f('expect')}: expected { count: N } or { ids: [...] }`);
       const e = (exp ?? {}) as Record<string, unknown>;
       for (const k of Object.keys(e)) if (k !== 'count' && k !== 'ids') throw new ScenarioError(`${f('expect')}: unknown field "${k}" (count, ids)`);
       return {
@@ -259,7 +283,8 @@ export function parseScenario(text: string, file = '<scenario>'): Scenario {
   if (d.vm !== undefined) {
     if (!d.vm || typeof d.vm !== 'object') throw new ScenarioError(`${file}: vm: expected a mapping`);
     const v = d.vm as Record<string, unknown>;
-    for (const k of Object.keys(v)) if (!['id', 'name', 'vcpus', 'properties'].includes(k)) throw new ScenarioError(`${file}: vm.${k}: unknown field (id, name, vcpus, properties)`);
+    for (const k of Object.keys(v))
+      if (!['id', 'name', 'vcpus', 'properties'].includes(k)) throw new ScenarioError(`${file}: vm.${k}: unknown field (id, name, vcpus, properties)`);
     if (v.id !== undefined) vm.id = int(v.id, `${file}: vm.id`, 0, VM_ID_MAX, 'a VM id');
     if (v.name !== undefined) vm.name = String(v.name);
     if (v.vcpus !== undefined) vm.vcpus = int(v.vcpus, `${file}: vm.vcpus`, 1, 64, 'a vCPU count');

@@ -11,7 +11,9 @@ type Snapshot = ReturnType<typeof stateSnapshot>;
 export function formatState(s: Snapshot): string {
   const out: string[] = ['endpoints:'];
   for (const e of s.endpoints) {
-    const mb = e.mailbox ? `RX ${e.mailbox.rxState}${e.mailbox.rxFunction ? ` (${e.mailbox.rxFunction} from ${e.mailbox.rxProducer})` : ''}, ${e.mailbox.pageCount} page(s)` : 'no mailbox';
+    const mb = e.mailbox
+      ? `RX ${e.mailbox.rxState}${e.mailbox.rxFunction ? ` (${e.mailbox.rxFunction} from ${e.mailbox.rxProducer})` : ''}, ${e.mailbox.pageCount} page(s)`
+      : 'no mailbox';
     const vcpus = e.vcpus.map((v) => (v.blockedIn ? `${v.state}:${v.blockedIn}` : v.state)).join(' ');
     const n = e.notifications;
     const pend = [n.pendingFromSp, n.pendingFromVm, n.pendingFramework].some((x) => x !== '0x0')
@@ -21,7 +23,9 @@ export function formatState(s: Snapshot): string {
   }
   out.push(`memory transactions: ${s.transactions.length}`);
   for (const t of s.transactions) {
-    out.push(`  ${t.handle} ${t.type} from ${t.sender} to ${t.borrowers.map((b) => `${b.id}(${b.retrieved})`).join(', ')}: ${t.ranges.map((r) => `${r.address}+${r.pageCount}p`).join(' ')}`);
+    out.push(
+      `  ${t.handle} ${t.type} from ${t.sender} to ${t.borrowers.map((b) => `${b.id}(${b.retrieved})`).join(', ')}: ${t.ranges.map((r) => `${r.address}+${r.pageCount}p`).join(' ')}`,
+    );
   }
   if (s.faults.length > 0) out.push(`recent faults: ${s.faults.map((f) => `${f.endpoint} ${f.access} ${f.length}@${f.address}`).join('; ')}`);
   return `${out.join('\n')}\n`;

@@ -51,7 +51,7 @@ export function formatRecord(r: TraceRecord, colour: boolean): string {
 export const traceCommand: Command = {
   name: 'trace',
   synopsis: '[options]',
-  summary: "the live decoded trace of a server (gRPC Debug service), one line per record, until interrupted",
+  summary: 'the live decoded trace of a server (gRPC Debug service), one line per record, until interrupted',
   flags: [
     SERVER_FLAG,
     { name: 'endpoint', arg: 'ID', help: "only this endpoint's records" },
@@ -67,7 +67,8 @@ export const traceCommand: Command = {
     const recent = v.int('recent', 0, 10000)!;
     const json = v.bool('json');
     const Client = debugClientConstructor();
-    const client = new Client(server, grpc.credentials.createInsecure()) as grpc.Client & Record<string, (req: object) => grpc.ClientReadableStream<{ json: string }>>;
+    const client = new Client(server, grpc.credentials.createInsecure()) as grpc.Client &
+      Record<string, (req: object) => grpc.ClientReadableStream<{ json: string }>>;
     const stream = client['Trace']!({ endpoint, function: v.string('function') ?? '', errors_only: v.bool('errors'), recent });
     const colour = process.stdout.isTTY === true && !json;
     const stop = () => stream.cancel();

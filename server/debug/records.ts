@@ -157,7 +157,6 @@ export type RawRecord =
 /** Registers per slot: a call's x0..x17 and its answer's. */
 export const SLOT = 2 * REGISTER_COUNT;
 
-
 /** Fields that hold endpoint IDs: shown in hex, as FF-A engineers read them. */
 const ID_FIELDS = new Set(['source', 'destination', 'endpoint', 'sender', 'receiver', 'vmId', 'senderVmId', 'id']);
 
@@ -234,7 +233,17 @@ export function toRecord(raw: RawRecord, regs: BigUint64Array): TraceRecord {
       const errored = raw.blocked || Number(answer[0]! & U32) === ERROR_FID;
       const d = decodeCall(x, raw.version, errored);
       const used = d.ok || d.known ? registersUsed(d.ok ? d.call.fn : d.fn, d.width, raw.version) : x.length;
-      const rec: TraceRecord = { seq, time, endpoint, name, kind: 'call', vcpu: raw.vcpu, via: raw.via, function: fidName(Number(x[0]! & U32)), x: trimmed(x, used) };
+      const rec: TraceRecord = {
+        seq,
+        time,
+        endpoint,
+        name,
+        kind: 'call',
+        vcpu: raw.vcpu,
+        via: raw.via,
+        function: fidName(Number(x[0]! & U32)),
+        x: trimmed(x, used),
+      };
       if (d.ok) {
         const args = jsonValue(d.call) as Record<string, unknown>;
         if (Object.keys(args).length > 0) rec.args = args;
@@ -349,7 +358,22 @@ export function unpackBatch({ nums, strs }: RawBatch): RawRecord[] {
     const reason = strs[i + 2] ? { code: strs[i + 2]!, text: strs[i + 3]! } : undefined;
     switch (KINDS[at(0)]) {
       case 'call':
-        raws.push({ kind: 'call', seq, t, endpoint, name, vcpu, version, via: str, handledUs: us, outVersion: other, blocked: flag >= 1, waiting: flag === 2, slot, reason });
+        raws.push({
+          kind: 'call',
+          seq,
+          t,
+          endpoint,
+          name,
+          vcpu,
+          version,
+          via: str,
+          handledUs: us,
+          outVersion: other,
+          blocked: flag >= 1,
+          waiting: flag === 2,
+          slot,
+          reason,
+        });
         break;
       case 'return':
         raws.push({ kind: 'return', seq, t, endpoint, name, vcpu, version, fn: str, latencyUs: us, callSeq: other, dropped: flag === 1, slot, reason });

@@ -34,7 +34,10 @@ const regs = (r: string[]) => r.map(big);
 const show = (r: readonly bigint[]) => {
   let n = r.length;
   while (n > 1 && r[n - 1] === 0n) n--;
-  return `${fidName(Number(r[0]! & U32))} [${r.slice(0, n).map((v) => `0x${v.toString(16)}`).join(', ')}]`;
+  return `${fidName(Number(r[0]! & U32))} [${r
+    .slice(0, n)
+    .map((v) => `0x${v.toString(16)}`)
+    .join(', ')}]`;
 };
 const same = (a: readonly bigint[], b: readonly bigint[]) => {
   const n = Math.max(a.length, b.length);
@@ -70,7 +73,8 @@ export function parseTrace(text: string, file = '<trace>'): { header: TraceHeade
   const records = lines.slice(1).map((l, i) => parse(l, i + 1) as TraceRecord);
   records.forEach((r, i) => {
     const lost = r as unknown as { kind?: string; why?: string };
-    if (lost?.kind === 'lost') throw new TraceFormatError(`${file}:${i + 2}: the recording lost records here (decoder thread ${lost.why}); a replay would differ`);
+    if (lost?.kind === 'lost')
+      throw new TraceFormatError(`${file}:${i + 2}: the recording lost records here (decoder thread ${lost.why}); a replay would differ`);
     if (typeof r?.seq !== 'number' || typeof r.kind !== 'string') throw new TraceFormatError(`${file}:${i + 2}: a record needs seq and kind`);
   });
   return { header, records: records.sort((a, b) => a.seq - b.seq) };
@@ -130,14 +134,20 @@ export function replay(header: TraceHeader, records: TraceRecord[], partitions =
         try {
           out = spmc.handle(r.endpoint, r.vcpu, regs(r.x));
         } catch (e) {
-          return differ(r, `${r.function} by 0x${r.endpoint.toString(16)}`, r.blocked ? 'blocked' : show(regs(r.result!.r)), `refused: ${(e as Error).message}`);
+          return differ(
+            r,
+            `${r.function} by 0x${r.endpoint.toString(16)}`,
+            r.blocked ? 'blocked' : show(regs(r.result!.r)),
+            `refused: ${(e as Error).message}`,
+          );
         }
         if (r.blocked) {
           if (!isPending(out)) return differ(r, `${r.function} by 0x${r.endpoint.toString(16)} vCPU ${r.vcpu}`, 'blocked', show(out));
           pendings.set(r.seq, out);
         } else {
           if (isPending(out)) return differ(r, `${r.function} by 0x${r.endpoint.toString(16)} vCPU ${r.vcpu}`, show(regs(r.result!.r)), 'blocked');
-          if (!same(out, regs(r.result!.r))) return differ(r, `${r.function} by 0x${r.endpoint.toString(16)} vCPU ${r.vcpu}`, show(regs(r.result!.r)), show(out));
+          if (!same(out, regs(r.result!.r)))
+            return differ(r, `${r.function} by 0x${r.endpoint.toString(16)} vCPU ${r.vcpu}`, show(regs(r.result!.r)), show(out));
           report.matched++;
         }
         break;

@@ -201,7 +201,21 @@ export class Tracer {
         const slot = this.next;
         for (let i = 0; i < REGISTER_COUNT; i++) this.regs[slot * SLOT + i] = answer[i] ?? 0n;
         const why = this.spmc.reasonFor(answer);
-        this.push({ kind: 'return', seq: ++this.seq, t: Date.now(), endpoint: c.endpoint, name: name(), callSeq: seq, vcpu: c.vcpu, version, fn, latencyUs, dropped: pending.abandoned, slot, reason: why });
+        this.push({
+          kind: 'return',
+          seq: ++this.seq,
+          t: Date.now(),
+          endpoint: c.endpoint,
+          name: name(),
+          callSeq: seq,
+          vcpu: c.vcpu,
+          version,
+          fn,
+          latencyUs,
+          dropped: pending.abandoned,
+          slot,
+          reason: why,
+        });
       });
       if (this.answers.length === 1) queueMicrotask(() => this.recordAnswers());
     });

@@ -26,8 +26,7 @@ export function endpointSummary(ep: Endpoint) {
 export function endpointDetail(ep: Endpoint) {
   const n = ep.notifications;
   const mb = ep.mailbox;
-  const bound = (list: (EndpointId | undefined)[]) =>
-    list.flatMap((sender, id) => (sender === undefined ? [] : [{ id, sender: hex(sender) }]));
+  const bound = (list: (EndpointId | undefined)[]) => list.flatMap((sender, id) => (sender === undefined ? [] : [{ id, sender: hex(sender) }]));
   return {
     ...endpointSummary(ep),
     uuids: ep.uuids.map(formatUuid),
@@ -38,7 +37,9 @@ export function endpointDetail(ep: Endpoint) {
       state: v.state,
       blockedIn: v.pending ? `FFA_${v.pending.fn}` : undefined,
       blockedOn: v.blockedOn ? { endpoint: hex(v.blockedOn.endpoint), vcpu: v.blockedOn.vcpu } : undefined,
-      handling: v.handling ? { from: hex(v.handling.origin.endpoint), vcpu: v.handling.origin.vcpu, kind: v.handling.kind, chain: v.handling.chain.map(hex) } : undefined,
+      handling: v.handling
+        ? { from: hex(v.handling.origin.endpoint), vcpu: v.handling.origin.vcpu, kind: v.handling.kind, chain: v.handling.chain.map(hex) }
+        : undefined,
     })),
     mailbox: mb
       ? {

@@ -81,7 +81,11 @@ export class SpmcGrpcServer {
         // A TraceLine is the TraceRecord message, field for field.
         const send = (l: TraceLine) => stream.write(l);
         if (req.recent > 0) for (const r of tracer.recent(filter, Math.min(req.recent, 10000))) send(toLine(r));
-        whileOpen(stream, this.debugStreams, tracer.subscribe(filter, (lines) => lines.forEach(send)));
+        whileOpen(
+          stream,
+          this.debugStreams,
+          tracer.subscribe(filter, (lines) => lines.forEach(send)),
+        );
       },
       State: (_call: grpc.ServerUnaryCall<object, object>, cb: grpc.sendUnaryData<object>) => cb(null, { json: JSON.stringify(stateSnapshot(this.core.spmc)) }),
     });
@@ -135,7 +139,11 @@ export class SpmcGrpcServer {
         try {
           if (isMalformed(call.request)) throw malformed(call.request);
           const out = fn(call.request, call);
-          if (out instanceof Promise) out.then((r) => cb(null, r), (e) => cb(toStatus(e)));
+          if (out instanceof Promise)
+            out.then(
+              (r) => cb(null, r),
+              (e) => cb(toStatus(e)),
+            );
           else cb(null, out);
         } catch (e) {
           cb(toStatus(e));
@@ -167,7 +175,9 @@ export class SpmcGrpcServer {
         call.on('cancelled', () => out.abandon());
         return out.answer.then((r) => this.reply(r));
       }),
-      ReadMemory: unary<ReadMemoryRequest>((req) => ({ data: Buffer.from(this.core.readMemory(this.core.session(req.session), u64FromWire(req.address), req.length)) })),
+      ReadMemory: unary<ReadMemoryRequest>((req) => ({
+        data: Buffer.from(this.core.readMemory(this.core.session(req.session), u64FromWire(req.address), req.length)),
+      })),
       WriteMemory: unary<WriteMemoryRequest>((req) => {
         this.core.writeMemory(this.core.session(req.session), u64FromWire(req.address), req.data);
         return {};

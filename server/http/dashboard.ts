@@ -13,7 +13,5 @@ export const dashboardRoutes: FastifyPluginAsync = async (app) => {
   const icon = readFileSync(publicFile('favicon.svg'), 'utf8');
   app.get('/', { schema: { hide: true } }, async (_req, reply) => reply.type('text/html; charset=utf-8').send(page));
   // An SVG under the name browsers ask for unprompted; the page's <link rel=icon> names it too.
-  app.get('/favicon.ico', { schema: { hide: true } }, async (_req, reply) =>
-    reply.type('image/svg+xml').header('cache-control', 'max-age=86400').send(icon),
-  );
+  app.get('/favicon.ico', { schema: { hide: true } }, async (_req, reply) => reply.type('image/svg+xml').header('cache-control', 'max-age=86400').send(icon));
 };

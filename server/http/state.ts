@@ -58,7 +58,12 @@ export const stateRoutes: FastifyPluginAsync<{ spmc: Spmc }> = async (app, { spm
         return reply.code(403).send({ error: 'PERMISSION_DENIED', message: `endpoint ${req.params.id} may not read ${length} bytes at ${req.query.address}` });
       }
       const data = Buffer.from(spmc.state.memory.read(address, length));
-      return { address: req.query.address, length, format: req.query.format, data: req.query.format === 'base64' ? data.toString('base64') : hexdump(data, address) };
+      return {
+        address: req.query.address,
+        length,
+        format: req.query.format,
+        data: req.query.format === 'base64' ? data.toString('base64') : hexdump(data, address),
+      };
     },
   );
 

@@ -26,9 +26,7 @@ export async function startBuiltinPartitions(target: SessionCore | Spmc, onError
     const driver = new FfaDriver(vm, { version: p.ffaVersion, onHandlerError: (e) => onError?.(p.id, e) });
     await driver.init();
     const service = SERVICES[p.behaviour.service as keyof typeof SERVICES](driver);
-    const loops = Array.from({ length: p.execContexts }, (_, vcpu) =>
-      driver.serveDirectRequests(service, vcpu).catch((e) => onError?.(p.id, e)),
-    );
+    const loops = Array.from({ length: p.execContexts }, (_, vcpu) => driver.serveDirectRequests(service, vcpu).catch((e) => onError?.(p.id, e)));
     running.push({ id: p.id, driver, loops });
   }
   return running;

@@ -28,7 +28,10 @@ export function testService(drv: FfaDriver): DirectRequestHandler {
   drv.notifier.onNotified = ({ fromSp, fromVm }, vcpu) => drv.consoleLog(`notified from-sp=${hex(fromSp)} from-vm=${hex(fromVm)}\n`, vcpu);
   drv.notifier.onUnclaimedMessage = async (msg, vcpu) => {
     const echoed = await status(() => drv.sendIndirect(msg.sender, msg.payload, { vcpu, uuid: msg.uuid }));
-    await drv.consoleLog(`message from ${hex(msg.sender)}: ${msg.payload.length} bytes, echo ${echoed === 0n ? 'sent' : errorName(errorCodeFromWord(echoed))}\n`, vcpu);
+    await drv.consoleLog(
+      `message from ${hex(msg.sender)}: ${msg.payload.length} bytes, echo ${echoed === 0n ? 'sent' : errorName(errorCodeFromWord(echoed))}\n`,
+      vcpu,
+    );
   };
 
   return async (req, vcpu) => {
@@ -52,9 +55,43 @@ export function testService(drv: FfaDriver): DirectRequestHandler {
       case CMD.ERROR:
         return [w3, w5 & U32, 0n, 0n, 0n];
       case CMD.NOTIFY:
-        return [w3, await status(() => drv.success({ fn: 'NOTIFICATION_SET', route: { source: drv.vmId, destination: Number(w4 & 0xffffn) }, perVcpu: false, delaySri: false, vcpu: 0, bitmap: (w5 & U32) | ((w6 & U32) << 32n) }, vcpu)), 0n, 0n, 0n];
+        return [
+          w3,
+          await status(() =>
+            drv.success(
+              {
+                fn: 'NOTIFICATION_SET',
+                route: { source: drv.vmId, destination: Number(w4 & 0xffffn) },
+                perVcpu: false,
+                delaySri: false,
+                vcpu: 0,
+                bitmap: (w5 & U32) | ((w6 & U32) << 32n),
+              },
+              vcpu,
+            ),
+          ),
+          0n,
+          0n,
+          0n,
+        ];
       case CMD.BIND:
-        return [w3, await status(() => drv.success({ fn: 'NOTIFICATION_BIND', route: { source: Number(w4 & 0xffffn), destination: drv.vmId }, perVcpu: false, bitmap: (w5 & U32) | ((w6 & U32) << 32n) }, vcpu)), 0n, 0n, 0n];
+        return [
+          w3,
+          await status(() =>
+            drv.success(
+              {
+                fn: 'NOTIFICATION_BIND',
+                route: { source: Number(w4 & 0xffffn), destination: drv.vmId },
+                perVcpu: false,
+                bitmap: (w5 & U32) | ((w6 & U32) << 32n),
+              },
+              vcpu,
+            ),
+          ),
+          0n,
+          0n,
+          0n,
+        ];
       case CMD.SEND2: {
         const payload = new Uint8Array(24);
         const dv = new DataView(payload.buffer);

@@ -6,13 +6,7 @@ import { MemoryFault, SpmcError, type SpmcErrorKind } from '../spmc/spmc.js';
 
 /** Transport statuses, named as gRPC names them. */
 export type TransportStatus =
-  | 'INVALID_ARGUMENT'
-  | 'UNAUTHENTICATED'
-  | 'PERMISSION_DENIED'
-  | 'ALREADY_EXISTS'
-  | 'RESOURCE_EXHAUSTED'
-  | 'UNAVAILABLE'
-  | 'INTERNAL';
+  'INVALID_ARGUMENT' | 'UNAUTHENTICATED' | 'PERMISSION_DENIED' | 'ALREADY_EXISTS' | 'RESOURCE_EXHAUSTED' | 'UNAVAILABLE' | 'INTERNAL';
 
 /** A refusal the session core makes itself (unknown session, shutting down, a bad field). */
 export class SessionError extends Error {

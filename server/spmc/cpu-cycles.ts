@@ -38,7 +38,11 @@ export const cpuCycleAbis: AbiTable = {
     handle({ state, caller, vcpu }, call) {
       // While serving a request the cycles belong to the requester: answer it first.
       if (vcpu.handling && !vcpu.handling.response) {
-        return refuse(DENIED, 'msg_wait.request_ongoing', `MSG_WAIT: ${hex(caller.id)} context ${vcpu.index} must answer the request from ${hex(vcpu.handling.origin.endpoint)} first`);
+        return refuse(
+          DENIED,
+          'msg_wait.request_ongoing',
+          `MSG_WAIT: ${hex(caller.id)} context ${vcpu.index} must answer the request from ${hex(vcpu.handling.origin.endpoint)} first`,
+        );
       }
       releaseHeldResponse(state, vcpu);
       // The implicit release fails silently, as Hafnium's does.
@@ -62,7 +66,11 @@ export const cpuCycleAbis: AbiTable = {
       if (!giver) {
         // Nobody lent these cycles: a VM's yield is a no-op; an SP outside any request may not.
         if (caller.kind === 'vm') return ffaSuccess();
-        return refuse(DENIED, 'yield.no_cycles', `YIELD: partition ${hex(caller.id)} vCPU ${vcpu.index} was given no cycles (no request, no FFA_RUN) to hand back`);
+        return refuse(
+          DENIED,
+          'yield.no_cycles',
+          `YIELD: partition ${hex(caller.id)} vCPU ${vcpu.index} was given no cycles (no request, no FFA_RUN) to hand back`,
+        );
       }
       wake(state, giver, { fn: 'YIELD', target, timeout });
       const reply = park(vcpu, 'preempted', 'YIELD');
@@ -85,7 +93,11 @@ export const cpuCycleAbis: AbiTable = {
           // Only the vCPU it yielded to may give it its cycles back.
           if (!sameVcpu(t.yieldedTo, me)) {
             const to = t.yieldedTo ? `${hex(t.yieldedTo.endpoint)} vCPU ${t.yieldedTo.vcpu}` : 'no one';
-            return refuse(DENIED, 'run.not_yielded_to_caller', `RUN: ${hex(ep.id)} vCPU ${t.index} yielded to ${to}, not to ${hex(caller.id)} vCPU ${vcpu.index}`);
+            return refuse(
+              DENIED,
+              'run.not_yielded_to_caller',
+              `RUN: ${hex(ep.id)} vCPU ${t.index} yielded to ${to}, not to ${hex(caller.id)} vCPU ${vcpu.index}`,
+            );
           }
           t.yieldedTo = undefined;
           wake(state, target, ffaSuccess());

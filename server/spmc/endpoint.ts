@@ -1,13 +1,7 @@
 // Endpoints (Hafnium's vm.c): every VM and SP the SPMC knows, with its version, properties, RAM
 // window, access table and mailbox.
 
-import {
-  type EndpointId,
-  type FfaCall,
-  type FfaVersion,
-  type Uuid,
-  FFA_VERSION_1_0,
-} from '../../proto/ffa/index.js';
+import { type EndpointId, type FfaCall, type FfaVersion, type Uuid, FFA_VERSION_1_0 } from '../../proto/ffa/index.js';
 import { AccessTable, type Window } from './memory.js';
 import { type Notifications, newNotifications } from './notifications.js';
 import type { Pending } from './pending.js';

@@ -95,7 +95,8 @@ function featureId({ caller }: CallContext, id: number, props: number): Reply {
   const entry = forKind[id];
   if (!entry) return refuse(NOT_SUPPORTED, 'features.unknown_feature', `FEATURES: feature ID ${id} is not one this SPMC provides`);
   const [kind, intid, name] = entry;
-  if (caller.kind !== kind) return refuse(NOT_SUPPORTED, 'features.feature_not_for_caller', `FEATURES: the ${name} (feature ID ${id}) is provided to ${kindName(kind)} only`);
+  if (caller.kind !== kind)
+    return refuse(NOT_SUPPORTED, 'features.feature_not_for_caller', `FEATURES: the ${name} (feature ID ${id}) is provided to ${kindName(kind)} only`);
   return ffaSuccess([intid, 0]);
 }
 
@@ -107,7 +108,11 @@ export function featuresAbis(dispatch: () => AbiTable): AbiTable {
     const name = fidName(f.fid);
     const since = FFA_FUNCTIONS[f.fn].since;
     if (since > FFA_VERSION_IMPLEMENTED) {
-      return refuse(NOT_SUPPORTED, 'features.newer_version', `FEATURES: ${name} is from FF-A v${formatVersion(since)}; this SPMC implements v${formatVersion(FFA_VERSION_IMPLEMENTED)}`);
+      return refuse(
+        NOT_SUPPORTED,
+        'features.newer_version',
+        `FEATURES: ${name} is from FF-A v${formatVersion(since)}; this SPMC implements v${formatVersion(FFA_VERSION_IMPLEMENTED)}`,
+      );
     }
     if (RETURN_ONLY.has(f.fn)) return ffaSuccess([0, 0]);
     if (!dispatch()[f.fn]) return refuse(NOT_SUPPORTED, 'features.not_handled', `FEATURES: ${name} is not handled by this SPMC`);

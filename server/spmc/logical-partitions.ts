@@ -45,8 +45,7 @@ export const LOGICAL_PARTITION_EXEC_CONTEXTS = 1;
 /** The SPMD reports its own version for its partitions. */
 export const LOGICAL_PARTITION_VERSION: FfaVersion = FFA_VERSION_IMPLEMENTED;
 
-export const logicalProperties = (lp: LogicalPartition): number =>
-  P.DIRECT_REQ_SEND | P.AARCH64_EXEC | (lp.answers ? P.DIRECT_REQ_RECV : 0);
+export const logicalProperties = (lp: LogicalPartition): number => P.DIRECT_REQ_SEND | P.AARCH64_EXEC | (lp.answers ? P.DIRECT_REQ_RECV : 0);
 
 /** What the SPMD lists for `uuid` (one entry per UUID for the Nil UUID, the UUID field then filled). */
 export function logicalPartitionEntries(lps: readonly LogicalPartition[], uuid: Uuid): PartitionInfo[] {

@@ -1,13 +1,7 @@
 // The Rx/Tx mailbox: RXTX_MAP, RXTX_UNMAP, RX_RELEASE, and the producer side every ABI that
 // writes a caller's RX buffer goes through.
 
-import {
-  FFA_ERRORS,
-  FFA_PAGE_SIZE,
-  type EndpointId,
-  ffaSuccess,
-  hex,
-} from '../../proto/ffa/index.js';
+import { FFA_ERRORS, FFA_PAGE_SIZE, type EndpointId, ffaSuccess, hex } from '../../proto/ffa/index.js';
 import type { Endpoint } from './endpoint.js';
 import { pageAligned } from './memory.js';
 import { type AbiTable, refuse, type SpmcState } from './state.js';
@@ -57,8 +51,7 @@ export function unmapMailbox(ep: Endpoint): void {
   ep.mailbox = undefined;
 }
 
-const alreadyMapped = (caller: Endpoint) =>
-  refuse(DENIED, 'rxtx_map.already_mapped', `RXTX_MAP: ${hex(caller.id)} already has RX/TX buffers mapped`);
+const alreadyMapped = (caller: Endpoint) => refuse(DENIED, 'rxtx_map.already_mapped', `RXTX_MAP: ${hex(caller.id)} already has RX/TX buffers mapped`);
 
 export const mailboxAbis: AbiTable = {
   RXTX_MAP: {
@@ -78,7 +71,11 @@ export const mailboxAbis: AbiTable = {
       }
       // Both buffers must be the caller's own, exclusively: TX read-write, RX at least readable.
       if (!caller.access.allows(tx, tx + size, 'rw', ['owned'])) {
-        return refuse(INVALID_PARAMETERS, 'rxtx_map.tx_not_owned', `RXTX_MAP: TX ${hex(tx)}+${hex(size)} is not memory ${hex(caller.id)} owns exclusively read-write`);
+        return refuse(
+          INVALID_PARAMETERS,
+          'rxtx_map.tx_not_owned',
+          `RXTX_MAP: TX ${hex(tx)}+${hex(size)} is not memory ${hex(caller.id)} owns exclusively read-write`,
+        );
       }
       if (!caller.access.allows(rx, rx + size, 'ro', ['owned'])) {
         return refuse(INVALID_PARAMETERS, 'rxtx_map.rx_not_owned', `RXTX_MAP: RX ${hex(rx)}+${hex(size)} is not memory ${hex(caller.id)} owns exclusively`);
@@ -104,8 +101,13 @@ export const mailboxAbis: AbiTable = {
       if (releaseRx(caller)) return ffaSuccess();
       const mb = caller.mailbox;
       if (!mb) return refuse(DENIED, 'rx_release.not_mapped', `RX_RELEASE: ${hex(caller.id)} has no RX buffer mapped`);
-      if (mb.rxState === 'empty') return refuse(DENIED, 'rx_release.not_owned', `RX_RELEASE: the RX buffer of ${hex(caller.id)} is not full (nothing to release)`);
-      return refuse(DENIED, 'rx_release.framework_pending', `RX_RELEASE: ${hex(caller.id)} must collect its RX-buffer-full framework notification with NOTIFICATION_GET first`);
+      if (mb.rxState === 'empty')
+        return refuse(DENIED, 'rx_release.not_owned', `RX_RELEASE: the RX buffer of ${hex(caller.id)} is not full (nothing to release)`);
+      return refuse(
+        DENIED,
+        'rx_release.framework_pending',
+        `RX_RELEASE: ${hex(caller.id)} must collect its RX-buffer-full framework notification with NOTIFICATION_GET first`,
+      );
     },
   },
 };

@@ -46,7 +46,8 @@ function relinquish(ctx: CallContext): Reply {
   // The clear flag counts only once every other borrower has relinquished (Hafnium).
   const clear = (r.flags & RELINQUISH_FLAG_CLEAR) !== 0 && share.borrowers.every((x) => x === b || x.retrieved === 'no');
   if (clear && share.type === 'share') return bad('clear_on_share', 'shared memory cannot be cleared (the owner keeps access)');
-  if (clear && dataAccess(b.permissions) === MEM_PERM.DATA_RO) return no(DENIED, 'clear_read_only', `${hex(caller.id)} was lent ${hex(r.handle)} read-only, so it cannot ask for clearing`);
+  if (clear && dataAccess(b.permissions) === MEM_PERM.DATA_RO)
+    return no(DENIED, 'clear_read_only', `${hex(caller.id)} was lent ${hex(r.handle)} read-only, so it cannot ask for clearing`);
   dropBorrowerAccess(state, share, b);
   if (clear) for (const c of share.constituents) state.memory.zero(rangeOf(c)[0], rangeOf(c)[1] - rangeOf(c)[0]);
   if (share.senderGone && !held(share)) reclaim(state, share, false);

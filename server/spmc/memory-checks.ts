@@ -69,10 +69,18 @@ export function attributesProblem(attributes: number): string | undefined {
 export function attributesSecurity(state: SpmcState, fn: string, tx: MemTransaction): Refusal | undefined {
   const no = refusals(fn);
   if (tx.attributes & MEM_ATTR.SECURITY_MASK) {
-    return no(INVALID_PARAMETERS, 'ns_bit', `memory region attributes ${hex(tx.attributes)} set the security field (bits [7:6]); only the relayer sets the NS bit`);
+    return no(
+      INVALID_PARAMETERS,
+      'ns_bit',
+      `memory region attributes ${hex(tx.attributes)} set the security field (bits [7:6]); only the relayer sets the NS bit`,
+    );
   }
   if (state.strict && tx.attributes & MEM_ATTR.PADDING_MASK) {
-    return no(INVALID_PARAMETERS, 'attributes_reserved', strictly(`memory region attributes ${hex(tx.attributes)} set bits [15:8]`, 'FF-A v1.1 Table 10.18, bits [15:7] MBZ'));
+    return no(
+      INVALID_PARAMETERS,
+      'attributes_reserved',
+      strictly(`memory region attributes ${hex(tx.attributes)} set bits [15:8]`, 'FF-A v1.1 Table 10.18, bits [15:7] MBZ'),
+    );
   }
   return undefined;
 }
@@ -96,19 +104,29 @@ export function sanityCheck(state: SpmcState, caller: Endpoint, fn: string, buf:
   }
   if (v > FFA_VERSION_1_0) {
     if (!emadSizeValid(tx.emadSize, v)) {
-      return bad('emad_size', `memory access descriptor size ${tx.emadSize} is not ${v >= FFA_VERSION_1_2 ? '16 or 32' : '16'} for a v${formatVersion(v)} caller`);
+      return bad(
+        'emad_size',
+        `memory access descriptor size ${tx.emadSize} is not ${v >= FFA_VERSION_1_2 ? '16 or 32' : '16'} for a v${formatVersion(v)} caller`,
+      );
     }
-    if (tx.receiversOffset < MEM_HEADER_SIZE_V1_1) return bad('receivers_offset', `memory access descriptors at offset ${tx.receiversOffset} overlap the 48-byte header`);
+    if (tx.receiversOffset < MEM_HEADER_SIZE_V1_1)
+      return bad('receivers_offset', `memory access descriptors at offset ${tx.receiversOffset} overlap the 48-byte header`);
     if (state.strict && tx.receiversOffset % 16 !== 0) {
       return bad('receivers_offset', strictly(`memory access descriptors at offset ${tx.receiversOffset} are not 16-byte aligned`, 'FF-A v1.1 Table 10.20'));
     }
   }
   const count = memReceiverCount(buf);
   if (count < 1 || count > state.limits.maxBorrowers) {
-    return bad('receiver_count', count === 0 && !send ? 'no memory access descriptor: only the hypervisor sends a retrieve request without one' : `receiver count ${count} is not 1..${state.limits.maxBorrowers}`);
+    return bad(
+      'receiver_count',
+      count === 0 && !send
+        ? 'no memory access descriptor: only the hypervisor sends a retrieve request without one'
+        : `receiver count ${count} is not 1..${state.limits.maxBorrowers}`,
+    );
   }
   const receiversEnd = tx.receiversOffset + count * tx.emadSize;
-  if (buf.length < receiversEnd) return bad('receivers_truncated', `${count} memory access descriptors end at byte ${receiversEnd}, past the ${buf.length}-byte fragment`);
+  if (buf.length < receiversEnd)
+    return bad('receivers_truncated', `${count} memory access descriptors end at byte ${receiversEnd}, past the ${buf.length}-byte fragment`);
   const first = tx.receivers[0]!.compositeOffset;
   if (!send) {
     if (first !== 0) return bad('composite_offset', `composite offset ${first} must be 0 in a retrieve request (no address ranges from the retriever)`);
@@ -120,8 +138,10 @@ export function sanityCheck(state: SpmcState, caller: Endpoint, fn: string, buf:
     }
   }
   for (const [i, r] of tx.receivers.entries()) {
-    if (r.reserved !== 0n) return bad('emad_reserved', `memory access descriptor ${i} (receiver 0x${r.receiver.toString(16)}) has reserved bytes ${r.reserved.toString(16)}`);
-    if (r.compositeOffset !== first) return bad('composite_offset_differs', `memory access descriptor ${i} points at composite offset ${r.compositeOffset}, descriptor 0 at ${first}`);
+    if (r.reserved !== 0n)
+      return bad('emad_reserved', `memory access descriptor ${i} (receiver 0x${r.receiver.toString(16)}) has reserved bytes ${r.reserved.toString(16)}`);
+    if (r.compositeOffset !== first)
+      return bad('composite_offset_differs', `memory access descriptor ${i} points at composite offset ${r.compositeOffset}, descriptor 0 at ${first}`);
   }
   return undefined;
 }

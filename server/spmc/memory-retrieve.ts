@@ -76,16 +76,25 @@ function accessGranted(
 
   if (type === 'share' || (type === 'lend' && multiple)) {
     if (reqInstr !== INSTR_NS) {
-      return bad('instruction_access', `receiver ${hex(who)} specifies instruction access ${INSTRUCTION_NAMES[reqInstr]} in a ${multiple ? 'multi-borrower ' : ''}${type}; it must be left unspecified`);
+      return bad(
+        'instruction_access',
+        `receiver ${hex(who)} specifies instruction access ${INSTRUCTION_NAMES[reqInstr]} in a ${multiple ? 'multi-borrower ' : ''}${type}; it must be left unspecified`,
+      );
     }
   } else if (!multiple) {
-    if (reqInstr === INSTR_NS) return bad('instruction_access_missing', `receiver ${hex(who)} must specify X or NX instruction access in a single-borrower ${type}`);
+    if (reqInstr === INSTR_NS)
+      return bad('instruction_access_missing', `receiver ${hex(who)} must specify X or NX instruction access in a single-borrower ${type}`);
     if (nonSecure && reqInstr === X) return bad('execute_non_secure', `receiver ${hex(who)} asks for X on non-secure memory`);
   }
   let instr: number;
   if ((sentInstr === INSTR_NS || sentInstr === X) && reqInstr === X) instr = X;
   else if (reqInstr === INSTR_NS || reqInstr === NX) instr = NX;
-  else return no(DENIED, 'instruction_access_exceeds', `receiver ${hex(who)} asks for ${INSTRUCTION_NAMES[reqInstr]} instruction access where the sender gave ${INSTRUCTION_NAMES[sentInstr]}`);
+  else
+    return no(
+      DENIED,
+      'instruction_access_exceeds',
+      `receiver ${hex(who)} asks for ${INSTRUCTION_NAMES[reqInstr]} instruction access where the sender gave ${INSTRUCTION_NAMES[sentInstr]}`,
+    );
   return { data, instr };
 }
 
@@ -125,10 +134,14 @@ function validateRequest(ctx: CallContext, share: MemShare, req: ReturnType<type
   const { state, caller } = ctx;
   const expected = req.receiversOffset + req.receivers.length * req.emadSize;
   if (length !== expected) return bad('length', `length ${length} is not ${expected}, the header and ${req.receivers.length} access descriptors`);
-  if (req.sender !== share.sender) return no(DENIED, 'sender', `the request names sender ${hex(req.sender)}; transaction ${hex(share.handle)} is from ${hex(share.sender)}`);
+  if (req.sender !== share.sender)
+    return no(DENIED, 'sender', `the request names sender ${hex(req.sender)}; transaction ${hex(share.handle)} is from ${hex(share.sender)}`);
   const reqType = (req.flags & MEM_FLAGS.TYPE_MASK) >> MEM_FLAGS.TYPE_SHIFT;
   if (reqType !== 0 && reqType !== MEM_TRANSACTION_TYPES[share.type]) {
-    return bad('transaction_type', `transaction type ${reqType} was asked for, but ${hex(share.handle)} is a ${share.type} (${MEM_TRANSACTION_TYPES[share.type]})`);
+    return bad(
+      'transaction_type',
+      `transaction type ${reqType} was asked for, but ${hex(share.handle)} is a ${share.type} (${MEM_TRANSACTION_TYPES[share.type]})`,
+    );
   }
   if (req.tag !== share.header.tag) return bad('tag', `tag ${hex(req.tag)} does not match the sender's ${hex(share.header.tag)}`);
   if (!share.borrowers.some((x) => x.id === caller.id)) return bad('not_a_borrower', `${hex(caller.id)} is not a borrower of ${hex(share.handle)}`);
@@ -136,13 +149,17 @@ function validateRequest(ctx: CallContext, share: MemShare, req: ReturnType<type
   if (req.flags & MEM_FLAGS.HINT_MASK) return bad('address_hint', `flags ${hex(req.flags >>> 0)} set hint bits [8:5]`);
   if (req.flags & ~RETRIEVE_FLAGS_KNOWN) return bad('flags', `flags ${hex(req.flags >>> 0)} set bits [31:11]`);
   if (state.strict && caller.version < FFA_VERSION_1_2 && req.flags & MEM_FLAGS.BYPASS_MULTI_BORROWER) {
-    return bad('flags', strictly(`flags ${hex(req.flags >>> 0)} set bit 10, a v1.2 flag`, 'FF-A v1.1 Table 10.20, flags bits [31:10] MBZ in a v1.1 retrieve request'));
+    return bad(
+      'flags',
+      strictly(`flags ${hex(req.flags >>> 0)} set bit 10, a v1.2 flag`, 'FF-A v1.1 Table 10.20, flags bits [31:10] MBZ in a v1.1 retrieve request'),
+    );
   }
   const clear = (req.flags & MEM_FLAGS.CLEAR) !== 0;
   if (share.type === 'share' && req.flags & (MEM_FLAGS.CLEAR | MEM_FLAGS.CLEAR_RELINQUISH)) {
     return bad('clear_on_share', 'shared memory cannot be cleared (the owner keeps access)');
   }
-  if (clear && !(share.header.flags & MEM_FLAGS.CLEAR)) return no(DENIED, 'clear_not_requested', `the borrower asks for clearing, but the sender of ${hex(share.handle)} did not set the clear flag`);
+  if (clear && !(share.header.flags & MEM_FLAGS.CLEAR))
+    return no(DENIED, 'clear_not_requested', `the borrower asks for clearing, but the sender of ${hex(share.handle)} did not set the clear flag`);
   const security = attributesSecurity(state, FN, req);
   if (security) return security;
   if (memType(req.attributes) === MEM_ATTR.TYPE_NOT_SPECIFIED) return undefined;
@@ -151,12 +168,19 @@ function validateRequest(ctx: CallContext, share: MemShare, req: ReturnType<type
 }
 
 /** The access list (ffa_memory_retrieve_validate_memory_access_list): what the caller is granted. */
-function validateAccessList(ctx: CallContext, share: MemShare, req: ReturnType<typeof decodeMemTransaction>, nonSecure: boolean): { data: number; instr: number } | Refusal {
+function validateAccessList(
+  ctx: CallContext,
+  share: MemShare,
+  req: ReturnType<typeof decodeMemTransaction>,
+  nonSecure: boolean,
+): { data: number; instr: number } | Refusal {
   const { state, caller } = ctx;
   const bypass = (req.flags & MEM_FLAGS.BYPASS_MULTI_BORROWER) !== 0;
   const count = share.borrowers.length;
-  if (!bypass && req.receivers.length !== count) return bad('receiver_count_differs', `the request lists ${req.receivers.length} borrowers, the sender ${count}`);
-  if (bypass && req.receivers.length !== 1) return bad('receiver_count_differs', `with the bypass flag the request lists only the caller, not ${req.receivers.length} borrowers`);
+  if (!bypass && req.receivers.length !== count)
+    return bad('receiver_count_differs', `the request lists ${req.receivers.length} borrowers, the sender ${count}`);
+  if (bypass && req.receivers.length !== 1)
+    return bad('receiver_count_differs', `with the bypass flag the request lists only the caller, not ${req.receivers.length} borrowers`);
   if (bypass && count === 1) return bad('bypass_single_borrower', `the bypass flag is for several borrowers; ${hex(share.handle)} has one`);
   const clearFlags = (req.flags & (MEM_FLAGS.CLEAR | MEM_FLAGS.CLEAR_RELINQUISH)) !== 0;
   let mine: { data: number; instr: number } | undefined;
@@ -171,10 +195,14 @@ function validateAccessList(ctx: CallContext, share: MemShare, req: ReturnType<t
     if (isRefusal(granted)) return granted;
     if (me) {
       mine = granted;
-      if (granted.data === DATA_RO && clearFlags) return no(DENIED, 'clear_read_only', 'a borrower with read-only access cannot ask for the memory to be cleared');
+      if (granted.data === DATA_RO && clearFlags)
+        return no(DENIED, 'clear_read_only', 'a borrower with read-only access cannot ask for the memory to be cleared');
     }
     if (share.header.emadSize >= EMAD_SIZE_V1_2 && req.emadSize >= EMAD_SIZE_V1_2 && (sent.impdef[0] !== r.impdef[0] || sent.impdef[1] !== r.impdef[1])) {
-      return bad('impdef', `receiver ${hex(r.receiver)}: implementation-defined value ${hex(r.impdef[0])}:${hex(r.impdef[1])} differs from the sender's ${hex(sent.impdef[0])}:${hex(sent.impdef[1])}`);
+      return bad(
+        'impdef',
+        `receiver ${hex(r.receiver)}: implementation-defined value ${hex(r.impdef[0])}:${hex(r.impdef[1])} differs from the sender's ${hex(sent.impdef[0])}:${hex(sent.impdef[1])}`,
+      );
     }
   }
   return mine ?? bad('caller_not_listed', `the request has no access descriptor for the caller ${hex(caller.id)}`);
@@ -191,7 +219,8 @@ export function retrieveReq(ctx: CallContext, call: CallOf<'MEM_RETRIEVE_REQ'>):
   if (call.buffer.address !== 0n || call.buffer.pageCount !== 0) {
     return bad('buffer', `descriptors travel in the TX buffer only; w3/w4 name a buffer at ${hex(call.buffer.address)} of ${pages(call.buffer.pageCount)}`);
   }
-  if (call.fragmentLength !== call.totalLength) return bad('fragmented', `fragment length ${call.fragmentLength} differs from the total ${call.totalLength}: retrieve requests are not fragmented`);
+  if (call.fragmentLength !== call.totalLength)
+    return bad('fragmented', `fragment length ${call.fragmentLength} differs from the total ${call.totalLength}: retrieve requests are not fragmented`);
   if (call.totalLength > txSize(caller)) return bad('too_long', `length ${call.totalLength} exceeds the ${txSize(caller)}-byte TX buffer`);
   if (!caller.mailbox) return bad('no_tx_buffer', `${hex(caller.id)} has no TX buffer mapped`);
   if (rxBusy(caller)) return no(BUSY, 'rx_busy', `the RX buffer of ${hex(caller.id)} is still full`);
@@ -238,7 +267,8 @@ function deliverResponse(ctx: CallContext, share: MemShare, b: Borrower, fn: 'ME
   const resp = b.response!;
   const constituentsStart = memDescriptorLayout(caller.version, 1).composite + COMPOSITE_HEADER_SIZE;
   const len = nextFragment(resp, b.delivered, rxBufferSize(caller), constituentsStart);
-  if (len <= 0) return refusals(fn === 'MEM_FRAG_TX' ? 'MEM_FRAG_RX' : FN)(NO_MEMORY, 'rx_too_small', `the ${rxBufferSize(caller)}-byte RX buffer cannot hold a fragment`);
+  if (len <= 0)
+    return refusals(fn === 'MEM_FRAG_TX' ? 'MEM_FRAG_RX' : FN)(NO_MEMORY, 'rx_too_small', `the ${rxBufferSize(caller)}-byte RX buffer cannot hold a fragment`);
   fillRx(state, caller, resp.subarray(b.delivered, b.delivered + len), share.sender, fn);
   b.delivered += len;
   b.retrieved = b.delivered >= resp.length ? 'yes' : 'partial';
@@ -265,7 +295,12 @@ export function fragRx(ctx: CallContext, call: CallOf<'MEM_FRAG_RX'>): Reply {
   if (!share.complete) return badRx('not_fully_sent', `transaction ${hex(call.handle)} is not fully sent yet`);
   const b = share.borrowers.find((x) => x.id === caller.id);
   if (!b) return badRx('not_a_borrower', `${hex(caller.id)} is not a borrower of ${hex(call.handle)}`);
-  if (b.retrieved !== 'partial') return badRx('not_in_progress', `${hex(caller.id)} has ${b.retrieved === 'no' ? 'not started retrieving' : 'already retrieved all of'} ${hex(call.handle)}`);
-  if (call.fragmentOffset !== b.delivered) return badRx('fragment_offset', `fragment offset ${call.fragmentOffset} is not ${b.delivered}, the bytes delivered so far`);
+  if (b.retrieved !== 'partial')
+    return badRx(
+      'not_in_progress',
+      `${hex(caller.id)} has ${b.retrieved === 'no' ? 'not started retrieving' : 'already retrieved all of'} ${hex(call.handle)}`,
+    );
+  if (call.fragmentOffset !== b.delivered)
+    return badRx('fragment_offset', `fragment offset ${call.fragmentOffset} is not ${b.delivered}, the bytes delivered so far`);
   return deliverResponse(ctx, share, b, 'MEM_FRAG_TX');
 }

@@ -79,7 +79,8 @@ function validateSendHeader(ctx: CallContext, fn: SendFn, frag: Uint8Array, tota
 
   // api_memory_region_check_flags
   if (type === 'share' && tx.flags & MEM_FLAGS.CLEAR) return bad('clear_on_share', 'the clear flag is set, but the owner keeps access to shared memory');
-  if (tx.flags & ~(MEM_FLAGS.CLEAR | MEM_FLAGS.TIME_SLICE)) return bad('flags', `flags ${hex(tx.flags >>> 0)} set bits other than clear (0) and time slicing (1)`);
+  if (tx.flags & ~(MEM_FLAGS.CLEAR | MEM_FLAGS.TIME_SLICE))
+    return bad('flags', `flags ${hex(tx.flags >>> 0)} set bits other than clear (0) and time slicing (1)`);
   if (type === 'donate' && tx.receivers.length !== 1) return bad('donate_receivers', `a donate has exactly one borrower, not ${tx.receivers.length}`);
   const multiple = tx.receivers.length > 1;
   const receivers: Endpoint[] = [];
@@ -91,27 +92,44 @@ function validateSendHeader(ctx: CallContext, fn: SendFn, frag: Uint8Array, tota
   const withPartition = caller.kind === 'sp' || receivers.some((ep) => ep.kind === 'sp');
   for (const ep of receivers) {
     if (withPartition && !sendAllowed(caller.kind, ep.kind, type, multiple)) {
-      return no(DENIED, 'receiver_world', `${caller.kind === 'sp' ? 'a partition' : 'a VM'} may not ${type} memory with ${ep.kind === 'sp' ? 'partition' : 'VM'} ${hex(ep.id)}${multiple ? ' among several borrowers' : ''} (Hafnium's SPMC: lend and donate go to partitions only)`);
+      return no(
+        DENIED,
+        'receiver_world',
+        `${caller.kind === 'sp' ? 'a partition' : 'a VM'} may not ${type} memory with ${ep.kind === 'sp' ? 'partition' : 'VM'} ${hex(ep.id)}${multiple ? ' among several borrowers' : ''} (Hafnium's SPMC: lend and donate go to partitions only)`,
+      );
     }
   }
 
   // ffa_memory_send_validate
   const firstLeast = tx.receiversOffset + tx.emadSize + COMPOSITE_HEADER_SIZE;
-  if (frag.length < firstLeast) return bad('first_fragment_too_short', `the first fragment (${frag.length} bytes) must hold the header, an access descriptor and the composite header (${firstLeast})`);
-  if (frag.length % CONSTITUENT_SIZE !== 0 || total % CONSTITUENT_SIZE !== 0) return bad('length_alignment', `fragment length ${frag.length} or total length ${total} is not a multiple of 16`);
+  if (frag.length < firstLeast)
+    return bad(
+      'first_fragment_too_short',
+      `the first fragment (${frag.length} bytes) must hold the header, an access descriptor and the composite header (${firstLeast})`,
+    );
+  if (frag.length % CONSTITUENT_SIZE !== 0 || total % CONSTITUENT_SIZE !== 0)
+    return bad('length_alignment', `fragment length ${frag.length} or total length ${total} is not a multiple of 16`);
   if (tx.sender !== caller.id) return no(DENIED, 'sender', `the descriptor names sender ${hex(tx.sender)}, but the caller is ${hex(caller.id)}`);
   const receiversEnd = tx.receiversOffset + tx.receivers.length * tx.emadSize;
-  if (receiversEnd + COMPOSITE_HEADER_SIZE + CONSTITUENT_SIZE > total) return bad('too_short', `total length ${total} leaves no room for a composite descriptor and a constituent after byte ${receiversEnd}`);
+  if (receiversEnd + COMPOSITE_HEADER_SIZE + CONSTITUENT_SIZE > total)
+    return bad('too_short', `total length ${total} leaves no room for a composite descriptor and a constituent after byte ${receiversEnd}`);
   const composite = tx.receivers[0]!.compositeOffset;
   if (composite < receiversEnd || composite % 16 !== 0 || composite > frag.length - COMPOSITE_HEADER_SIZE) {
-    return bad('composite_offset', `composite offset ${composite} is not 16-byte aligned between the access descriptors (${receiversEnd}) and the end of the first fragment`);
+    return bad(
+      'composite_offset',
+      `composite offset ${composite} is not 16-byte aligned between the access descriptors (${receiversEnd}) and the end of the first fragment`,
+    );
   }
   const head = decodeCompositeHeader(frag, composite);
   const constituentsLength = total - composite - COMPOSITE_HEADER_SIZE;
   if (constituentsLength % CONSTITUENT_SIZE !== 0 || constituentsLength / CONSTITUENT_SIZE !== head.constituentCount) {
-    return bad('constituent_count', `the composite descriptor announces ${head.constituentCount} constituents, but the total length leaves room for ${constituentsLength / CONSTITUENT_SIZE}`);
+    return bad(
+      'constituent_count',
+      `the composite descriptor announces ${head.constituentCount} constituents, but the total length leaves room for ${constituentsLength / CONSTITUENT_SIZE}`,
+    );
   }
-  if (state.strict && head.reserved !== 0n) return bad('composite_reserved', strictly(`the composite descriptor's reserved bytes are ${hex(head.reserved)}`, 'FF-A v1.1 Table 10.13, reserved MBZ'));
+  if (state.strict && head.reserved !== 0n)
+    return bad('composite_reserved', strictly(`the composite descriptor's reserved bytes are ${hex(head.reserved)}`, 'FF-A v1.1 Table 10.13, reserved MBZ'));
   if (tx.flags & ~MEM_FLAGS.CLEAR) return bad('flags', `flags ${hex(tx.flags >>> 0)}: time slicing is not supported`);
   for (const [i, r] of tx.receivers.entries()) {
     if (tx.receivers.some((o, j) => j > i && o.receiver === r.receiver)) return bad('repeated_receiver', `receiver ${hex(r.receiver)} is listed twice`);
@@ -121,19 +139,33 @@ function validateSendHeader(ctx: CallContext, fn: SendFn, frag: Uint8Array, tota
       return bad('permissions_reserved', `receiver ${hex(r.receiver)}: permissions ${hex(r.permissions)} use a reserved data or instruction access value`);
     }
     if (state.strict && r.permissions & MEM_PERM.RESERVED_MASK) {
-      return bad('permissions_reserved', strictly(`receiver ${hex(r.receiver)}: permissions ${hex(r.permissions)} set bits [7:4]`, 'FF-A v1.1 Table 10.15, reserved MBZ'));
+      return bad(
+        'permissions_reserved',
+        strictly(`receiver ${hex(r.receiver)}: permissions ${hex(r.permissions)} set bits [7:4]`, 'FF-A v1.1 Table 10.15, reserved MBZ'),
+      );
     }
-    if (instr !== MEM_PERM.INSTRUCTION_NOT_SPECIFIED) return bad('instruction_access', `receiver ${hex(r.receiver)}: the sender may not specify instruction access (${INSTRUCTION_NAMES[instr]})`);
+    if (instr !== MEM_PERM.INSTRUCTION_NOT_SPECIFIED)
+      return bad('instruction_access', `receiver ${hex(r.receiver)}: the sender may not specify instruction access (${INSTRUCTION_NAMES[instr]})`);
     if (type === 'donate' ? data !== MEM_PERM.DATA_NOT_SPECIFIED : data === MEM_PERM.DATA_NOT_SPECIFIED) {
-      return bad('data_access', `receiver ${hex(r.receiver)}: data access ${DATA_NAMES[data]} in a ${type} (${type === 'donate' ? 'the borrower chooses it' : 'RO or RW must be given'})`);
+      return bad(
+        'data_access',
+        `receiver ${hex(r.receiver)}: data access ${DATA_NAMES[data]} in a ${type} (${type === 'donate' ? 'the borrower chooses it' : 'RO or RW must be given'})`,
+      );
     }
-    if (state.strict && r.flags !== 0) return bad('emad_flags', strictly(`receiver ${hex(r.receiver)}: flags ${hex(r.flags)} in a ${type}`, 'FF-A v1.1 Table 10.15, flags MBZ in DONATE/LEND/SHARE'));
+    if (state.strict && r.flags !== 0)
+      return bad(
+        'emad_flags',
+        strictly(`receiver ${hex(r.receiver)}: flags ${hex(r.flags)} in a ${type}`, 'FF-A v1.1 Table 10.15, flags MBZ in DONATE/LEND/SHARE'),
+      );
   }
   const security = attributesSecurity(state, fn, tx);
   if (security) return security;
   if (type === 'donate' || (type === 'lend' && !multiple)) {
     if (memType(tx.attributes) !== MEM_ATTR.TYPE_NOT_SPECIFIED) {
-      return bad('memory_type', `memory type ${memTypeName(tx.attributes)} given by the sender of a ${multiple ? '' : 'single-borrower '}${type}; the borrower gives it`);
+      return bad(
+        'memory_type',
+        `memory type ${memTypeName(tx.attributes)} given by the sender of a ${multiple ? '' : 'single-borrower '}${type}; the borrower gives it`,
+      );
     }
   } else {
     const problem = attributesProblem(tx.attributes);
@@ -148,18 +180,27 @@ export function memSend(ctx: CallContext, call: CallOf<SendFn>): Reply {
   const no = refusals(fn);
   const { totalLength: total, fragmentLength: fragLen } = call;
   if (call.buffer.address !== 0n || call.buffer.pageCount !== 0) {
-    return no(INVALID_PARAMETERS, 'buffer', `descriptors travel in the TX buffer only; w3/w4 name a buffer at ${hex(call.buffer.address)} of ${pages(call.buffer.pageCount)}`);
+    return no(
+      INVALID_PARAMETERS,
+      'buffer',
+      `descriptors travel in the TX buffer only; w3/w4 name a buffer at ${hex(call.buffer.address)} of ${pages(call.buffer.pageCount)}`,
+    );
   }
   if (fragLen > total) return no(INVALID_PARAMETERS, 'fragment_length', `fragment length ${fragLen} is greater than the total length ${total}`);
   if (!caller.mailbox) return no(INVALID_PARAMETERS, 'no_tx_buffer', `${hex(caller.id)} has no TX buffer mapped`);
   const v10 = caller.version <= FFA_VERSION_1_0;
   if (fragLen > txSize(caller) || (v10 && fragLen > FFA_PAGE_SIZE)) {
-    return no(INVALID_PARAMETERS, 'fragment_too_long', `fragment length ${fragLen} exceeds ${v10 ? 'one page for a v1.0 sender' : `the ${txSize(caller)}-byte TX buffer`}`);
+    return no(
+      INVALID_PARAMETERS,
+      'fragment_too_long',
+      `fragment length ${fragLen} exceeds ${v10 ? 'one page for a v1.0 sender' : `the ${txSize(caller)}-byte TX buffer`}`,
+    );
   }
   const frag = readTx(state, caller, fragLen);
   const checked = validateSendHeader(ctx, fn, frag, total);
   if (isRefusal(checked)) return checked;
-  if (state.shares.size >= state.limits.maxTransactions) return no(NO_MEMORY, 'no_share_state', `${state.limits.maxTransactions} memory transactions are already in progress`);
+  if (state.shares.size >= state.limits.maxTransactions)
+    return no(NO_MEMORY, 'no_share_state', `${state.limits.maxTransactions} memory transactions are already in progress`);
 
   const { tx } = checked;
   const composite = tx.receivers[0]!.compositeOffset;
@@ -212,7 +253,8 @@ export function fragTx(ctx: CallContext, call: CallOf<'MEM_FRAG_TX'>): Reply {
   if (!caller.mailbox) return bad('no_tx_buffer', `${hex(caller.id)} has no TX buffer mapped`);
   const len = call.fragmentLength;
   if (len > txSize(caller)) return bad('fragment_too_long', `fragment length ${len} exceeds the ${txSize(caller)}-byte TX buffer`);
-  if (len < CONSTITUENT_SIZE || len % CONSTITUENT_SIZE !== 0) return bad('fragment_length', `fragment length ${len} is not a non-zero multiple of 16 (whole constituents)`);
+  if (len < CONSTITUENT_SIZE || len % CONSTITUENT_SIZE !== 0)
+    return bad('fragment_length', `fragment length ${len} is not a non-zero multiple of 16 (whole constituents)`);
   const share = state.shares.byHandle.get(call.handle);
   if (!share) return bad('unknown_handle', `no memory transaction has handle ${hex(call.handle)}`);
   if (share.sender !== caller.id) return bad('not_sender', `transaction ${hex(call.handle)} is being sent by ${hex(share.sender)}, not ${hex(caller.id)}`);
@@ -224,7 +266,13 @@ export function fragTx(ctx: CallContext, call: CallOf<'MEM_FRAG_TX'>): Reply {
   const more = len / CONSTITUENT_SIZE;
   if (state.strict && share.constituents.length + more > share.expectedConstituents) {
     state.shares.byHandle.delete(share.handle);
-    return bad('past_total_length', strictly(`${more} more constituents make ${share.constituents.length + more}, past the ${share.expectedConstituents} the descriptor announced; it is dropped`, 'FF-A v1.1 FFA_MEM_FRAG_TX, fragments add up to the total length in w1 of the first call'));
+    return bad(
+      'past_total_length',
+      strictly(
+        `${more} more constituents make ${share.constituents.length + more}, past the ${share.expectedConstituents} the descriptor announced; it is dropped`,
+        'FF-A v1.1 FFA_MEM_FRAG_TX, fragments add up to the total length in w1 of the first call',
+      ),
+    );
   }
   const added = decodeConstituents(readTx(state, caller, len), 0, more);
   share.constituents.push(...added.constituents);
@@ -254,11 +302,13 @@ function checkSenderMemory(ctx: CallContext, share: MemShare, fn: string): Pick<
   const no = refusals(fn);
   const bad = (check: string, text: string) => no(INVALID_PARAMETERS, check, text);
   const cs = share.constituents;
-  if (state.strict && share.constituentReserved) return bad('constituent_reserved', strictly('a constituent\'s reserved word is not zero', 'FF-A v1.1 Table 10.14, reserved MBZ'));
+  if (state.strict && share.constituentReserved)
+    return bad('constituent_reserved', strictly("a constituent's reserved word is not zero", 'FF-A v1.1 Table 10.14, reserved MBZ'));
   const both = overlapping(cs);
   if (both) return bad('constituents_overlap', `constituents ${describe(both[0])} and ${describe(both[1])} overlap`);
   const total = cs.reduce((n, c) => n + c.pageCount, 0);
-  if (total !== share.compositePageCount) return bad('page_count', `the constituents hold ${pages(total)}, the composite descriptor says ${share.compositePageCount}`);
+  if (total !== share.compositePageCount)
+    return bad('page_count', `the constituents hold ${pages(total)}, the composite descriptor says ${share.compositePageCount}`);
   // constituents_get_mode
   if (cs.length === 0) return bad('no_constituents', 'the descriptor has no constituents');
   let mode: AccessRange | undefined;
@@ -273,12 +323,19 @@ function checkSenderMemory(ctx: CallContext, share: MemShare, fn: string): Pick<
   }
   // ffa_send_check_transition
   const device = (mode!.attrs & MEMORY_ATTRS.DEVICE) !== 0;
-  if (memType(share.header.attributes) === MEM_ATTR.TYPE_NORMAL && device) return no(DENIED, 'device_as_normal', 'device memory may not be sent as Normal memory');
+  if (memType(share.header.attributes) === MEM_ATTR.TYPE_NORMAL && device)
+    return no(DENIED, 'device_as_normal', 'device memory may not be sent as Normal memory');
   if (device && !(share.type === 'lend' && share.borrowers.length === 1)) {
-    return no(DENIED, 'device_memory', `device memory may only be lent to a single borrower, not ${share.type === 'lend' ? 'lent to several' : `${share.type}d`}`);
+    return no(
+      DENIED,
+      'device_memory',
+      `device memory may only be lent to a single borrower, not ${share.type === 'lend' ? 'lent to several' : `${share.type}d`}`,
+    );
   }
-  if (mode!.state !== 'owned') return no(DENIED, 'not_owner', `${hex(caller.id)} does not own ${describe(cs[0]!)} exclusively (it is ${STATE_NAMES[mode!.state]})`);
-  if (mode!.perm === 'ro' && share.header.flags & MEM_FLAGS.CLEAR) return no(DENIED, 'clear_read_only', 'the memory is read-only for the sender, so it cannot be cleared');
+  if (mode!.state !== 'owned')
+    return no(DENIED, 'not_owner', `${hex(caller.id)} does not own ${describe(cs[0]!)} exclusively (it is ${STATE_NAMES[mode!.state]})`);
+  if (mode!.perm === 'ro' && share.header.flags & MEM_FLAGS.CLEAR)
+    return no(DENIED, 'clear_read_only', 'the memory is read-only for the sender, so it cannot be cleared');
   for (const b of share.borrowers) {
     if (dataAccess(b.permissions) === MEM_PERM.DATA_RW && mode!.perm === 'ro') {
       return no(DENIED, 'permissions_exceed', `receiver ${hex(b.id)} would get RW access to memory that is read-only for the sender`);

@@ -1,14 +1,7 @@
 // Memory transactions (Hafnium's ffa_memory.c share states): what each handle holds, the access
 // changes of each step, reclaim, and what a leaving endpoint leaves behind.
 
-import {
-  type Constituent,
-  type EndpointId,
-  type FfaVersion,
-  FFA_PAGE_SIZE,
-  type MemTransaction,
-  type MemTransactionType,
-} from '../../proto/ffa/index.js';
+import { type Constituent, type EndpointId, type FfaVersion, FFA_PAGE_SIZE, type MemTransaction, type MemTransactionType } from '../../proto/ffa/index.js';
 import type { Endpoint } from './endpoint.js';
 import type { AccessRange } from './memory.js';
 import type { SpmcState } from './state.js';

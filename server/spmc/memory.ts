@@ -63,7 +63,7 @@ export class PhysicalMemory {
   private forEachChunk(address: bigint, length: number, fn: (pfn: number, off: number, pos: number, n: number) => void): void {
     let pfn = Number(address >> PAGE_SHIFT);
     let off = Number(address & (PAGE - 1n));
-    for (let pos = 0; pos < length; ) {
+    for (let pos = 0; pos < length;) {
       const n = Math.min(FFA_PAGE_SIZE - off, length - pos);
       fn(pfn, off, pos, n);
       pos += n;
@@ -204,7 +204,7 @@ export class AccessTable {
     }
     const added = cs.filter((c) => c.to).map((c) => ({ base: c.base, limit: c.limit, ...c.to!, attrs: c.to!.attrs ?? 0 }));
     const all: AccessRange[] = [];
-    for (let a = 0, b = 0; a < kept.length || b < added.length; ) {
+    for (let a = 0, b = 0; a < kept.length || b < added.length;) {
       all.push(b >= added.length || (a < kept.length && kept[a]!.base < added[b]!.base) ? kept[a++]! : added[b++]!);
     }
     const out: AccessRange[] = [];
@@ -269,8 +269,6 @@ export class AccessTable {
     }
     return lo;
   }
-
-
 }
 
 export interface Window {

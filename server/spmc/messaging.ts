@@ -57,12 +57,17 @@ function sendRequest(ctx: CallContext, call: RequestCall, route: SrcDst, uuid?: 
   const { source, destination } = route;
 
   // Framework messages belong to the SPMD and the hypervisor; here the server is both.
-  if (framework) return refuse(INVALID_PARAMETERS, `${code}.framework`, `${fn}: framework messages come from the SPMD or the hypervisor, not from ${hex(caller.id)}`);
+  if (framework)
+    return refuse(INVALID_PARAMETERS, `${code}.framework`, `${fn}: framework messages come from the SPMD or the hypervisor, not from ${hex(caller.id)}`);
   // Who may send to whom (ffa_direct_msg_is_direct_request_valid). Identity is the caller's.
   if (source === destination) return refuse(INVALID_PARAMETERS, `${code}.receiver_is_sender`, `${fn}: sender and receiver are both ${hex(source)}`);
   if (source !== caller.id) return refuse(INVALID_PARAMETERS, `${code}.sender_not_caller`, `${fn}: sender ${hex(source)} is not the caller ${hex(caller.id)}`);
   if (caller.kind === 'sp' && !isSecureId(destination)) {
-    return refuse(INVALID_PARAMETERS, `${code}.sp_to_normal_world`, `${fn}: partition ${hex(caller.id)} may not send a direct request to the normal world (${hex(destination)})`);
+    return refuse(
+      INVALID_PARAMETERS,
+      `${code}.sp_to_normal_world`,
+      `${fn}: partition ${hex(caller.id)} may not send a direct request to the normal world (${hex(destination)})`,
+    );
   }
 
   const endpoint = state.endpoints.get(destination);
@@ -89,10 +94,18 @@ function sendRequest(ctx: CallContext, call: RequestCall, route: SrcDst, uuid?: 
   const [sendBit, sendName] = req2 ? [P.DIRECT_REQ2_SEND, 'DIRECT_REQ2_SEND'] : [P.DIRECT_REQ_SEND, 'DIRECT_REQ_SEND'];
   const [recvBit, recvName] = req2 ? [P.DIRECT_REQ2_RECV, 'DIRECT_REQ2_RECV'] : [P.DIRECT_REQ_RECV, 'DIRECT_REQ_RECV'];
   if ((caller.properties & sendBit) === 0) {
-    return refuse(DENIED, `${code}.sender_cannot_send`, `${fn}: ${hex(caller.id)} does not send ${req2 ? 'REQ2' : 'direct'} requests (no ${sendName} property)`);
+    return refuse(
+      DENIED,
+      `${code}.sender_cannot_send`,
+      `${fn}: ${hex(caller.id)} does not send ${req2 ? 'REQ2' : 'direct'} requests (no ${sendName} property)`,
+    );
   }
   if ((receiver.properties & recvBit) === 0) {
-    return refuse(DENIED, `${code}.receiver_cannot_receive`, `${fn}: ${hex(receiver.id)} does not receive ${req2 ? 'REQ2' : 'direct'} requests (no ${recvName} property)`);
+    return refuse(
+      DENIED,
+      `${code}.receiver_cannot_receive`,
+      `${fn}: ${hex(receiver.id)} does not receive ${req2 ? 'REQ2' : 'direct'} requests (no ${recvName} property)`,
+    );
   }
   // A logical partition the manifest lets answer does so at once; it has no contexts to schedule.
   if (!endpoint) return logicalAnswer(logical!, caller.id, call.fn === 'MSG_SEND_DIRECT_REQ' ? call.width : 64, call.args);
@@ -104,7 +117,11 @@ function sendRequest(ctx: CallContext, call: RequestCall, route: SrcDst, uuid?: 
   // A request back into the call chain would deadlock it (the runtime model's check).
   const chain = vcpu.handling ? [...vcpu.handling.chain, caller.id] : [caller.id];
   if (chain.includes(endpoint.id)) {
-    return refuse(DENIED, `${code}.call_chain_loop`, `${fn}: ${hex(endpoint.id)} is already in this call chain (${[...chain, endpoint.id].map(hex).join(' -> ')})`);
+    return refuse(
+      DENIED,
+      `${code}.call_chain_loop`,
+      `${fn}: ${hex(endpoint.id)} is already in this call chain (${[...chain, endpoint.id].map(hex).join(' -> ')})`,
+    );
   }
   if (target.state !== 'waiting') {
     return refuse(BUSY, `${code}.receiver_not_waiting`, `${fn}: ${hex(endpoint.id)} context ${target.index} is ${target.state}, not waiting for a request`);
@@ -133,11 +150,19 @@ function sendResponse(ctx: CallContext, call: ResponseCall): Reply {
   }
   const framework = call.fn === 'MSG_SEND_DIRECT_RESP' && call.message.kind === 'framework';
   if (framework !== req.framework) {
-    return refuse(DENIED, `${code}.framework_mismatch`, `${fn}: a ${framework ? 'framework' : 'partition'} response to a ${req.framework ? 'framework' : 'partition'} message`);
+    return refuse(
+      DENIED,
+      `${code}.framework_mismatch`,
+      `${fn}: a ${framework ? 'framework' : 'partition'} response to a ${req.framework ? 'framework' : 'partition'} message`,
+    );
   }
   const resp2 = call.fn === 'MSG_SEND_DIRECT_RESP2';
   if (resp2 !== (req.kind === 'req2')) {
-    return refuse(DENIED, `${code}.kind_mismatch`, `${fn}: the request was ${req.kind === 'req2' ? 'MSG_SEND_DIRECT_REQ2' : 'MSG_SEND_DIRECT_REQ'}; answer it with ${req.kind === 'req2' ? 'RESP2' : 'RESP'}`);
+    return refuse(
+      DENIED,
+      `${code}.kind_mismatch`,
+      `${fn}: the request was ${req.kind === 'req2' ? 'MSG_SEND_DIRECT_REQ2' : 'MSG_SEND_DIRECT_REQ'}; answer it with ${req.kind === 'req2' ? 'RESP2' : 'RESP'}`,
+    );
   }
 
   // Notifications arrived for the responder: it takes the NPI now, on the requester's cycles, and

@@ -73,8 +73,7 @@ export function newNotifications(enabled: boolean): Notifications {
   };
 }
 
-const sourceOf = (n: Notifications, sender: EndpointId) =>
-  isSecureId(sender) ? { state: n.fromSp, bound: n.boundSp } : { state: n.fromVm, bound: n.boundVm };
+const sourceOf = (n: Notifications, sender: EndpointId) => (isSecureId(sender) ? { state: n.fromSp, bound: n.boundSp } : { state: n.fromVm, bound: n.boundVm });
 
 const bitsOf = (bitmap: bigint): number[] => {
   const out: number[] = [];
@@ -98,13 +97,7 @@ function take(s: NotificationState, mask: bigint): bigint {
  * Make `bits` pending for `receiver` and tell it, now or, when a partition asked to delay the
  * SRI, once that partition's vCPU stops running.
  */
-export function raiseNotifications(
-  state: SpmcState,
-  receiver: Endpoint,
-  which: NotificationState,
-  bits: bigint,
-  delayedBy?: Vcpu,
-): void {
+export function raiseNotifications(state: SpmcState, receiver: Endpoint, which: NotificationState, bits: bigint, delayedBy?: Vcpu): void {
   which.pending |= bits;
   if (delayedBy) (delayedBy.delayedSri ??= new Set()).add(receiver.id);
   else signalReceiver(state, receiver);
@@ -162,30 +155,34 @@ function badBindings(bound: (EndpointId | undefined)[], bitmap: bigint, expected
   return bad.map((i) => `${i} (${bound[i] === undefined ? 'unbound' : `bound to ${hex(bound[i]!)}`})`).join(', ');
 }
 
-function updateBindings(
-  { state, caller }: CallContext,
-  sender: EndpointId,
-  receiver: EndpointId,
-  bitmap: bigint,
-  bind: boolean,
-): Reply {
+function updateBindings({ state, caller }: CallContext, sender: EndpointId, receiver: EndpointId, bitmap: bigint, bind: boolean): Reply {
   const fn = bind ? 'NOTIFICATION_BIND' : 'NOTIFICATION_UNBIND';
   const code = fn.toLowerCase();
   // ffa_notifications_is_bind_valid.
   if (isSpmdLogicalId(sender) || isSpmdLogicalId(receiver)) {
-    return refuse(INVALID_PARAMETERS, `${code}.logical_partition`, `${fn}: SPMD logical partitions take no part in notifications (sender ${hex(sender)}, receiver ${hex(receiver)})`);
+    return refuse(
+      INVALID_PARAMETERS,
+      `${code}.logical_partition`,
+      `${fn}: SPMD logical partitions take no part in notifications (sender ${hex(sender)}, receiver ${hex(receiver)})`,
+    );
   }
   if (sender === receiver) return refuse(INVALID_PARAMETERS, `${code}.sender_is_receiver`, `${fn}: sender and receiver are both ${hex(sender)}`);
-  if (receiver !== caller.id) return refuse(INVALID_PARAMETERS, `${code}.receiver_not_caller`, `${fn}: receiver ${hex(receiver)} is not the caller ${hex(caller.id)}`);
+  if (receiver !== caller.id)
+    return refuse(INVALID_PARAMETERS, `${code}.receiver_not_caller`, `${fn}: receiver ${hex(receiver)} is not the caller ${hex(caller.id)}`);
   if (bitmap === 0n) return refuse(INVALID_PARAMETERS, `${code}.empty_bitmap`, `${fn}: no notification IDs in the bitmap`);
   if (caller.version < FFA_VERSION_1_1) {
-    return refuse(NOT_SUPPORTED, `${code}.receiver_version`, `${fn}: receiver ${hex(caller.id)} is FF-A v${formatVersion(caller.version)}; notifications need v1.1`);
+    return refuse(
+      NOT_SUPPORTED,
+      `${code}.receiver_version`,
+      `${fn}: receiver ${hex(caller.id)} is FF-A v${formatVersion(caller.version)}; notifications need v1.1`,
+    );
   }
   const n = caller.notifications;
   if (!n.enabled) return refuse(NOT_SUPPORTED, `${code}.not_enabled`, `${fn}: ${hex(caller.id)} does not receive notifications`);
   // Senders of the receiver's own world must exist (partitions always; VMs when a VM binds).
   const sameWorld = isSecureId(sender) || caller.kind === 'vm';
-  if (bind && sameWorld && !state.endpoints.has(sender)) return refuse(INVALID_PARAMETERS, `${code}.sender_unknown`, `${fn}: no endpoint ${hex(sender)} to bind as sender`);
+  if (bind && sameWorld && !state.endpoints.has(sender))
+    return refuse(INVALID_PARAMETERS, `${code}.sender_unknown`, `${fn}: no endpoint ${hex(sender)} to bind as sender`);
   const { state: pending, bound } = sourceOf(n, sender);
   // Bind takes free IDs only; unbind only IDs bound to this sender.
   const bad = badBindings(bound, bitmap, bind ? undefined : sender);
@@ -223,17 +220,24 @@ export const notificationAbis: AbiTable = {
     handle({ state, caller, vcpu }, { route, perVcpu, delaySri, vcpu: targetVcpu, bitmap }) {
       const F = 'NOTIFICATION_SET';
       if (perVcpu) return refuse(INVALID_PARAMETERS, 'notification_set.per_vcpu', `${F}: per-vCPU notifications are not supported (w2 bit 0)`);
-      if (targetVcpu !== 0) return refuse(INVALID_PARAMETERS, 'notification_set.vcpu_id', `${F}: vCPU ID ${targetVcpu} in w2[31:16]; global notifications take 0`);
+      if (targetVcpu !== 0)
+        return refuse(INVALID_PARAMETERS, 'notification_set.vcpu_id', `${F}: vCPU ID ${targetVcpu} in w2[31:16]; global notifications take 0`);
       const { source: sender, destination } = route;
       // ffa_notifications_is_set_valid.
       if (isSpmdLogicalId(sender) || isSpmdLogicalId(destination)) {
-        return refuse(INVALID_PARAMETERS, 'notification_set.logical_partition', `${F}: SPMD logical partitions take no part in notifications (sender ${hex(sender)}, receiver ${hex(destination)})`);
+        return refuse(
+          INVALID_PARAMETERS,
+          'notification_set.logical_partition',
+          `${F}: SPMD logical partitions take no part in notifications (sender ${hex(sender)}, receiver ${hex(destination)})`,
+        );
       }
       if (sender === destination) return refuse(INVALID_PARAMETERS, 'notification_set.sender_is_receiver', `${F}: sender and receiver are both ${hex(sender)}`);
-      if (sender !== caller.id) return refuse(INVALID_PARAMETERS, 'notification_set.sender_not_caller', `${F}: sender ${hex(sender)} is not the caller ${hex(caller.id)}`);
+      if (sender !== caller.id)
+        return refuse(INVALID_PARAMETERS, 'notification_set.sender_not_caller', `${F}: sender ${hex(sender)} is not the caller ${hex(caller.id)}`);
       if (bitmap === 0n) return refuse(INVALID_PARAMETERS, 'notification_set.empty_bitmap', `${F}: no notification IDs in the bitmap`);
       // Only the secure virtual instance may hold back the SRI.
-      if (delaySri && caller.kind !== 'sp') return refuse(INVALID_PARAMETERS, 'notification_set.delay_sri', `${F}: only partitions may delay the SRI; ${hex(caller.id)} is a VM`);
+      if (delaySri && caller.kind !== 'sp')
+        return refuse(INVALID_PARAMETERS, 'notification_set.delay_sri', `${F}: only partitions may delay the SRI; ${hex(caller.id)} is a VM`);
       const receiver = state.endpoints.get(destination);
       if (!receiver) return refuse(INVALID_PARAMETERS, 'notification_set.receiver_unknown', `${F}: no endpoint ${hex(destination)}`);
       if (!receiver.notifications.enabled) return refuse(DENIED, 'notification_set.not_enabled', `${F}: ${hex(destination)} does not receive notifications`);
@@ -248,8 +252,10 @@ export const notificationAbis: AbiTable = {
   NOTIFICATION_GET: {
     handle({ caller }, { receiver, vcpu, bitmaps }) {
       const F = 'NOTIFICATION_GET';
-      if (receiver !== caller.id) return refuse(INVALID_PARAMETERS, 'notification_get.receiver_not_caller', `${F}: receiver ${hex(receiver)} is not the caller ${hex(caller.id)}`);
-      if (vcpu >= caller.vcpuCount) return refuse(INVALID_PARAMETERS, 'notification_get.vcpu_id', `${F}: vCPU ID ${vcpu} is not below ${hex(caller.id)}'s count ${caller.vcpuCount}`);
+      if (receiver !== caller.id)
+        return refuse(INVALID_PARAMETERS, 'notification_get.receiver_not_caller', `${F}: receiver ${hex(receiver)} is not the caller ${hex(caller.id)}`);
+      if (vcpu >= caller.vcpuCount)
+        return refuse(INVALID_PARAMETERS, 'notification_get.vcpu_id', `${F}: vCPU ID ${vcpu} is not below ${hex(caller.id)}'s count ${caller.vcpuCount}`);
       const n = caller.notifications;
       const fromSp = bitmaps.sp ? take(n.fromSp, NOTIFICATION_BITMAP_MASK) : 0n;
       const fromVm = bitmaps.vm ? take(n.fromVm, NOTIFICATION_BITMAP_MASK) : 0n;
@@ -263,9 +269,15 @@ export const notificationAbis: AbiTable = {
     handle({ caller }, { width }) {
       const F = `NOTIFICATION_INFO_GET_${width}`;
       // The scheduler's call: each VM schedules itself here; partitions are scheduled by the server.
-      if (caller.kind !== 'vm') return refuse(NOT_SUPPORTED, 'notification_info_get.not_scheduler', `${F}: the normal-world scheduler's call; partition ${hex(caller.id)} may not make it`);
+      if (caller.kind !== 'vm')
+        return refuse(
+          NOT_SUPPORTED,
+          'notification_info_get.not_scheduler',
+          `${F}: the normal-world scheduler's call; partition ${hex(caller.id)} may not make it`,
+        );
       const n = caller.notifications;
-      if (unreported(n) === 0n) return refuse(NO_DATA, 'notification_info_get.no_data', `${F}: nothing pending for ${hex(caller.id)} that was not reported already`);
+      if (unreported(n) === 0n)
+        return refuse(NO_DATA, 'notification_info_get.no_data', `${F}: nothing pending for ${hex(caller.id)} that was not reported already`);
       for (const s of [n.fromSp, n.fromVm, n.framework]) s.retrieved |= s.pending;
       // One list, the caller's own ID; global notifications carry no vCPU IDs.
       return ffaSuccess(packNotificationInfo({ lists: [{ endpoint: caller.id, vcpus: [] }], morePending: false }, width), width);

@@ -86,7 +86,11 @@ export const partitionAbis: AbiTable = {
     handle({ state, caller }, { uuid, countOnly }) {
       const entries = partitionEntries(state, caller, uuid);
       if (!isNilUuid(uuid) && entries.length === 0) {
-        return refuse(INVALID_PARAMETERS, 'partition_info_get.unknown_uuid', `PARTITION_INFO_GET: no partition ${hex(caller.id)} can see serves UUID ${formatUuid(uuid)}`);
+        return refuse(
+          INVALID_PARAMETERS,
+          'partition_info_get.unknown_uuid',
+          `PARTITION_INFO_GET: no partition ${hex(caller.id)} can see serves UUID ${formatUuid(uuid)}`,
+        );
       }
       // Count-only leaves RX alone (and w3 is MBZ), so it works before RXTX_MAP.
       if (countOnly) return ffaSuccess([entries.length, 0]);
@@ -117,10 +121,18 @@ export const partitionAbis: AbiTable = {
       const logical = caller.kind === 'sp' ? logicalPartitionEntries(state.logicalPartitions, uuid) : [];
       const entries = [...partitionEntries(state, caller, uuid), ...logical];
       if (entries.length === 0) {
-        return refuse(INVALID_PARAMETERS, 'partition_info_get_regs.unknown_uuid', `PARTITION_INFO_GET_REGS: no partition ${hex(caller.id)} can see serves UUID ${formatUuid(uuid)}`);
+        return refuse(
+          INVALID_PARAMETERS,
+          'partition_info_get_regs.unknown_uuid',
+          `PARTITION_INFO_GET_REGS: no partition ${hex(caller.id)} can see serves UUID ${formatUuid(uuid)}`,
+        );
       }
       if (startIndex >= entries.length) {
-        return refuse(INVALID_PARAMETERS, 'partition_info_get_regs.start_index', `PARTITION_INFO_GET_REGS: start index ${startIndex} is not below the count ${entries.length}`);
+        return refuse(
+          INVALID_PARAMETERS,
+          'partition_info_get_regs.start_index',
+          `PARTITION_INFO_GET_REGS: start index ${startIndex} is not below the count ${entries.length}`,
+        );
       }
       const batch = entries.slice(startIndex, startIndex + PARTITION_INFO_REGS_MAX_PER_CALL);
       const header = packPartitionInfoRegsHeader({

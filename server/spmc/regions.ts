@@ -4,14 +4,7 @@
 // memory sharing can refuse what Hafnium refuses (read-only memory sent with write access, device
 // memory in a normal-memory transaction).
 
-import {
-  DEVICE_REGION_ACCESS,
-  FFA_PAGE_SIZE,
-  hex,
-  MEMORY_REGION_ACCESS,
-  type MemoryRegionDecl,
-  REGION_ATTR,
-} from '../../proto/ffa/index.js';
+import { DEVICE_REGION_ACCESS, FFA_PAGE_SIZE, hex, MEMORY_REGION_ACCESS, type MemoryRegionDecl, REGION_ATTR } from '../../proto/ffa/index.js';
 import type { Endpoint } from './endpoint.js';
 import { MEMORY_ATTRS, pageAligned, type Window } from './memory.js';
 import type { SpmcState } from './state.js';
@@ -93,7 +86,8 @@ export function mapRegions(state: SpmcState, ep: Endpoint, regions: readonly Mem
     const clash = placed.find((p) => base < p.limit && p.base < limit);
     let problem: string | undefined;
     if (clash) problem = `${label(r, i)} overlaps ${label(clash.r, clash.i)}`;
-    else if (r.relative && !inRam && base < ramEnd && limit > ep.ram.base) problem = `${label(r, i)}: ${hex(base)}..${hex(limit)} straddles the RAM window ${hex(ep.ram.base)}..${hex(ramEnd)}`;
+    else if (r.relative && !inRam && base < ramEnd && limit > ep.ram.base)
+      problem = `${label(r, i)}: ${hex(base)}..${hex(limit)} straddles the RAM window ${hex(ep.ram.base)}..${hex(ramEnd)}`;
     else if (r.relative && !inRam) {
       const win = reserve(state, r, base, i);
       if ('problem' in win) problem = win.problem;

@@ -173,7 +173,8 @@ export class Spmc {
   }
 
   private addLogicalPartition(lp: LogicalPartition): void {
-    if (!isSpmdLogicalId(lp.id)) throw new SpmcError('invalid-argument', `logical partition id ${hex(lp.id)} is not in ${hex(SPMD_LP_ID_START)}..${hex(SPMD_LP_ID_END)}`);
+    if (!isSpmdLogicalId(lp.id))
+      throw new SpmcError('invalid-argument', `logical partition id ${hex(lp.id)} is not in ${hex(SPMD_LP_ID_START)}..${hex(SPMD_LP_ID_END)}`);
     if (this.state.endpoints.has(lp.id) || this.state.logicalPartitions.some((o) => o.id === lp.id)) {
       throw new SpmcError('already-exists', `logical partition id ${hex(lp.id)} declared twice`);
     }
@@ -191,16 +192,19 @@ export class Spmc {
     if (!isCompatible(p.ffaVersion, FFA_VERSION_IMPLEMENTED)) throw new SpmcError('invalid-argument', `partition ${p.name}: FF-A version not supported`);
     const ram = this.state.windows.allocate(roundUp(p.ramBytes, PAGE));
     if (!ram) throw new SpmcError('resource-exhausted', `no room for partition ${p.name}'s memory`);
-    const ep = newEndpoint({
-      id: p.id,
-      name: p.name,
-      kind: 'sp',
-      vcpuCount: p.execContexts,
-      properties: p.properties,
-      uuids: p.uuids,
-      version: p.ffaVersion,
-      ram,
-    }, p.notificationSupport);
+    const ep = newEndpoint(
+      {
+        id: p.id,
+        name: p.name,
+        kind: 'sp',
+        vcpuCount: p.execContexts,
+        properties: p.properties,
+        uuids: p.uuids,
+        version: p.ffaVersion,
+        ram,
+      },
+      p.notificationSupport,
+    );
     // Its manifest's version until it negotiates another before its first other call (versions.ts).
     regionsOrThrow(p.name, mapRegions(this.state, ep, p.regions ?? [], absolute));
     this.state.endpoints.set(p.id, ep);
@@ -276,16 +280,19 @@ export class Spmc {
       for (const w of absolute) this.state.windows.free(w);
       throw new SpmcError('resource-exhausted', 'no room for the RAM window');
     }
-    const ep = newEndpoint({
-      id,
-      name: name || `vm${id}`,
-      kind: 'vm',
-      vcpuCount,
-      properties,
-      uuids,
-      version: VM_DEFAULT_VERSION,
-      ram,
-    }, true); // the server, as hypervisor, creates every VM's notification bitmap
+    const ep = newEndpoint(
+      {
+        id,
+        name: name || `vm${id}`,
+        kind: 'vm',
+        vcpuCount,
+        properties,
+        uuids,
+        version: VM_DEFAULT_VERSION,
+        ram,
+      },
+      true,
+    ); // the server, as hypervisor, creates every VM's notification bitmap
     const windows = mapRegions(this.state, ep, regions, absolute);
     if ('problem' in windows) {
       this.state.windows.free(ram);
@@ -400,7 +407,11 @@ export class Spmc {
     const handler = this.abis[fn] as AbiHandler<FfaFunction> | undefined;
     if (!handler) {
       const name = fidName(decoded.fid);
-      return encodeAnswer(this.state, refuse(FFA_ERRORS.NOT_SUPPORTED, `${fn.toLowerCase()}.not_supported`, `${name}: not handled by this SPMC`), caller.version);
+      return encodeAnswer(
+        this.state,
+        refuse(FFA_ERRORS.NOT_SUPPORTED, `${fn.toLowerCase()}.not_supported`, `${name}: not handled by this SPMC`),
+        caller.version,
+      );
     }
 
     const ctx: CallContext = { state: this.state, caller, vcpu };
