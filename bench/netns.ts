@@ -242,8 +242,17 @@ export class NetnsTopology {
     ip('link', 'set', this.hostVeth.get(name)!, 'down');
   }
 
-  linkUp(name: string): void {
-    ip('link', 'set', this.hostVeth.get(name)!, 'up');
+  /**
+   * Bring a service's link back and wait until it carries traffic: its bridge port forwarding
+   * again, and no neighbour entry left FAILED from while it was down (a connect would get
+   * EHOSTUNREACH until such an entry expired).
+   */
+  async linkUp(name: string): Promise<void> {
+    const host = this.hostVeth.get(name)!;
+    ip('link', 'set', host, 'up');
+    const forwarding = () => readFileSync(`/sys/class/net/${host}/brport/state`, 'utf8').trim() === '3';
+    while (!forwarding()) await new Promise((r) => setTimeout(r, 5));
+    for (const other of Object.keys(this.services)) quiet('-n', this.ns(other), 'neigh', 'flush', 'all');
   }
 
   /** Stop every process and remove every namespace, link and hosts file. Safe to call twice. */

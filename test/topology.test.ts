@@ -134,7 +134,7 @@ t.test('a VM whose link is cut is released; its partner gets ABORTED, others car
   const state = topo.exec('vmc', ['state', ...server]);
   t.notMatch(state.output, /^\s+0x2 /m, 'vmb is gone from the SPMC');
 
-  topo.linkUp('vmb');
+  await topo.linkUp('vmb');
   vmb.proc.kill('SIGKILL');
   const again = topo.exec('vmb', ['vm', ...server, '--id', '2', 'info']);
   t.equal(again.code, 0, `vmb attaches again as a new VM: ${again.output}`);
