@@ -111,7 +111,11 @@ t.test('every refusal kind has one status, on gRPC, the JSON transport and in pr
 
   // An unknown or detached session: UNAUTHENTICATED.
   const unknown = await post(s.base, '/v1/smccc', { session: 'nobody', x: ['0x84000063'] });
-  t.same([unknown.status, unknown.body['error'], unknown.body['message']], [401, 'UNAUTHENTICATED', 'unknown session'], 'JSON: unknown session');
+  t.same(
+    [unknown.status, unknown.body['error'], unknown.body['message']],
+    [401, 'UNAUTHENTICATED', 'session: unknown (never attached, or released)'],
+    'JSON: unknown session, named as the field at fault',
+  );
   await taken.transport.detach();
   t.equal(await codeOf(taken.transport.invoke(toRegisters([fid('ID_GET')]))), 'UNAUTHENTICATED', 'in-process: detached');
 

@@ -109,7 +109,7 @@ export class SessionCore {
   session(token: string): Session {
     this.checkServing();
     const s = this.sessions.get(token);
-    if (!s) throw new SessionError('UNAUTHENTICATED', token === '' ? 'no session named' : 'unknown session');
+    if (!s) throw new SessionError('UNAUTHENTICATED', token === '' ? 'session: none named' : 'session: unknown (never attached, or released)');
     return s;
   }
 
@@ -121,7 +121,7 @@ export class SessionCore {
     if (!bound) return this.session(named);
     if (named !== '' && named !== bound.token) throw new SessionError('INVALID_ARGUMENT', 'session: a stream carries one session');
     this.checkServing();
-    if (!this.sessions.has(bound.token)) throw new SessionError('UNAUTHENTICATED', 'session was detached');
+    if (!this.sessions.has(bound.token)) throw new SessionError('UNAUTHENTICATED', 'session: released while the stream was open');
     return bound;
   }
 
