@@ -15,6 +15,7 @@ import {
   decodeMemTransaction,
   encodeMemRelinquish,
   encodeMemTransaction,
+  MEM_ATTR,
   MEM_ATTR_NORMAL_WB_IS,
   MEM_FLAGS,
   MEM_PERM,
@@ -689,12 +690,12 @@ export class FfaDriver {
 
   /** ffa_memory_lend(): the owner loses access until reclaim (attributes left to the borrower). */
   memLend(args: MemOpsArgs): Promise<bigint> {
-    return this.memSend('MEM_LEND', args, 0);
+    return this.memSend('MEM_LEND', args, MEM_ATTR.TYPE_NOT_SPECIFIED);
   }
 
   /** Ownership moves to the one borrower for good. */
   memDonate(args: MemOpsArgs): Promise<bigint> {
-    return this.memSend('MEM_DONATE', args, 0);
+    return this.memSend('MEM_DONATE', args, MEM_ATTR.TYPE_NOT_SPECIFIED);
   }
 
   /** ffa_setup_and_transmit(): the descriptor in TX, fragmented when it does not fit. */
@@ -746,7 +747,7 @@ export class FfaDriver {
     const req = encodeMemTransaction(
       {
         sender: args.sender,
-        attributes: 0,
+        attributes: MEM_ATTR.TYPE_NOT_SPECIFIED,
         flags: (args.flags ?? 0) | (MEM_TRANSACTION_TYPES[type] << MEM_FLAGS.TYPE_SHIFT),
         handle: args.handle,
         tag: args.tag ?? 0n,
