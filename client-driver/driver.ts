@@ -15,6 +15,7 @@ import {
   decodeMemTransaction,
   encodeMemRelinquish,
   encodeMemTransaction,
+  MEM_ATTR,
   MEM_ATTR_NORMAL_WB_IS,
   MEM_FLAGS,
   MEM_PERM,
@@ -36,11 +37,15 @@ import {
   FFA_PAGE_SIZE,
   FFA_VERSION_1_2,
   FFA_VERSION_1_0,
+  FFA_VERSION_OLDEST,
   INDIRECT_MSG_HEADER_SIZE_V1_2,
   NPI_INTID,
   FFA_VERSION_IMPLEMENTED,
+  DIRECT_MSG_ARGS,
+  DIRECT_MSG2_ARGS,
   fid,
   formatVersion,
+  joinU64,
   isUuidString,
   PARTITION_INFO_REGS_MAX_PER_CALL,
   PARTITION_INFO_REGS_PER_DESC,
@@ -317,11 +322,11 @@ export class FfaDriver {
   private async versionCheck(): Promise<void> {
     const [w0] = await this.invokeFfaFn(encodeCall({ fn: 'VERSION', requested: this.driverVersion }, this.driverVersion));
     const fw = Number(w0! & U32);
-    if ((fw | 0) === -1) throw new FfaDriverError('EOPNOTSUPP', 'FFA_VERSION not supported');
+    if ((fw | 0) === FFA_ERRORS.NOT_SUPPORTED) throw new FfaDriverError('EOPNOTSUPP', 'FFA_VERSION not supported');
     if (versionMajor(fw) > versionMajor(this.driverVersion)) {
       throw new FfaDriverError('EINVAL', `incompatible v${formatVersion(fw)}, latest supported v${formatVersion(this.driverVersion)}`);
     }
-    if ((fw | 0) < 0 || fw < FFA_VERSION_1_0) throw new FfaDriverError('EINVAL', 'earliest supported v1.0');
+    if ((fw | 0) < 0 || fw < FFA_VERSION_OLDEST) throw new FfaDriverError('EINVAL', `earliest supported v${formatVersion(FFA_VERSION_OLDEST)}`);
     // Same major: use the firmware's version unless its minor is newer than ours.
     this.version = versionMinor(fw) <= versionMinor(this.driverVersion) ? fw : this.driverVersion;
   }
@@ -540,7 +545,7 @@ export class FfaDriver {
     const [dest, mode32] = typeof to === 'number' ? [to, false] : [to.vmId, to.mode32bit];
     const width = opts.width ?? (mode32 ? 32 : 64);
     const args: bigint[] = [];
-    for (let i = 0; i < 5; i++) args.push(BigInt.asUintN(width, data[i] ?? 0n));
+    for (let i = 0; i < DIRECT_MSG_ARGS; i++) args.push(BigInt.asUintN(width, data[i] ?? 0n));
     const req: FfaCall = { fn: 'MSG_SEND_DIRECT_REQ', width, route: { source: this.vmId, destination: dest }, message: { kind: 'partition' }, args };
     return this.sendAndWait(req, opts.vcpu ?? 0).then((r) => {
       if (r.fn === 'MSG_SEND_DIRECT_RESP' && r.width === width) return r.args;
@@ -553,7 +558,7 @@ export class FfaDriver {
     if (!this.msgDirectReq2Supported) throw new FfaDriverError('EOPNOTSUPP', 'FFA_MSG_SEND_DIRECT_REQ2 not supported');
     const dest = typeof to === 'number' ? to : to.vmId;
     const uuid = opts.uuid ?? (typeof to === 'number' ? UUID_NIL : to.uuid);
-    const args = Array.from({ length: 14 }, (_, i) => BigInt.asUintN(64, data[i] ?? 0n));
+    const args = Array.from({ length: DIRECT_MSG2_ARGS }, (_, i) => BigInt.asUintN(64, data[i] ?? 0n));
     const r = await this.sendAndWait({ fn: 'MSG_SEND_DIRECT_REQ2', route: { source: this.vmId, destination: dest }, uuid, args }, opts.vcpu ?? 0);
     if (r.fn === 'MSG_SEND_DIRECT_RESP2') return r.args;
     throw this.unexpected('MSG_SEND_DIRECT_REQ2', r);
@@ -685,12 +690,12 @@ export class FfaDriver {
 
   /** ffa_memory_lend(): the owner loses access until reclaim (attributes left to the borrower). */
   memLend(args: MemOpsArgs): Promise<bigint> {
-    return this.memSend('MEM_LEND', args, 0);
+    return this.memSend('MEM_LEND', args, MEM_ATTR.TYPE_NOT_SPECIFIED);
   }
 
   /** Ownership moves to the one borrower for good. */
   memDonate(args: MemOpsArgs): Promise<bigint> {
-    return this.memSend('MEM_DONATE', args, 0);
+    return this.memSend('MEM_DONATE', args, MEM_ATTR.TYPE_NOT_SPECIFIED);
   }
 
   /** ffa_setup_and_transmit(): the descriptor in TX, fragmented when it does not fit. */
@@ -724,7 +729,7 @@ export class FfaDriver {
         r = await this.call({ fn: 'MEM_FRAG_TX', handle: r.handle, fragmentLength: len, endpoint: 0 });
         sent += len;
       }
-      if (r.fn === 'SUCCESS') return (r.args[0]! & U32) | ((r.args[1]! & U32) << 32n);
+      if (r.fn === 'SUCCESS') return joinU64(r.args[0]!, r.args[1]!);
       throw this.unexpected(fn, r);
     });
   }
@@ -742,7 +747,7 @@ export class FfaDriver {
     const req = encodeMemTransaction(
       {
         sender: args.sender,
-        attributes: 0,
+        attributes: MEM_ATTR.TYPE_NOT_SPECIFIED,
         flags: (args.flags ?? 0) | (MEM_TRANSACTION_TYPES[type] << MEM_FLAGS.TYPE_SHIFT),
         handle: args.handle,
         tag: args.tag ?? 0n,

@@ -14,7 +14,7 @@ import {
   notificationBit,
   NPI_INTID,
   SRI_INTID,
-  U32,
+  joinU64,
   unpackNotificationInfo,
   type Uuid,
   UUID_NIL,
@@ -207,8 +207,8 @@ export class FfaNotifier {
     const [spLo = 0n, spHi = 0n, vmLo = 0n, vmHi = 0n, spm = 0n, hyp = 0n] = r;
     // Bit 0 of either framework word is "RX buffer full".
     if (((spm | hyp) & FRAMEWORK_SPM_RX_FULL) !== 0n) await this.receiveIndirect(vcpu).catch((e) => this.onError?.(e));
-    const fromVm = (vmLo & U32) | ((vmHi & U32) << 32n);
-    const fromSp = (spLo & U32) | ((spHi & U32) << 32n);
+    const fromVm = joinU64(vmLo, vmHi);
+    const fromSp = joinU64(spLo, spHi);
     this.dispatch(fromVm, 'vm');
     this.dispatch(fromSp, 'sp');
     if (fromVm | fromSp) await this.onNotified?.({ fromSp, fromVm }, vcpu);

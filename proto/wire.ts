@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { Long } from '@grpc/proto-loader';
-import { type Reason, REGISTER_COUNT, type Registers, U32 } from './ffa/index.js';
+import { joinU64, type Reason, REGISTER_COUNT, type Registers, splitU64 } from './ffa/index.js';
 
 /** The .proto beside the package root (this file runs from dist/proto/). */
 export const SPMC_PROTO_PATH = fileURLToPath(new URL('../../proto/remote_spmc.proto', import.meta.url));
@@ -45,11 +45,12 @@ export type WireU64 = Long | { low: number; high: number; unsigned: boolean } | 
 export function u64FromWire(v: WireU64 | undefined): bigint {
   if (v === undefined || v === null) return 0n;
   if (typeof v === 'number' || typeof v === 'string') return BigInt.asUintN(64, BigInt(v));
-  return (BigInt(v.high >>> 0) << 32n) | BigInt(v.low >>> 0);
+  return joinU64(BigInt(v.low >>> 0), BigInt(v.high >>> 0));
 }
 
 export function u64ToWire(v: bigint): { low: number; high: number; unsigned: boolean } {
-  return { low: Number(v & U32) | 0, high: Number((v >> 32n) & U32) | 0, unsigned: true };
+  const [low, high] = splitU64(v);
+  return { low: Number(low) | 0, high: Number(high) | 0, unsigned: true };
 }
 
 // ---- The per-call messages, without Long objects ---------------------------------------------

@@ -101,7 +101,7 @@ const schema = {
           'messaging-method': { type: 'integer', minimum: 1, maximum: 0xffffffff },
           'notification-support': { type: 'boolean' },
           'vm-availability-messages': { type: 'integer', minimum: 0, maximum: 3 },
-          'ram-bytes': { type: 'integer', minimum: 4096, maximum: 2 ** 40 },
+          'ram-bytes': { type: 'integer', minimum: FFA_PAGE_SIZE, maximum: 2 ** 40 },
           service: { enum: [...BUILTIN_SERVICES] },
           'memory-regions': regionSchema(false),
           'device-regions': regionSchema(true),
@@ -191,7 +191,7 @@ export function parseManifest(text: string, file = '<manifest>', env: NodeJS.Pro
   return raw.map((p, i) => {
     const at = (f: string) => `partitions[${i}].${f}`;
     const id = p.id ?? SP_ID_BASE + i;
-    if (seenIds.has(id)) throw new ManifestError(file, at('id'), `0x${id.toString(16)} is used twice`);
+    if (seenIds.has(id)) throw new ManifestError(file, at('id'), `${hex(id)} is used twice`);
     seenIds.add(id);
     if (seenNames.has(p.name)) throw new ManifestError(file, at('name'), `"${p.name}" is used twice`);
     seenNames.add(p.name);
@@ -210,7 +210,7 @@ export function parseManifest(text: string, file = '<manifest>', env: NodeJS.Pro
     }
     const method = p['messaging-method'];
     if ((method & ~MESSAGING_METHOD_BITS) !== 0) {
-      throw new ManifestError(file, at('messaging-method'), `0x${method.toString(16)} sets bits other than 0, 1, 2, 9 and 10`);
+      throw new ManifestError(file, at('messaging-method'), `${hex(method)} sets bits other than 0, 1, 2, 9 and 10`);
     }
     if ((method & REQ2_BITS) !== 0 && version < FFA_VERSION_1_2) {
       throw new ManifestError(file, at('messaging-method'), 'direct request 2 needs ffa-version 1.2');

@@ -3,7 +3,7 @@
 
 import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
-import { fid } from '../proto/ffa/index.js';
+import { FFA_VERSION_1_2, fid, hex } from '../proto/ffa/index.js';
 import { debugClientConstructor } from '../proto/wire.js';
 import { FfaDriver } from '../client-driver/driver.js';
 import { GrpcConnector } from '../client-driver/transport/grpc.js';
@@ -34,8 +34,6 @@ async function stack() {
   };
   return { spmc, tracer, app, base, grpcAddr, connector, stop };
 }
-
-const hex = (v: number) => `0x${v.toString(16)}`;
 
 t.test('every route rejects bad input with a 400 that names the field', async (t) => {
   const { app, stop } = await stack();
@@ -80,13 +78,13 @@ t.test('the JSON transport: attach, calls (a blocked one too), detach; sessions 
   const a = (await post('/v1/attach', { name: 'json-vm', vcpuCount: 1 })).json();
   t.match(a, { session: /.+/, endpointId: 1, ramBase: /^0x/ });
   const idGet = (await post('/v1/smccc', { session: a.session, x: [hex(fid('ID_GET'))] })).json();
-  t.same(idGet.x.slice(0, 3), ['0x84000061', '0x0', '0x1'], 'FFA_SUCCESS with the caller id');
+  t.same(idGet.x.slice(0, 3), [hex(fid('SUCCESS')), '0x0', '0x1'], 'FFA_SUCCESS with the caller id');
   t.equal(idGet.x.length, 18);
-  await post('/v1/smccc', { session: a.session, x: [hex(fid('VERSION')), '0x10002'] });
+  await post('/v1/smccc', { session: a.session, x: [hex(fid('VERSION')), hex(FFA_VERSION_1_2)] });
   const req = (await post('/v1/smccc', { session: a.session, x: [hex(fid('MSG_SEND_DIRECT_REQ', 64)), '0x18001', '0x0', hex(CMD.ECHO), '0x5'] })).json();
-  t.same(req.x.slice(0, 5), ['0xc4000070', '0x80010001', '0x0', hex(CMD.ECHO), '0x5'], 'blocked until SP1 answered, then its response');
-  t.equal((await post('/v1/smccc', { session: 'nope', x: ['0x84000069'] })).statusCode, 401, 'an unknown session');
-  t.equal((await post('/v1/smccc', { session: a.session, vcpu: 3, x: ['0x84000069'] })).statusCode, 400, 'no such vCPU');
+  t.same(req.x.slice(0, 5), [hex(fid('MSG_SEND_DIRECT_RESP', 64)), '0x80010001', '0x0', hex(CMD.ECHO), '0x5'], 'blocked until SP1 answered, then its response');
+  t.equal((await post('/v1/smccc', { session: 'nope', x: [hex(fid('ID_GET'))] })).statusCode, 401, 'an unknown session');
+  t.equal((await post('/v1/smccc', { session: a.session, vcpu: 3, x: [hex(fid('ID_GET'))] })).statusCode, 400, 'no such vCPU');
   t.equal((await post('/v1/attach', { endpointId: 0x8001 })).statusCode, 403, 'a partition needs its credential');
   t.equal((await post('/v1/detach', { session: a.session })).statusCode, 200);
   t.equal(spmc.endpoint(1), undefined, 'released');
@@ -128,17 +126,17 @@ t.test('state routes: endpoints, mailboxes, notifications, transactions, access 
       type: 'share',
       sender: '0x1',
       borrowers: [{ id: '0x8001', retrieved: 'no' }],
-      ranges: [{ address: `0x${page.toString(16)}`, pageCount: 1 }],
+      ranges: [{ address: hex(page), pageCount: 1 }],
     },
   ]);
-  t.equal(txs[0].handle, `0x${handle.toString(16)}`);
+  t.equal(txs[0].handle, hex(handle));
   const access = await get('/v1/memory/access');
   t.ok(access.find((a: { endpoint: string }) => a.endpoint === '0x1').ranges.some((r: { state: string }) => r.state === 'shared'));
-  const mem = await get(`/v1/endpoints/1/memory?address=0x${page.toString(16)}&length=11`);
+  const mem = await get(`/v1/endpoints/1/memory?address=${hex(page)}&length=11`);
   t.match(mem.data, /68 65 6c 6c 6f 2c 20 46 46 2d 41 +hello, FF-A/);
-  const b64 = await get(`/v1/endpoints/1/memory?address=0x${page.toString(16)}&length=11&format=base64`);
+  const b64 = await get(`/v1/endpoints/1/memory?address=${hex(page)}&length=11&format=base64`);
   t.equal(Buffer.from(b64.data, 'base64').toString(), 'hello, FF-A');
-  const denied = await app.inject({ method: 'GET', url: `/v1/endpoints/0x8001/memory?address=0x${page.toString(16)}&length=4` });
+  const denied = await app.inject({ method: 'GET', url: `/v1/endpoints/0x8001/memory?address=${hex(page)}&length=4` });
   t.equal(denied.statusCode, 403, 'not retrieved yet: SP1 may not read it');
   t.equal((await app.inject({ method: 'GET', url: '/v1/endpoints/0x7777' })).statusCode, 404);
   await drv.memReclaim(handle);

@@ -1,7 +1,7 @@
 // The driver's mem ops over real gRPC: VMs and the built-in partitions sharing, lending and donating.
 
 import t from 'tap';
-import { errorCodeFromWord, FFA_ERRORS, MEM_PERM } from '../proto/ffa/index.js';
+import { errorCodeFromWord, FFA_ERRORS, FFA_PAGE_SIZE, MEM_PERM, splitU64 } from '../proto/ffa/index.js';
 import { FfaDriver } from '../client-driver/driver.js';
 import { GrpcConnector } from '../client-driver/transport/grpc.js';
 import { EmulatedVm } from '../client-driver/vm.js';
@@ -29,8 +29,10 @@ async function topology() {
   return { spmc, vm, stop };
 }
 
+const PAGE = BigInt(FFA_PAGE_SIZE);
+
 const memCommand = (d: FfaDriver, to: number, handle: bigint, pattern: number, type: number) =>
-  d.sendDirectReq(to, [BigInt(CMD.MEM), handle & 0xffffffffn, handle >> 32n, BigInt(pattern), BigInt(type)]);
+  d.sendDirectReq(to, [BigInt(CMD.MEM), ...splitU64(handle), BigInt(pattern), BigInt(type)]);
 
 t.test('VM -> SP1: share, lend and donate with the MEM command', async (t) => {
   const { spmc, vm, stop } = await topology();
@@ -40,7 +42,7 @@ t.test('VM -> SP1: share, lend and donate with the MEM command', async (t) => {
   const share = await a.memShare({ receivers: [{ id: SP1, permissions: RW }], regions: [{ address: pages, pageCount: 3 }] });
   const [, status] = await memCommand(a, SP1, share, 0xa5, 1);
   t.equal(status, 0n, 'SP1 retrieved, wrote, read back and relinquished');
-  t.same([...(await a.vm.read(pages + 3n * 4096n - 2n, 2))], [0xa5, 0xa5], 'the owner reads the pattern');
+  t.same([...(await a.vm.read(pages + 3n * PAGE - 2n, 2))], [0xa5, 0xa5], 'the owner reads the pattern');
   await a.memReclaim(share);
 
   const lend = await a.memLend({ receivers: [{ id: SP1, permissions: RW }], regions: [{ address: pages, pageCount: 1 }] });
@@ -49,9 +51,9 @@ t.test('VM -> SP1: share, lend and donate with the MEM command', async (t) => {
   await a.memReclaim(lend);
   t.same([...(await a.vm.read(pages, 1))], [0x3c], 'after reclaim the owner sees what SP1 wrote');
 
-  const donate = await a.memDonate({ receivers: [{ id: SP1, permissions: 0 }], regions: [{ address: pages + 4096n, pageCount: 1 }] });
+  const donate = await a.memDonate({ receivers: [{ id: SP1, permissions: 0 }], regions: [{ address: pages + PAGE, pageCount: 1 }] });
   t.equal((await memCommand(a, SP1, donate, 0x11, 3))[1], 0n);
-  t.equal(await codeOf(a.vm.read(pages + 4096n, 1)), 'PERMISSION_DENIED', 'donated for good');
+  t.equal(await codeOf(a.vm.read(pages + PAGE, 1)), 'PERMISSION_DENIED', 'donated for good');
   t.same(await errnoOf(a.memReclaim(donate)), 'EINVAL', 'nothing to reclaim');
   const bad = await memCommand(a, SP1, 0x1234n, 1, 1);
   t.equal(errorCodeFromWord(bad[1]!), FFA_ERRORS.INVALID_PARAMETERS, 'MEM with an unknown handle reports the error');
@@ -63,7 +65,7 @@ t.test('VM -> VM share, and 4,000 constituents in fragments both ways', async (t
   t.teardown(stop);
   const a = await vm('owner');
   const b = await vm('borrower');
-  t.equal(a.rxtxBufSize, 4096, '4 KiB buffers');
+  t.equal(a.rxtxBufSize, FFA_PAGE_SIZE, '4 KiB buffers');
   const base = a.vm.pages.alloc(8000)!;
   const regions = Array.from({ length: 4000 }, (_, i) => ({ address: base + BigInt(i) * 8192n, pageCount: 1 }));
   const h = await a.memShare({ receivers: [{ id: b.vmId, permissions: RW }], regions });

@@ -2,7 +2,7 @@
 // interrupts pushed through the transport (the gRPC Interrupts stream, or in process).
 
 import t from 'tap';
-import { type EndpointId, FFA_ERRORS } from '../proto/ffa/index.js';
+import { type EndpointId, FFA_ERRORS, FFA_PAGE_SIZE, hex, INDIRECT_MSG_HEADER_SIZE_V1_2 } from '../proto/ffa/index.js';
 import { FfaDriver } from '../client-driver/driver.js';
 import type { IndirectMessage } from '../client-driver/notifier.js';
 import { GrpcConnector } from '../client-driver/transport/grpc.js';
@@ -128,7 +128,7 @@ for (const kind of ['in-process', 'grpc-session'] as const) {
     t.equal(echo.sender, SP1);
     t.same([...echo.payload], [1, 2, 3, 4, 5]);
     t.same([...echo.uuid], [...device(drv, SP1).uuid], 'the UUID travels with it');
-    t.equal(await logged, `message from 0x${drv.vmId.toString(16)}: 5 bytes, echo sent`);
+    t.equal(await logged, `message from ${hex(drv.vmId)}: 5 bytes, echo sent`);
 
     const fromSp2 = deferred<IndirectMessage>();
     drv.notifier.fwkNotifyRequest(device(drv, SP2), (m) => fromSp2.resolve(m));
@@ -155,7 +155,7 @@ for (const kind of ['in-process', 'grpc-session'] as const) {
     await b.sendIndirect(a.vmId, new TextEncoder().encode('pong'));
     const pong = await atA.promise;
     t.same([pong.sender, new TextDecoder().decode(pong.payload)], [b.vmId, 'pong']);
-    t.equal(await errnoOf(a.sendIndirect(b.vmId, new Uint8Array(4096 - 40 + 1))), 'ERANGE', 'larger than TX');
+    t.equal(await errnoOf(a.sendIndirect(b.vmId, new Uint8Array(FFA_PAGE_SIZE - INDIRECT_MSG_HEADER_SIZE_V1_2 + 1))), 'ERANGE', 'larger than TX');
   });
 }
 

@@ -4,11 +4,13 @@
 import t from 'tap';
 import {
   FFA_ERRORS,
+  FFA_PAGE_SIZE,
   FFA_VERSION_1_0,
   FFA_VERSION_1_1,
   FFA_VERSION_1_2,
   fid,
   formatUuid,
+  hex,
   makeVersion,
   normalizeFid,
   parseUuid,
@@ -37,7 +39,7 @@ t.test('init follows the Linux order and leaves the VM ready', async (t) => {
   const spy: Transport = {
     ...inner,
     invoke: (x, vcpu) => {
-      calls.push(`0x${normalizeFid(x[0]!).toString(16)}`);
+      calls.push(hex(normalizeFid(x[0]!)));
       return inner.invoke(x, vcpu);
     },
     readMemory: (a, l) => inner.readMemory(a, l),
@@ -50,17 +52,17 @@ t.test('init follows the Linux order and leaves the VM ready', async (t) => {
   await drv.init();
   t.same(
     calls.slice(0, 6),
-    ['0x80000000', '0x84000063', '0x84000069', '0x84000064', '0xc4000066', '0x84000064'],
+    [SMCCC_VERSION_FID, fid('VERSION'), fid('ID_GET'), fid('FEATURES'), fid('RXTX_MAP', 64), fid('FEATURES')].map(hex),
     'SMCCC, VERSION, ID_GET, FEATURES(RXTX_MAP), RXTX_MAP_64, FEATURES',
   );
   t.equal(drv.version, FFA_VERSION_1_2);
   t.equal(drv.vmId, vm.id);
-  t.equal(drv.rxtxBufSize, 4096, 'the SPMC minimum');
+  t.equal(drv.rxtxBufSize, FFA_PAGE_SIZE, 'the SPMC minimum');
   t.equal(drv.notificationsEnabled, true, 'SRI reported: notifications on, without a bitmap of its own');
   // Hafnium's FEATURES reports BITMAP_CREATE to every caller, but only the hypervisor may call it:
   // the driver takes the NOT_SUPPORTED as "the hypervisor made it" and carries on.
-  t.ok(calls.includes('0x8400007d'), 'BITMAP_CREATE reported, so it is tried');
-  t.notOk(calls.includes('0x8400007e'), 'and, never created, never destroyed');
+  t.ok(calls.includes(hex(fid('NOTIFICATION_BITMAP_CREATE'))), 'BITMAP_CREATE reported, so it is tried');
+  t.notOk(calls.includes(hex(fid('NOTIFICATION_BITMAP_DESTROY'))), 'and, never created, never destroyed');
   t.equal(drv.memOpsNative, true, 'FEATURES(MEM_LEND_64) succeeded');
   const mb = spmc.endpoint(vm.id)!.mailbox!;
   t.equal(mb.rx, drv.rxBuffer);
@@ -168,7 +170,7 @@ t.test('init failure unwinds in reverse order', async (t) => {
   // Map the mailbox behind the driver's back: its RXTX_MAP is then DENIED.
   const page = vm.ramBase + 0x100000n;
   spmc.handle(vm.id, 0, toRegisters([fid('VERSION'), FFA_VERSION_1_2]));
-  spmc.handle(vm.id, 0, toRegisters([fid('RXTX_MAP', 64), page, page + 0x1000n, 1]));
+  spmc.handle(vm.id, 0, toRegisters([fid('RXTX_MAP', 64), page, page + BigInt(FFA_PAGE_SIZE), 1]));
   const drv = new FfaDriver(vm);
   t.equal(await errnoOf(drv.init()), 'EACCES');
   t.equal(vm.pages.alloc(1), vm.ramBase, 'RX and TX buffers were freed');

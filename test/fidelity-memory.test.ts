@@ -15,12 +15,15 @@ import {
   encodeMemTransaction,
   type EndpointId,
   FFA_ERRORS,
+  FFA_PAGE_SIZE,
   FFA_VERSION_1_0,
   FFA_VERSION_1_1,
   FFA_VERSION_1_2,
   type FfaCall,
   type FfaVersion,
   fid,
+  hex,
+  joinU64,
   MEM_ATTR,
   MEM_ATTR_DEVICE_NGNRNE_IS,
   MEM_ATTR_NORMAL_WB_IS,
@@ -31,7 +34,6 @@ import {
   type Reason,
   type Registers,
   toRegisters,
-  U32,
 } from '../proto/ffa/index.js';
 import { u64FromWire, u64ToWire } from '../proto/wire.js';
 import { SpmcChannel } from '../client-driver/transport/grpc-client.js';
@@ -47,7 +49,7 @@ const RW = MEM_PERM.DATA_RW;
 const NX = MEM_PERM.INSTRUCTION_NX << MEM_PERM.INSTRUCTION_SHIFT;
 const X = MEM_PERM.INSTRUCTION_X << MEM_PERM.INSTRUCTION_SHIFT;
 const TYPE = (t: 'share' | 'lend' | 'donate') => ({ share: 1, lend: 2, donate: 3 })[t] << MEM_FLAGS.TYPE_SHIFT;
-const PAGE = 4096n;
+const PAGE = BigInt(FFA_PAGE_SIZE);
 
 /** Remote partitions this test drives with raw registers: one per version, and 0x8013 for SP-to-SP. */
 const SP = { v12: 0x8010, v11: 0x8011, v10: 0x8012, other: 0x8013 } as const;
@@ -142,7 +144,7 @@ function decodeReply(out: Registers, version: FfaVersion): FfaCall {
 
 function handleOf(c: FfaCall): bigint {
   if (c.fn !== 'SUCCESS') throw new Error(`expected SUCCESS, got ${JSON.stringify(c, (_k, v) => (typeof v === 'bigint' ? v.toString(16) : v))}`);
-  return (c.args[0]! & U32) | ((c.args[1]! & U32) << 32n);
+  return joinU64(c.args[0]!, c.args[1]!);
 }
 
 const errorOf = (r: { call: FfaCall }) => (r.call.fn === 'ERROR' ? r.call.code : undefined);
@@ -888,7 +890,7 @@ t.test('reasons of the memory ABIs, in Hafnium order', async (t) => {
       () => raw(nomap, { fn: 'MEM_LEND', width: 32, totalLength: 96, fragmentLength: 96, buffer: { address: 0n, pageCount: 0 } }),
       INVALID_PARAMETERS,
       'mem_lend.no_tx_buffer',
-      `MEM_LEND: 0x${nomap.id.toString(16)} has no TX buffer mapped`,
+      `MEM_LEND: ${hex(nomap.id)} has no TX buffer mapped`,
     ],
     [
       'fragment longer than TX',
@@ -942,7 +944,7 @@ t.test('reasons of the memory ABIs, in Hafnium order', async (t) => {
       () => a!.send('MEM_SHARE', a!.desc({ receivers: one, sender: b!.id })),
       DENIED,
       'mem_share.sender',
-      `MEM_SHARE: the descriptor names sender 0x${b!.id.toString(16)}, but the caller is 0x${a!.id.toString(16)}`,
+      `MEM_SHARE: the descriptor names sender ${hex(b!.id)}, but the caller is ${hex(a!.id)}`,
     ],
     [
       'time slicing',
@@ -1003,7 +1005,7 @@ t.test('reasons of the memory ABIs, in Hafnium order', async (t) => {
       () => a!.send('MEM_SHARE', a!.desc({ receivers: one, constituents: [a!.page(30)] })),
       DENIED,
       'mem_share.not_owner',
-      `MEM_SHARE: 0x${a!.id.toString(16)} does not own ${'0x' + a!.page(30).address.toString(16)} (1 page) exclusively (it is already shared)`,
+      `MEM_SHARE: ${hex(a!.id)} does not own ${hex(a!.page(30).address)} (1 page) exclusively (it is already shared)`,
     ],
     // MEM_FRAG_TX (api_ffa_mem_frag_tx, ffa_memory_send_continue_validate)
     [
@@ -1033,7 +1035,7 @@ t.test('reasons of the memory ABIs, in Hafnium order', async (t) => {
       () => sp.retrieve(h, a!.id, { flags: TYPE('lend') }),
       INVALID_PARAMETERS,
       'mem_retrieve_req.transaction_type',
-      `MEM_RETRIEVE_REQ: transaction type 2 was asked for, but 0x${h.toString(16)} is a share (1)`,
+      `MEM_RETRIEVE_REQ: transaction type 2 was asked for, but ${hex(h)} is a share (1)`,
     ],
     [
       'retrieve wrong tag',
@@ -1068,7 +1070,7 @@ t.test('reasons of the memory ABIs, in Hafnium order', async (t) => {
       () => sp.relinquish(h),
       INVALID_PARAMETERS,
       'mem_relinquish.not_retrieved',
-      `MEM_RELINQUISH: 0x8010 has not retrieved 0x${h.toString(16)}`,
+      `MEM_RELINQUISH: 0x8010 has not retrieved ${hex(h)}`,
     ],
     ['relinquish unknown handle', () => sp.relinquish(0x55n), INVALID_PARAMETERS, 'mem_relinquish.unknown_handle'],
     // ffa_memory_reclaim
@@ -1077,7 +1079,7 @@ t.test('reasons of the memory ABIs, in Hafnium order', async (t) => {
       () => sp.reclaim(h),
       INVALID_PARAMETERS,
       'mem_reclaim.not_owner',
-      `MEM_RECLAIM: 0x8010 did not send 0x${h.toString(16)} (0x${a!.id.toString(16)} did)`,
+      `MEM_RECLAIM: 0x8010 did not send ${hex(h)} (${hex(a!.id)} did)`,
     ],
   ];
   let exact = 0;
@@ -1102,6 +1104,6 @@ t.test('reasons of the memory ABIs, in Hafnium order', async (t) => {
   t.equal(codeOf(sp.retrieve(h, a!.id)), 'mem_retrieve_req.already_mapped', 'a second retrieve (ffa_retrieve_check_transition)');
   const still = a!.reclaim(h);
   t.equal(errorOf(still), DENIED);
-  t.equal(still.reason?.text, `MEM_RECLAIM: borrower 0x8010 still holds 0x${h.toString(16)}`);
+  t.equal(still.reason?.text, `MEM_RECLAIM: borrower 0x8010 still holds ${hex(h)}`);
   t.equal(codeOf(sp.relinquish(h, 1)), 'mem_relinquish.clear_on_share', 'clear on relinquishing a share');
 });

@@ -10,16 +10,18 @@ import {
   encodeIndirectMessage,
   type EndpointId,
   FFA_ERRORS,
+  FFA_PAGE_SIZE,
   FFA_VERSION_1_0,
   FFA_VERSION_1_1,
   FFA_VERSION_1_2,
   type FfaCall,
   fid,
+  hex,
   NPI_INTID,
+  parseUuid,
   PARTITION_INFO_SIZE_V1_1,
   PARTITION_PROPERTIES as P,
   partitionInfoFromRegs,
-  parseUuid,
   type Registers,
   toRegisters,
   U32,
@@ -229,7 +231,7 @@ t.test(
   'item 6 over gRPC with the built-in partitions: a VM notifies SP2, its next request is served, and SP2 has handled the NPI by the time the response arrives',
   async (t) => {
     const spmc = new Spmc({ partitions: defaultManifest() });
-    await startBuiltinPartitions(spmc, (id, e) => t.fail(`partition 0x${id.toString(16)}: ${String(e)}`));
+    await startBuiltinPartitions(spmc, (id, e) => t.fail(`partition ${hex(id)}: ${String(e)}`));
     const g = await grpcServer(spmc);
     t.teardown(g.stop);
     const connector = new GrpcConnector(g.address);
@@ -319,7 +321,7 @@ t.test(
     t.equal(!Array.isArray(vmByUuid) && errorCode(vmByUuid), INVALID_PARAMETERS, "a VM asking for one's UUID finds nothing");
 
     // PARTITION_INFO_GET is not forwarded to the SPMD (ffa_setup_partition_info_get_forward): RX only.
-    const [tx, rx] = [sp.ramBase, sp.ramBase + 0x1000n];
+    const [tx, rx] = [sp.ramBase, sp.ramBase + BigInt(FFA_PAGE_SIZE)];
     t.equal((await sp.call({ fn: 'RXTX_MAP', width: 64, tx, rx, pageCount: 1 })).fn, 'SUCCESS');
     const info = await sp.call({ fn: 'PARTITION_INFO_GET', uuid: UUID_NIL, countOnly: false });
     if (info.fn !== 'SUCCESS') throw new Error(`PARTITION_INFO_GET failed: ${info.fn}`);

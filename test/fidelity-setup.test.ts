@@ -8,14 +8,15 @@ import {
   decodePartitionInfo,
   encodeCall,
   FFA_ERRORS,
+  FFA_PAGE_SIZE,
   FFA_VERSION_1_0,
   FFA_VERSION_1_1,
   FFA_VERSION_1_2,
   FFA_VERSION_1_3,
   type FfaCall,
   fid,
-  PARTITION_PROPERTIES as P,
   parseUuid,
+  PARTITION_PROPERTIES as P,
   partitionInfoFromRegs,
   type Registers,
   SMCCC_NOT_SUPPORTED,
@@ -108,7 +109,7 @@ t.test("item 1: FFA_VERSION negotiation (Hafnium api_ffa_version, ffa_handler's 
     t.equal(spmc.endpoint(SP12)!.version, FFA_VERSION_1_1, 'and the partition is v1.1 from now on');
     t.equal(spmc.partition(SP12)!.ffaVersion, FFA_VERSION_1_2, 'the manifest still says what it was declared as');
     // v1.1 layouts: a 24-byte descriptor size in w3, and no REQ2 properties for it as others see it.
-    await p.call({ fn: 'RXTX_MAP', width: 64, tx: p.ramBase, rx: p.ramBase + 0x1000n, pageCount: 1 }, FFA_VERSION_1_1);
+    await p.call({ fn: 'RXTX_MAP', width: 64, tx: p.ramBase, rx: p.ramBase + BigInt(FFA_PAGE_SIZE), pageCount: 1 }, FFA_VERSION_1_1);
     const r = await p.call({ fn: 'PARTITION_INFO_GET', uuid: UUID_NIL, countOnly: false }, FFA_VERSION_1_1);
     t.equal(r[3], 24n);
     t.equal(spmc.endpoint(SP12)!.versionLocked, true, 'RXTX_MAP locked it');
@@ -118,10 +119,10 @@ t.test("item 1: FFA_VERSION negotiation (Hafnium api_ffa_version, ffa_handler's 
     const { spmc, sp } = await world(t);
     const p = await sp(SP12);
     t.equal(await version(p, FFA_VERSION_1_0), FFA_VERSION_1_2);
-    await p.call({ fn: 'RXTX_MAP', width: 64, tx: p.ramBase, rx: p.ramBase + 0x1000n, pageCount: 1 }, FFA_VERSION_1_0);
+    await p.call({ fn: 'RXTX_MAP', width: 64, tx: p.ramBase, rx: p.ramBase + BigInt(FFA_PAGE_SIZE), pageCount: 1 }, FFA_VERSION_1_0);
     const r = await p.call({ fn: 'PARTITION_INFO_GET', uuid: UUID_NIL, countOnly: false }, FFA_VERSION_1_0);
     t.same([w0(r), r[3]], [fid('SUCCESS'), 0n]);
-    const infos = decodePartitionInfo(spmc.readMemory(SP12, p.ramBase + 0x1000n, Number(r[2]) * 8), Number(r[2]), 8);
+    const infos = decodePartitionInfo(spmc.readMemory(SP12, p.ramBase + BigInt(FFA_PAGE_SIZE), Number(r[2]) * 8), Number(r[2]), 8);
     t.same(
       infos.map((i) => i.id),
       SP_IDS,
@@ -231,15 +232,15 @@ t.test('item 3: secure partitions see only secure partitions (Hafnium SPMC: VMs 
 
   t.test('PARTITION_INFO_GET, Nil UUID: an SP gets the SPs only; a VM gets VMs then SPs', async (t) => {
     const { spmc, vm1, p } = await setup(t);
-    await p.call({ fn: 'RXTX_MAP', width: 64, tx: p.ramBase, rx: p.ramBase + 0x1000n, pageCount: 1 }, FFA_VERSION_1_2);
+    await p.call({ fn: 'RXTX_MAP', width: 64, tx: p.ramBase, rx: p.ramBase + BigInt(FFA_PAGE_SIZE), pageCount: 1 }, FFA_VERSION_1_2);
     const r = await infoGet(p);
     const count = Number(r[2]);
-    const ids = decodePartitionInfo(spmc.readMemory(SP12, p.ramBase + 0x1000n, count * 24), count, 24).map((i) => i.id);
+    const ids = decodePartitionInfo(spmc.readMemory(SP12, p.ramBase + BigInt(FFA_PAGE_SIZE), count * 24), count, 24).map((i) => i.id);
     t.same(ids, SP_IDS, 'no VM');
     t.equal(Number((await infoGet(p, UUID_NIL, true))[2]), SP_IDS.length, 'count-only agrees');
-    await vm1.call({ fn: 'RXTX_MAP', width: 64, tx: vm1.ramBase, rx: vm1.ramBase + 0x1000n, pageCount: 1 }, FFA_VERSION_1_2);
+    await vm1.call({ fn: 'RXTX_MAP', width: 64, tx: vm1.ramBase, rx: vm1.ramBase + BigInt(FFA_PAGE_SIZE), pageCount: 1 }, FFA_VERSION_1_2);
     const rv = await infoGet(vm1);
-    const vmIds = decodePartitionInfo(spmc.readMemory(1, vm1.ramBase + 0x1000n, Number(rv[2]) * 24), Number(rv[2]), 24).map((i) => i.id);
+    const vmIds = decodePartitionInfo(spmc.readMemory(1, vm1.ramBase + BigInt(FFA_PAGE_SIZE), Number(rv[2]) * 24), Number(rv[2]), 24).map((i) => i.id);
     t.same(vmIds, [1, 2, ...SP_IDS]);
   });
 

@@ -5,10 +5,12 @@ import {
   encodeCall,
   type EndpointId,
   errorCodeFromWord,
+  FFA_PAGE_SIZE,
+  FFA_VERSION_1_2,
   type FfaCall,
   type FfaVersion,
   fid,
-  FFA_VERSION_1_2,
+  hex,
   type Registers,
   toRegisters,
   U32,
@@ -56,7 +58,7 @@ export class RawVm {
   /** A call that must answer at once. */
   regs(x: (bigint | number)[], vcpu = 0): Registers {
     const out = this.viaCore(toRegisters(x), vcpu);
-    if (isPending(out)) throw new Error(`call 0x${x[0]!.toString(16)} blocked`);
+    if (isPending(out)) throw new Error(`call ${hex(x[0]!)} blocked`);
     return out;
   }
 
@@ -88,7 +90,7 @@ export class RawVm {
   /** RXTX_MAP at the start of the RAM window (TX) and the page after the buffers (RX). */
   mapMailbox(pages = 1): { tx: bigint; rx: bigint } {
     const tx = this.ramBase;
-    const rx = this.ramBase + BigInt(pages) * 4096n;
+    const rx = this.ramBase + BigInt(pages) * BigInt(FFA_PAGE_SIZE);
     const r = this.call({ fn: 'RXTX_MAP', width: 64, tx, rx, pageCount: pages });
     if (r.fn !== 'SUCCESS') throw new Error(`RXTX_MAP failed: ${JSON.stringify(r, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))}`);
     return { tx, rx };
@@ -127,7 +129,7 @@ export const successArgs = (c: FfaCall): bigint[] => {
 export async function startedSpmc(limits: Partial<SpmcLimits> = {}, partitions = defaultManifest()): Promise<Spmc> {
   const spmc = new Spmc({ partitions, limits });
   await startBuiltinPartitions(spmc, (id, e) => {
-    throw new Error(`partition 0x${id.toString(16)} failed: ${String(e)}`);
+    throw new Error(`partition ${hex(id)} failed: ${String(e)}`);
   });
   return spmc;
 }

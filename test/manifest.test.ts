@@ -1,7 +1,7 @@
 // Manifests: the embedded default, and errors that name the file, the field and the problem.
 
 import t from 'tap';
-import { formatUuid, PARTITION_PROPERTIES as P } from '../proto/ffa/index.js';
+import { formatUuid, PARTITION_PROPERTIES as P, SPMC_ID } from '../proto/ffa/index.js';
 import { defaultManifest, ManifestError, parseManifest } from '../server/manifest.js';
 import { Spmc } from '../server/spmc/spmc.js';
 import { SP1_UUID, SP2_UUID, SP3_UUID, SP4_UUID } from './helpers.js';
@@ -58,7 +58,7 @@ const cases: [string, unknown, RegExp][] = [
   ['bad method', { partitions: [{ ...good.partitions[0], 'messaging-method': 0x10 }] }, /messaging-method: 0x10 sets bits/],
   ['REQ2 below 1.2', { partitions: [{ ...good.partitions[0], 'messaging-method': 0x200 }] }, /direct request 2 needs ffa-version 1\.2/],
   ['zero contexts', { partitions: [{ ...good.partitions[0], 'execution-ctx-count': 0 }] }, /execution-ctx-count: must be >= 1/],
-  ['id of the SPMC', { partitions: [{ ...good.partitions[0], id: 0x8000 }] }, /partitions\[0\]\.id: must be >= 32769/],
+  ['id of the SPMC', { partitions: [{ ...good.partitions[0], id: SPMC_ID }] }, new RegExp(`partitions\\[0\\]\\.id: must be >= ${SPMC_ID + 1}`)],
   ['VM id', { partitions: [{ ...good.partitions[0], id: 5 }] }, /partitions\[0\]\.id/],
   ['both service and remote', { partitions: [{ ...good.partitions[0], service: 'test-service' }] }, /exactly one of/],
   ['unknown service', { partitions: [{ ...good.partitions[0], remote: undefined, service: 'nope' }] }, /service: must be one of/],

@@ -7,11 +7,13 @@ import {
   encodeMemRelinquish,
   encodeMemTransaction,
   FFA_ERRORS,
+  FFA_PAGE_SIZE,
   FFA_VERSION_1_0,
   FFA_VERSION_1_1,
   FFA_VERSION_1_2,
   type FfaCall,
   type FfaVersion,
+  joinU64,
   MEM_ATTR_NORMAL_WB_IS,
   MEM_FLAGS,
   MEM_PERM,
@@ -37,7 +39,7 @@ class MemVm extends RawVm {
     return vm;
   }
   region(page: number, pageCount = 1): Constituent {
-    return { address: this.ramBase + 0x100000n + BigInt(page) * 4096n, pageCount };
+    return { address: this.ramBase + 0x100000n + BigInt(page) * BigInt(FFA_PAGE_SIZE), pageCount };
   }
   desc(d: Partial<MemDescriptorInit> & Pick<MemDescriptorInit, 'receivers'>): Uint8Array {
     return encodeMemTransaction({ sender: this.id, attributes: MEM_ATTR_NORMAL_WB_IS, flags: 0, constituents: [this.region(0)], ...d }, this.version);
@@ -75,7 +77,7 @@ class MemVm extends RawVm {
 
 function handleOf(c: FfaCall): bigint {
   if (c.fn !== 'SUCCESS') throw new Error(`expected SUCCESS, got ${JSON.stringify(c, (_k, v) => (typeof v === 'bigint' ? v.toString(16) : v))}`);
-  return c.args[0]! | (c.args[1]! << 32n);
+  return joinU64(c.args[0]!, c.args[1]!);
 }
 
 async function world(limits = {}) {

@@ -10,6 +10,7 @@ import {
   FFA_VERSION_1_1,
   type FfaCall,
   fid,
+  joinU64,
   NPI_INTID,
   packNotificationInfo,
   parseUuid,
@@ -55,7 +56,7 @@ const get = (receiver: RawVm, bitmaps = ALL, vcpu = 0, as?: EndpointId): FfaCall
 /** GET's answer as [fromSp, fromVm, spmFramework, hypFramework]. */
 const got = (c: FfaCall): bigint[] => {
   const [a = 0n, b = 0n, c2 = 0n, d = 0n, e = 0n, f = 0n] = successArgs(c);
-  return [a | (b << 32n), c2 | (d << 32n), e, f];
+  return [joinU64(a, b), joinU64(c2, d), e, f];
 };
 
 t.test('NOTIFICATION_BIND', async (t) => {

@@ -9,7 +9,17 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { errorCodeFromWord, type EndpointId, FFA_ERRORS, FFA_VERSION_1_0, FFA_VERSION_1_1, FFA_VERSION_1_2, MEM_PERM } from '../proto/ffa/index.js';
+import {
+  type EndpointId,
+  errorCodeFromWord,
+  FFA_ERRORS,
+  FFA_VERSION_1_0,
+  FFA_VERSION_1_1,
+  FFA_VERSION_1_2,
+  hex,
+  MEM_PERM,
+  splitU64,
+} from '../proto/ffa/index.js';
 import { FfaDriver } from '../client-driver/driver.js';
 import { GrpcConnector } from '../client-driver/transport/grpc.js';
 import { InProcessConnector } from '../server/session/in-process.js';
@@ -92,7 +102,7 @@ t.test("remote-spmc partition serves partitions declared v1.0, v1.1 and v1.2; a 
 
   const up = DECLARED.map((p) => contextsWaiting(spmc, p.id, 2));
   const partitions = DECLARED.map((p) => {
-    const child = spawn(process.execPath, [MAIN, 'partition', '--server', address, '--id', `0x${p.id.toString(16)}`, '--credential', CREDENTIAL], {
+    const child = spawn(process.execPath, [MAIN, 'partition', '--server', address, '--id', hex(p.id), '--credential', CREDENTIAL], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     t.teardown(() => void child.kill('SIGKILL'));
@@ -100,10 +110,10 @@ t.test("remote-spmc partition serves partitions declared v1.0, v1.1 and v1.2; a 
   });
   for (const p of partitions) {
     const serving = await p.log((o) => o.msg === 'serving');
-    t.equal(serving.ffaVersion, p.version, `0x${p.id.toString(16)} says it negotiated v${p.version}`);
+    t.equal(serving.ffaVersion, p.version, `${hex(p.id)} says it negotiated v${p.version}`);
   }
   await Promise.all(up);
-  for (const p of DECLARED) t.equal(spmc.endpoint(p.id)!.version, p.word, `0x${p.id.toString(16)} is v${p.version} in the SPMC`);
+  for (const p of DECLARED) t.equal(spmc.endpoint(p.id)!.version, p.word, `${hex(p.id)} is v${p.version} in the SPMC`);
 
   const connector = new GrpcConnector(address);
   t.teardown(() => connector.close());
@@ -155,8 +165,8 @@ partitions:
   for (const sp of [OLD, MID]) {
     const pages = vm.pages.alloc(1)!;
     const handle = await drv.memShare({ receivers: [{ id: sp, permissions: MEM_PERM.DATA_RW }], regions: [{ address: pages, pageCount: 1 }] });
-    const r = await drv.sendDirectReq(sp, [BigInt(CMD.MEM), handle & 0xffffffffn, handle >> 32n, 0x5an, 1n]);
-    t.equal(r[1], 0n, `0x${sp.toString(16)} retrieved, wrote and relinquished`);
+    const r = await drv.sendDirectReq(sp, [BigInt(CMD.MEM), ...splitU64(handle), 0x5an, 1n]);
+    t.equal(r[1], 0n, `${hex(sp)} retrieved, wrote and relinquished`);
     t.equal((await vm.read(pages, 1))[0], 0x5a);
     await drv.memReclaim(handle);
   }

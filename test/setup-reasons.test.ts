@@ -2,7 +2,7 @@
 // of each check, and the exact sentence of several.
 
 import t from 'tap';
-import { encodeCall, type FfaCall, FFA_VERSION_1_1, FFA_VERSION_1_2, fid, parseUuid, U32, toRegisters, UUID_NIL } from '../proto/ffa/index.js';
+import { encodeCall, FFA_VERSION_1_1, FFA_VERSION_1_2, type FfaCall, fid, hex, parseUuid, toRegisters, U32, UUID_NIL } from '../proto/ffa/index.js';
 import { defaultManifest, parseManifest } from '../server/manifest.js';
 import { isPending, type Pending } from '../server/spmc/pending.js';
 import { Spmc } from '../server/spmc/spmc.js';
@@ -65,7 +65,7 @@ t.test('FFA_PARTITION_INFO_GET and _REGS', async (t) => {
   const regs = (startIndex: number, uuid = UUID_NIL, tag = 0): FfaCall => ({ fn: 'PARTITION_INFO_GET_REGS', uuid, startIndex, tag });
   const unknown = parseUuid('11111111-2222-3333-4444-555555555555');
   t.equal(code(vm, get(unknown)), 'partition_info_get.unknown_uuid');
-  t.equal(why(vm, get())?.text, `PARTITION_INFO_GET: 0x${vm.id.toString(16)} has no RX buffer mapped`);
+  t.equal(why(vm, get())?.text, `PARTITION_INFO_GET: ${hex(vm.id)} has no RX buffer mapped`);
   t.equal(code(vm, get()), 'partition_info_get.rx_unmapped');
   vm.mapMailbox();
   vm.partitionInfoGet();
@@ -120,7 +120,7 @@ t.test('CPU cycles: MSG_WAIT, YIELD, RUN, INTERRUPT', async (t) => {
   });
   t.ok(isPending(req));
   t.equal(code(sp, { fn: 'MSG_WAIT', retainRx: false }), 'msg_wait.request_ongoing');
-  t.equal(why(sp, { fn: 'MSG_WAIT', retainRx: false })?.text, `MSG_WAIT: 0x8010 context 0 must answer the request from 0x${vm.id.toString(16)} first`);
+  t.equal(why(sp, { fn: 'MSG_WAIT', retainRx: false })?.text, `MSG_WAIT: 0x8010 context 0 must answer the request from ${hex(vm.id)} first`);
   // It yields to the requester; only that vCPU may run it again.
   const y = spmc.handle(SP, 0, encodeCall({ fn: 'YIELD', target: { endpoint: 0, vcpu: 0 }, timeout: 0n }, FFA_VERSION_1_2));
   t.ok(isPending(y));

@@ -10,9 +10,10 @@ import {
   FFA_VERSION_1_1,
   FFA_VERSION_1_2,
   fid,
+  hex,
   makeVersion,
-  PARTITION_PROPERTIES as P,
   parseUuid,
+  PARTITION_PROPERTIES as P,
   partitionInfoFromRegs,
   SMCCC_NOT_SUPPORTED,
   SMCCC_VERSION_FID,
@@ -111,14 +112,14 @@ t.test('FFA_FEATURES', async (t) => {
       fid('ID_GET'),
       fid('SPM_ID_GET'),
     ]) {
-      t.equal(features(vm, id).fn, 'SUCCESS', `0x${id.toString(16)}`);
+      t.equal(features(vm, id).fn, 'SUCCESS', hex(id));
     }
   });
   t.test('NOT_SUPPORTED for what it does not handle', async (t) => {
     const { vm } = setup();
     const ids = [fid('MSG_POLL'), fid('RX_ACQUIRE'), fid('NORMAL_WORLD_RESUME'), fid('SECONDARY_EP_REGISTER', 64), fid('NS_RES_INFO_GET', 64)];
     for (const id of [...ids, 0x84000000, 0, 0x840000e0, 0xc4000063]) {
-      t.equal(errorOf(features(vm, id)), NOT_SUPPORTED, `0x${id.toString(16)}`);
+      t.equal(errorOf(features(vm, id)), NOT_SUPPORTED, hex(id));
     }
   });
   t.test('feature IDs: a VM takes the SRI only, whatever its version; bits [30:8] or w2 make them NOT_SUPPORTED', async (t) => {
@@ -452,7 +453,7 @@ t.test('the caller must be attached and its vCPU must exist', async (t) => {
 t.test("FFA_FEATURES answers by the version the SPMC implements, not the caller's (Hafnium ffa_features_function)", async (t) => {
   const v10 = RawVm.attach(newSpmc(), {}, FFA_VERSION_1_0);
   for (const id of [fid('SPM_ID_GET'), fid('PARTITION_INFO_GET_REGS', 64)]) {
-    t.equal(v10.call({ fn: 'FEATURES', id, inputProperties: 0 }).fn, 'SUCCESS', `0x${id.toString(16)} is told to a v1.0 caller`);
+    t.equal(v10.call({ fn: 'FEATURES', id, inputProperties: 0 }).fn, 'SUCCESS', `${hex(id)} is told to a v1.0 caller`);
   }
   t.equal(v10.call({ fn: 'FEATURES', id: fid('RXTX_MAP', 64), inputProperties: 0 }).fn, 'SUCCESS');
   const v11 = RawVm.attach(newSpmc(), {}, FFA_VERSION_1_1);

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import t from 'tap';
-import { encodeCall, type FfaCall, FFA_VERSION_1_2, fid, UUID_NIL } from '../proto/ffa/index.js';
+import { encodeCall, FFA_PAGE_SIZE, FFA_VERSION_1_2, type FfaCall, fid, hex, MEM_PERM, splitU64, UUID_NIL } from '../proto/ffa/index.js';
 import { FfaDriver } from '../client-driver/driver.js';
 import { InProcessConnector } from '../server/session/in-process.js';
 import { EmulatedVm } from '../client-driver/vm.js';
@@ -85,16 +85,16 @@ t.test('every call is one record, decoded by the codec: names, arguments, result
   const by = (fn: string) => recs.find((r) => r.function === fn)!;
   t.same(by('FFA_ID_GET').result, {
     function: 'FFA_SUCCESS_32',
-    values: { args: [`0x${vm.id.toString(16)}`] },
-    r: ['0x84000061', '0x0', `0x${vm.id.toString(16)}`],
+    values: { args: [hex(vm.id)] },
+    r: [hex(fid('SUCCESS')), '0x0', hex(vm.id)],
   });
-  t.same(by('FFA_NOTIFICATION_BIND').args, { route: { source: '0x8001', destination: `0x${vm.id.toString(16)}` }, perVcpu: false, bitmap: '0x1' });
+  t.same(by('FFA_NOTIFICATION_BIND').args, { route: { source: '0x8001', destination: hex(vm.id) }, perVcpu: false, bitmap: '0x1' });
   t.equal(by('FFA_NOTIFICATION_INFO_GET_64').result?.error, 'NO_DATA');
   t.equal(by('FFA_MSG_SEND2').result?.error, 'INVALID_PARAMETERS', 'an empty TX: the header names nobody');
   t.equal(by('FFA_MEM_RECLAIM').result?.error, 'INVALID_PARAMETERS');
   t.equal(by('FFA_MSG_SEND_DIRECT_REQ_64').result?.error, 'BUSY', 'SP1 is not running in this SPMC');
   t.same(by('FFA_MSG_SEND_DIRECT_REQ_64').args, {
-    route: { source: `0x${vm.id.toString(16)}`, destination: '0x8001' },
+    route: { source: hex(vm.id), destination: '0x8001' },
     message: { kind: 'partition' },
     args: ['0x1', '0x2', '0x3', '0x4', '0x5'],
   });
@@ -207,9 +207,9 @@ t.test('a recorded multi-VM session replays with every result matching; a change
   await a.sendDirectReq(0x8001, [BigInt(CMD.FORWARD), 0x8002n, 7n]);
   await b.sendDirectReq(0x8003, [BigInt(CMD.YIELD), 1n], { vcpu: 1 });
   const page = a.vm.pages.alloc(1)!;
-  await a.vm.write(page, new Uint8Array(4096).fill(0x11));
-  const handle = await a.memShare({ receivers: [{ id: 0x8002, permissions: 2 }], regions: [{ address: page, pageCount: 1 }] });
-  await a.sendDirectReq(0x8002, [BigInt(CMD.MEM), handle & 0xffffffffn, handle >> 32n, 0x22n, 1n]);
+  await a.vm.write(page, new Uint8Array(FFA_PAGE_SIZE).fill(0x11));
+  const handle = await a.memShare({ receivers: [{ id: 0x8002, permissions: MEM_PERM.DATA_RW }], regions: [{ address: page, pageCount: 1 }] });
+  await a.sendDirectReq(0x8002, [BigInt(CMD.MEM), ...splitU64(handle), 0x22n, 1n]);
   await a.memReclaim(handle);
   const got = new Promise<void>((resolve) => (c.notifier.onUnclaimedMessage = () => resolve()));
   await b.sendIndirect(c.vmId, Uint8Array.of(1, 2, 3));

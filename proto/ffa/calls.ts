@@ -7,12 +7,13 @@
 
 import { errorCodeFromWord, errorCodeToWord, FFA_ERRORS, type FfaErrorCode, type Reason } from './errors.js';
 import { type FfaFunction, type Width, fidRegister, inFfaRange, lookupFid, normalizeFid, SMCCC_VERSION_FID } from './functions.js';
-import { packPair, pairHigh, pairLow, REGISTER_COUNT, type Registers, U32, zeroRegisters } from './registers.js';
+import { hex, joinU64, packPair, pairHigh, pairLow, REGISTER_COUNT, type Registers, splitU64, U32, zeroRegisters } from './registers.js';
 import { type Uuid, uuidFromPair, uuidFromWords, uuidToPair, uuidToWords } from './uuid.js';
 import { type FfaVersion, FFA_VERSION_1_1, FFA_VERSION_1_2 } from './version.js';
 import type { EndpointId } from './endpoints.js';
 import { RXTX_PAGE_COUNT_MASK } from './features.js';
 import { PARTITION_INFO_FLAG_COUNT_ONLY } from './partition-info.js';
+import { NOTIFICATION_FLAG_DELAY_SRI, NOTIFICATION_FLAG_PER_VCPU, NOTIFICATION_GET_FLAGS } from './notifications.js';
 
 /** (endpoint << 16) | vCPU */
 export interface TargetInfo {
@@ -113,6 +114,8 @@ export const DIRECT_MSG_FRAMEWORK_TYPE_MASK = 0xff;
 /** Payload registers of DIRECT_REQ/RESP (x3..x7) and of REQ2/RESP2 (x4..x17). */
 export const DIRECT_MSG_ARGS = 5;
 export const DIRECT_MSG2_ARGS = 14;
+/** MSG_WAIT w2 bit 0 (v1.2): the caller keeps its RX buffer. */
+export const MSG_WAIT_FLAG_RETAIN_RX = 1 << 0;
 export const CONSOLE_LOG_MAX_CHARS_32 = 24;
 export const CONSOLE_LOG_MAX_CHARS_64 = 48;
 export const CONSOLE_LOG_MAX_CHARS_64_V1_2 = 128;
@@ -136,12 +139,12 @@ const MALFORMED_ERROR: Partial<Record<FfaFunction, FfaErrorCode>> = {
 };
 
 const lo32 = (v: bigint): number => Number(v & U32);
-const hiLo = (lo: bigint, hi: bigint): bigint => ((hi & U32) << 32n) | (lo & U32);
 const target = (v: bigint): TargetInfo => ({ endpoint: pairHigh(v), vcpu: pairLow(v) });
 const route = (v: bigint): SrcDst => ({ source: pairHigh(v), destination: pairLow(v) });
 const packTarget = (t: TargetInfo): bigint => packPair(t.endpoint, t.vcpu);
 const packRoute = (r: SrcDst): bigint => packPair(r.source, r.destination);
-const bit = (v: bigint, n: number): boolean => ((v >> BigInt(n)) & 1n) === 1n;
+/** Whether a 32-bit flags word has `flag` set. */
+const has = (v: bigint, flag: number): boolean => (lo32(v) & flag) !== 0;
 
 const FRAMEWORK_BIT = BigInt(DIRECT_MSG_FRAMEWORK_BIT);
 const FRAMEWORK_TYPE_MASK = BigInt(DIRECT_MSG_FRAMEWORK_TYPE_MASK);
@@ -202,10 +205,9 @@ const memSend = <F extends MemSendFn>(fn: F): Codec<F> =>
 
 const memHandle = <F extends 'MEM_OP_PAUSE' | 'MEM_OP_RESUME'>(fn: F): Codec<F> =>
   ({
-    decode: (r) => ({ fn, handle: hiLo(r[1]!, r[2]!) }) as CallOf<F>,
+    decode: (r) => ({ fn, handle: joinU64(r[1]!, r[2]!) }) as CallOf<F>,
     encode: (c: CallOf<'MEM_OP_PAUSE' | 'MEM_OP_RESUME'>, r: Registers) => {
-      r[1] = c.handle & U32;
-      r[2] = (c.handle >> 32n) & U32;
+      [r[1], r[2]] = splitU64(c.handle);
     },
   }) as Codec<F>;
 
@@ -286,7 +288,7 @@ const CODECS: CodecTable = {
     decode: (r, _w, version) => ({
       fn: 'PARTITION_INFO_GET',
       uuid: uuidFromWords(r.slice(1, 5)),
-      countOnly: version >= FFA_VERSION_1_1 && (Number(r[5]! & U32) & PARTITION_INFO_FLAG_COUNT_ONLY) !== 0,
+      countOnly: version >= FFA_VERSION_1_1 && has(r[5]!, PARTITION_INFO_FLAG_COUNT_ONLY),
     }),
     encode: (c, r) => {
       uuidToWords(c.uuid).forEach((v, i) => (r[1 + i] = v));
@@ -296,16 +298,15 @@ const CODECS: CodecTable = {
   ID_GET: none('ID_GET'),
   MSG_POLL: none('MSG_POLL'),
   MSG_WAIT: {
-    decode: (r, _w, version) => ({ fn: 'MSG_WAIT', retainRx: version >= FFA_VERSION_1_2 && bit(r[2]!, 0) }),
-    encode: (c, r) => void (r[2] = c.retainRx ? 1n : 0n),
+    decode: (r, _w, version) => ({ fn: 'MSG_WAIT', retainRx: version >= FFA_VERSION_1_2 && has(r[2]!, MSG_WAIT_FLAG_RETAIN_RX) }),
+    encode: (c, r) => void (r[2] = BigInt(c.retainRx ? MSG_WAIT_FLAG_RETAIN_RX : 0)),
   },
   YIELD: {
     // w1 is the target info when the SPMC hands the yield to the requester; a yielding SP leaves it 0.
-    decode: (r, _w, version) => ({ fn: 'YIELD', target: target(r[1]!), timeout: version >= FFA_VERSION_1_2 ? hiLo(r[2]!, r[3]!) : 0n }),
+    decode: (r, _w, version) => ({ fn: 'YIELD', target: target(r[1]!), timeout: version >= FFA_VERSION_1_2 ? joinU64(r[2]!, r[3]!) : 0n }),
     encode: (c, r) => {
       r[1] = packTarget(c.target);
-      r[2] = c.timeout & U32;
-      r[3] = (c.timeout >> 32n) & U32;
+      [r[2], r[3]] = splitU64(c.timeout);
     },
   },
   RUN: {
@@ -335,29 +336,26 @@ const CODECS: CodecTable = {
   },
   MEM_RELINQUISH: none('MEM_RELINQUISH'),
   MEM_RECLAIM: {
-    decode: (r) => ({ fn: 'MEM_RECLAIM', handle: hiLo(r[1]!, r[2]!), flags: lo32(r[3]!) }),
+    decode: (r) => ({ fn: 'MEM_RECLAIM', handle: joinU64(r[1]!, r[2]!), flags: lo32(r[3]!) }),
     encode: (c, r) => {
-      r[1] = c.handle & U32;
-      r[2] = (c.handle >> 32n) & U32;
+      [r[1], r[2]] = splitU64(c.handle);
       r[3] = BigInt(c.flags >>> 0);
     },
   },
   MEM_OP_PAUSE: memHandle('MEM_OP_PAUSE'),
   MEM_OP_RESUME: memHandle('MEM_OP_RESUME'),
   MEM_FRAG_RX: {
-    decode: (r) => ({ fn: 'MEM_FRAG_RX', handle: hiLo(r[1]!, r[2]!), fragmentOffset: lo32(r[3]!), endpoint: pairHigh(r[4]!) }),
+    decode: (r) => ({ fn: 'MEM_FRAG_RX', handle: joinU64(r[1]!, r[2]!), fragmentOffset: lo32(r[3]!), endpoint: pairHigh(r[4]!) }),
     encode: (c, r) => {
-      r[1] = c.handle & U32;
-      r[2] = (c.handle >> 32n) & U32;
+      [r[1], r[2]] = splitU64(c.handle);
       r[3] = BigInt(c.fragmentOffset >>> 0);
       r[4] = packPair(c.endpoint, 0);
     },
   },
   MEM_FRAG_TX: {
-    decode: (r) => ({ fn: 'MEM_FRAG_TX', handle: hiLo(r[1]!, r[2]!), fragmentLength: lo32(r[3]!), endpoint: pairHigh(r[4]!) }),
+    decode: (r) => ({ fn: 'MEM_FRAG_TX', handle: joinU64(r[1]!, r[2]!), fragmentLength: lo32(r[3]!), endpoint: pairHigh(r[4]!) }),
     encode: (c, r) => {
-      r[1] = c.handle & U32;
-      r[2] = (c.handle >> 32n) & U32;
+      [r[1], r[2]] = splitU64(c.handle);
       r[3] = BigInt(c.fragmentLength >>> 0);
       r[4] = packPair(c.endpoint, 0);
     },
@@ -375,36 +373,33 @@ const CODECS: CodecTable = {
     encode: (c, r) => void (r[1] = BigInt(c.vmId & 0xffff)),
   },
   NOTIFICATION_BIND: {
-    decode: (r) => ({ fn: 'NOTIFICATION_BIND', route: route(r[1]!), perVcpu: bit(r[2]!, 0), bitmap: hiLo(r[3]!, r[4]!) }),
+    decode: (r) => ({ fn: 'NOTIFICATION_BIND', route: route(r[1]!), perVcpu: has(r[2]!, NOTIFICATION_FLAG_PER_VCPU), bitmap: joinU64(r[3]!, r[4]!) }),
     encode: (c, r) => {
       r[1] = packRoute(c.route);
-      r[2] = c.perVcpu ? 1n : 0n;
-      r[3] = c.bitmap & U32;
-      r[4] = (c.bitmap >> 32n) & U32;
+      r[2] = BigInt(c.perVcpu ? NOTIFICATION_FLAG_PER_VCPU : 0);
+      [r[3], r[4]] = splitU64(c.bitmap);
     },
   },
   NOTIFICATION_UNBIND: {
-    decode: (r) => ({ fn: 'NOTIFICATION_UNBIND', route: route(r[1]!), bitmap: hiLo(r[3]!, r[4]!) }),
+    decode: (r) => ({ fn: 'NOTIFICATION_UNBIND', route: route(r[1]!), bitmap: joinU64(r[3]!, r[4]!) }),
     encode: (c, r) => {
       r[1] = packRoute(c.route);
-      r[3] = c.bitmap & U32;
-      r[4] = (c.bitmap >> 32n) & U32;
+      [r[3], r[4]] = splitU64(c.bitmap);
     },
   },
   NOTIFICATION_SET: {
     decode: (r) => ({
       fn: 'NOTIFICATION_SET',
       route: route(r[1]!),
-      perVcpu: bit(r[2]!, 0),
-      delaySri: bit(r[2]!, 1),
+      perVcpu: has(r[2]!, NOTIFICATION_FLAG_PER_VCPU),
+      delaySri: has(r[2]!, NOTIFICATION_FLAG_DELAY_SRI),
       vcpu: pairHigh(r[2]!),
-      bitmap: hiLo(r[3]!, r[4]!),
+      bitmap: joinU64(r[3]!, r[4]!),
     }),
     encode: (c, r) => {
       r[1] = packRoute(c.route);
-      r[2] = packPair(c.vcpu, (c.perVcpu ? 1 : 0) | (c.delaySri ? 2 : 0));
-      r[3] = c.bitmap & U32;
-      r[4] = (c.bitmap >> 32n) & U32;
+      r[2] = packPair(c.vcpu, (c.perVcpu ? NOTIFICATION_FLAG_PER_VCPU : 0) | (c.delaySri ? NOTIFICATION_FLAG_DELAY_SRI : 0));
+      [r[3], r[4]] = splitU64(c.bitmap);
     },
   },
   NOTIFICATION_GET: {
@@ -412,12 +407,18 @@ const CODECS: CodecTable = {
       fn: 'NOTIFICATION_GET',
       receiver: pairLow(r[1]!),
       vcpu: pairHigh(r[1]!),
-      bitmaps: { sp: bit(r[2]!, 0), vm: bit(r[2]!, 1), spmFramework: bit(r[2]!, 2), hypFramework: bit(r[2]!, 3) },
+      bitmaps: {
+        sp: has(r[2]!, NOTIFICATION_GET_FLAGS.SP),
+        vm: has(r[2]!, NOTIFICATION_GET_FLAGS.VM),
+        spmFramework: has(r[2]!, NOTIFICATION_GET_FLAGS.SPM),
+        hypFramework: has(r[2]!, NOTIFICATION_GET_FLAGS.HYP),
+      },
     }),
     encode: (c, r) => {
       r[1] = packPair(c.vcpu, c.receiver);
       const b = c.bitmaps;
-      r[2] = BigInt((b.sp ? 1 : 0) | (b.vm ? 2 : 0) | (b.spmFramework ? 4 : 0) | (b.hypFramework ? 8 : 0));
+      const F = NOTIFICATION_GET_FLAGS;
+      r[2] = BigInt((b.sp ? F.SP : 0) | (b.vm ? F.VM : 0) | (b.spmFramework ? F.SPM : 0) | (b.hypFramework ? F.HYP : 0));
     },
   },
   NOTIFICATION_INFO_GET: {
@@ -430,10 +431,10 @@ const CODECS: CodecTable = {
   },
   SPM_ID_GET: none('SPM_ID_GET'),
   MSG_SEND2: {
-    decode: (r) => ({ fn: 'MSG_SEND2', senderVmId: pairHigh(r[1]!), delaySri: bit(r[2]!, 1) }),
+    decode: (r) => ({ fn: 'MSG_SEND2', senderVmId: pairHigh(r[1]!), delaySri: has(r[2]!, NOTIFICATION_FLAG_DELAY_SRI) }),
     encode: (c, r) => {
       r[1] = packPair(c.senderVmId, 0);
-      r[2] = c.delaySri ? 2n : 0n;
+      r[2] = BigInt(c.delaySri ? NOTIFICATION_FLAG_DELAY_SRI : 0);
     },
   },
   SECONDARY_EP_REGISTER: {
@@ -570,7 +571,7 @@ export function decodeCall(x: readonly bigint[], version: FfaVersion, checkMbz =
         width,
         fid: fidValue,
         error: MALFORMED_ERROR[fn] ?? FFA_ERRORS.INVALID_PARAMETERS,
-        why: `${width === 32 ? 'w' : 'x'}${i} has MBZ bits set (0x${extra.toString(16)})`,
+        why: `${width === 32 ? 'w' : 'x'}${i} has MBZ bits set (${hex(extra)})`,
         call,
       };
     }

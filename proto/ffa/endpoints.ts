@@ -2,8 +2,6 @@
 
 export type EndpointId = number; // u16
 
-/** The hypervisor (here: the server in that role). */
-export const HYPERVISOR_ID: EndpointId = 0;
 export const SPMC_ID: EndpointId = 0x8000;
 export const SP_ID_BASE: EndpointId = 0x8001;
 export const VM_ID_MIN: EndpointId = 1;

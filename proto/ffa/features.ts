@@ -19,6 +19,9 @@ export const NPI_INTID = 5;
 export const MEI_INTID = 4;
 export const SRI_INTID = 8;
 
+/** FF-A page granule of every descriptor and mailbox size. */
+export const FFA_PAGE_SIZE = 4096;
+
 // RXTX_MAP properties in w2: [1:0] minimum size and alignment, [31:16] max pages (v1.2).
 export const RXTX_MIN_SIZE_MASK = 0x3;
 export const RXTX_MIN_SIZE_4K = 0;
@@ -30,7 +33,7 @@ export const RXTX_MAX_PAGES_SHIFT = 16;
 export function rxtxMinSizeBytes(props: number): number | undefined {
   switch (props & RXTX_MIN_SIZE_MASK) {
     case RXTX_MIN_SIZE_4K:
-      return 4096;
+      return FFA_PAGE_SIZE;
     case RXTX_MIN_SIZE_16K:
       return 16384;
     case RXTX_MIN_SIZE_64K:
@@ -46,7 +49,5 @@ export const rxtxMaxPages = (props: number): number => (props >>> RXTX_MAX_PAGES
 export const RETRIEVE_REQ_NS_BIT = 1 << 1;
 export const RETRIEVE_REQ_HYP_RETRIEVE = 1 << 2;
 
-/** FF-A page granule of every descriptor and mailbox size. */
-export const FFA_PAGE_SIZE = 4096;
 /** RXTX_MAP w3: bits [5:0] page count. */
 export const RXTX_PAGE_COUNT_MASK = 0x3f;

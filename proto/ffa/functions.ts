@@ -143,20 +143,19 @@ export function normalizeFid(x0: bigint): number {
 }
 
 /** FF-A FIDs differ only in the SMC64 bit and the function number: an array index, not a hash. */
-const SMC64_BIT = (SMC64_FAST_BASE ^ SMC32_FAST_BASE) >>> 0;
 const FN_NUM_SLOTS = FFA_FN_NUM_MAX + 1;
 const byIndex: (FunctionId | undefined)[] = new Array<FunctionId | undefined>(2 * FN_NUM_SLOTS).fill(undefined);
 for (const id of byFid.values()) {
   if ((id.fid & 0xffff) >= FN_NUM_SLOTS) throw new Error(`FFA_${id.fn}: function number above FFA_FN_NUM_MAX`);
-  byIndex[(id.fid & SMC64_BIT ? FN_NUM_SLOTS : 0) + (id.fid & 0xffff)] = id;
+  byIndex[(id.fid & SMCCC_64BIT ? FN_NUM_SLOTS : 0) + (id.fid & 0xffff)] = id;
 }
 
 /** The FF-A function x0 names, or undefined. */
 export function lookupFid(fidValue: number): FunctionId | undefined {
   const v = fidValue >>> 0;
   const num = v & 0xffff;
-  if (num >= FN_NUM_SLOTS || ((v & ~SMC64_BIT) >>> 0) - num !== SMC32_FAST_BASE) return undefined;
-  return byIndex[(v & SMC64_BIT ? FN_NUM_SLOTS : 0) + num];
+  if (num >= FN_NUM_SLOTS || ((v & ~SMCCC_64BIT) >>> 0) - num !== SMC32_FAST_BASE) return undefined;
+  return byIndex[(v & SMCCC_64BIT ? FN_NUM_SLOTS : 0) + num];
 }
 
 /** True when the FID lies in the FF-A range (OEN 4, fast call, number 0x60..0xEF) whether or not defined. */

@@ -83,7 +83,6 @@ export const RELINQUISH_FLAG_TIME_SLICE = 1 << 1;
 export const EMAD_FLAG_NON_RETRIEVAL_BORROWER = 1 << 0;
 /** Bit 63 of a handle: allocated by the hypervisor (1) or the SPMC (0). */
 export const HANDLE_HYPERVISOR_BIT = 1n << 63n;
-export const HANDLE_INVALID = 0xffffffffffffffffn;
 
 export interface MemAccess {
   receiver: EndpointId;

@@ -13,6 +13,14 @@ export const NOTIFICATION_FLAG_PER_VCPU = 1 << 0;
 /** SET w2 bit 1 (and MSG_SEND2 w2 bit 1): delay the Schedule Receiver Interrupt; SPs only. */
 export const NOTIFICATION_FLAG_DELAY_SRI = 1 << 1;
 
+/** NOTIFICATION_GET w2: which bitmaps to get (from SPs, from VMs, the SPM's and the hypervisor's framework bits). */
+export const NOTIFICATION_GET_FLAGS = {
+  SP: 1 << 0,
+  VM: 1 << 1,
+  SPM: 1 << 2,
+  HYP: 1 << 3,
+} as const;
+
 /** The framework bitmap: RX buffer full, set by the SPM (bit 0) or the hypervisor (bit 32). */
 export const FRAMEWORK_SPM_RX_FULL = 1n << 0n;
 export const FRAMEWORK_HYP_RX_FULL = 1n << 32n;

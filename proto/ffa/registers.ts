@@ -21,6 +21,11 @@ export function toRegisters(x: readonly (bigint | number)[]): Registers {
 /** The one hex formatter: ids, addresses and register values as FF-A engineers read them. */
 export const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
 
+/** The one u64 from two 32-bit halves (handles, bitmaps, timeouts that travel in w-registers). */
+export const joinU64 = (lo: bigint, hi: bigint): bigint => ((hi & U32) << 32n) | (lo & U32);
+/** The inverse: [low, high]. */
+export const splitU64 = (v: bigint): [bigint, bigint] => [v & U32, (v >> 32n) & U32];
+
 /** Target info / src-dst packing: high half-word in [31:16], low in [15:0]. */
 export const packPair = (high: number, low: number): bigint => BigInt((((high & 0xffff) << 16) | (low & 0xffff)) >>> 0);
 // asUintN then plain numbers: one BigInt operation instead of a shift and a mask (hot: every route).

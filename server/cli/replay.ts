@@ -1,5 +1,6 @@
 // `remote-spmc replay FILE`: run a recorded trace against a fresh SPMC.
 
+import { hex } from '../../proto/ffa/index.js';
 import { replayFile, TraceFormatError } from '../debug/replay.js';
 import type { PartitionManifest } from '../spmc/spmc.js';
 import { type Command, Flags } from './command.js';
@@ -33,7 +34,7 @@ export const replayCommand: Command = {
       return 0;
     }
     process.stdout.write(
-      `first difference at seq ${d.seq}, endpoint 0x${d.endpoint.toString(16)}: ${d.what}\n  recorded: ${d.recorded}\n  replayed: ${d.replayed}\n(${report.matched} of ${report.calls} calls matched before it)\n`,
+      `first difference at seq ${d.seq}, endpoint ${hex(d.endpoint)}: ${d.what}\n  recorded: ${d.recorded}\n  replayed: ${d.replayed}\n(${report.matched} of ${report.calls} calls matched before it)\n`,
     );
     return 1;
   },

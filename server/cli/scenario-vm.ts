@@ -6,14 +6,17 @@
 
 import {
   type EndpointId,
+  errorCodeFromWord,
   errorName,
   FFA_PAGE_SIZE,
   formatUuid,
   formatVersion,
+  hex,
   isSecureId,
   isVmId,
   MEM_PERM,
   MEM_TRANSACTION_TYPES,
+  splitU64,
   UUID_NIL,
 } from '../../proto/ffa/index.js';
 import type { FfaDevice } from '../../client-driver/bus.js';
@@ -50,7 +53,6 @@ class Inbox<T> {
   }
 }
 
-const hex = (v: bigint | number) => `0x${v.toString(16)}`;
 const text = (m: IndirectMessage) => new TextDecoder().decode(m.payload);
 const RETRY_MS = 20;
 
@@ -270,14 +272,8 @@ export class ScenarioVm {
     );
     let expectBack = pattern;
     if (isSecureId(to)) {
-      const r = await drv.sendDirectReq(to, [
-        BigInt(PARTITION_COMMANDS.MEM),
-        handle & 0xffffffffn,
-        handle >> 32n,
-        BigInt(pattern),
-        BigInt(MEM_TRANSACTION_TYPES[type]),
-      ]);
-      if (r[1] !== 0n) throw new ScenarioError(`partition ${hex(to)} answered FF-A ${errorName(Number(BigInt.asIntN(32, r[1]!)))}`);
+      const r = await drv.sendDirectReq(to, [BigInt(PARTITION_COMMANDS.MEM), ...splitU64(handle), BigInt(pattern), BigInt(MEM_TRANSACTION_TYPES[type])]);
+      if (r[1] !== 0n) throw new ScenarioError(`partition ${hex(to)} answered FF-A ${errorName(errorCodeFromWord(r[1]!))}`);
     } else {
       await this.sendText(to, `\u0000mem ${type} ${hex(handle)} ${pattern}`, deadline);
       await this.messages.take((m) => m.sender === to && text(m) === `\u0000done ${hex(handle)}`, deadline, `VM ${hex(to)} to finish with ${hex(handle)}`);

@@ -3,7 +3,19 @@
 // and a mistake is named in the words the user wrote ("direct TARGET", "vm1.yaml: steps[2].to").
 
 import { parse as parseYaml } from 'yaml';
-import { type EndpointId, FFA_ERRORS, type FfaErrorName, isUuidString, NOTIFICATION_COUNT, parseUuid, type Uuid, VM_ID_MAX } from '../../proto/ffa/index.js';
+import {
+  DIRECT_MSG_ARGS,
+  DIRECT_MSG2_ARGS,
+  type EndpointId,
+  FFA_ERRORS,
+  type FfaErrorName,
+  isUuidString,
+  NOTIFICATION_COUNT,
+  PARTITION_PROPERTIES_MASK_V1_1,
+  parseUuid,
+  type Uuid,
+  VM_ID_MAX,
+} from '../../proto/ffa/index.js';
 import { PARTITION_COMMANDS, type PartitionCommand } from '../partitions/commands.js';
 import { table } from './command.js';
 
@@ -175,7 +187,7 @@ export function checkStep(raw: RawStep, where: Where): Step {
     }
     case 'direct':
     case 'direct2': {
-      const max = op === 'direct' ? 5 : 14;
+      const max = op === 'direct' ? DIRECT_MSG_ARGS : DIRECT_MSG2_ARGS;
       const args = list(raw.args, where, 'args').map((x, i) => word(x, where('args', i)));
       if (args.length > max) throw new ScenarioError(`${f('args')}: at most ${max} words, got ${args.length}`);
       let uuid: Uuid | undefined;
@@ -288,7 +300,7 @@ export function parseScenario(text: string, file = '<scenario>'): Scenario {
     if (v.id !== undefined) vm.id = int(v.id, `${file}: vm.id`, 0, VM_ID_MAX, 'a VM id');
     if (v.name !== undefined) vm.name = String(v.name);
     if (v.vcpus !== undefined) vm.vcpus = int(v.vcpus, `${file}: vm.vcpus`, 1, 64, 'a vCPU count');
-    if (v.properties !== undefined) vm.properties = int(v.properties, `${file}: vm.properties`, 0, 0x7ff, 'a properties value');
+    if (v.properties !== undefined) vm.properties = int(v.properties, `${file}: vm.properties`, 0, PARTITION_PROPERTIES_MASK_V1_1, 'a properties value');
   }
   const timeout = d.timeout === undefined ? undefined : int(d.timeout, `${file}: timeout`, 0, 3600, 'seconds');
   return { vm, timeout, steps };

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { format } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
-import { VM_ID_MAX } from '../../proto/ffa/index.js';
+import { hex, VM_ID_MAX } from '../../proto/ffa/index.js';
 import { Tracer } from '../debug/tracer.js';
 import { SpmcGrpcServer } from '../grpc/server.js';
 import { buildHttpApp } from '../http/app.js';
@@ -93,7 +93,7 @@ async function serve(opts: ServeOptions): Promise<void> {
   });
   // Partitions' FFA_CONSOLE_LOG lines go to the log under the partition's name.
   spmc.observe({
-    console: (id, line) => log.info({ partition: spmc.endpoint(id)?.name, endpoint: `0x${id.toString(16)}`, console: line }, 'partition console'),
+    console: (id, line) => log.info({ partition: spmc.endpoint(id)?.name, endpoint: hex(id), console: line }, 'partition console'),
   });
   await startBuiltinPartitions(core, (id, e) => log.error({ partition: id, err: String(e) }, 'built-in partition failed'));
   const grpcServer = new SpmcGrpcServer(core);
@@ -109,7 +109,7 @@ async function serve(opts: ServeOptions): Promise<void> {
     {
       grpc: formatHostPort({ ...opts.grpc, port: grpcPort }),
       http: formatHostPort({ ...opts.http, port: httpPort }),
-      partitions: opts.partitions.map((p) => `${p.name}@0x${p.id.toString(16)}`),
+      partitions: opts.partitions.map((p) => `${p.name}@${hex(p.id)}`),
       limits: Object.fromEntries(Object.entries(spmc.state.limits).map(([k, n]) => [k, typeof n === 'bigint' ? n.toString() : n])),
     },
     'listening',

@@ -1,6 +1,7 @@
 // `remote-spmc trace`: the live decoded trace of a running server, one line per record.
 
 import * as grpc from '@grpc/grpc-js';
+import { hex } from '../../proto/ffa/index.js';
 import type { TraceRecord } from '../debug/records.js';
 import { debugClientConstructor } from '../../proto/wire.js';
 import { type Command, Flags, SERVER_FLAG } from './command.js';
@@ -21,7 +22,7 @@ const because = (reason: string | undefined): string => (reason ? ` (${reason})`
 /** One readable line: seq, endpoint, vCPU, call and its answer (and why, when refused). */
 export function formatRecord(r: TraceRecord, colour: boolean): string {
   const c = (k: keyof typeof COLOUR, s: string) => (colour ? `${COLOUR[k]}${s}${COLOUR.reset}` : s);
-  const who = `${r.name || '?'}(0x${r.endpoint.toString(16)})`;
+  const who = `${r.name || '?'}(${hex(r.endpoint)})`;
   const head = `${String(r.seq).padStart(6)} ${who.padEnd(16)}`;
   switch (r.kind) {
     case 'call': {

@@ -3,11 +3,12 @@
 // scenario: a list of steps with expectations, so a multi-VM integration test is data.
 
 import { readFileSync } from 'node:fs';
-import { VM_ID_MAX } from '../../proto/ffa/index.js';
+import { hex, PARTITION_PROPERTIES_MASK_V1_1, VM_ID_MAX } from '../../proto/ffa/index.js';
 import { FfaDriver } from '../../client-driver/driver.js';
 import { GrpcConnector } from '../../client-driver/transport/grpc.js';
 import { TransportError } from '../../client-driver/transport/transport.js';
 import { EmulatedVm } from '../../client-driver/vm.js';
+import { VM_DEFAULT_PROPERTIES } from '../spmc/spmc.js';
 import { type Command, Flags, SERVER_FLAG } from './command.js';
 import { transportReason } from './errors.js';
 import { UsageError } from './flags.js';
@@ -44,7 +45,11 @@ export const vmCommand: Command = {
     { name: 'id', arg: 'ID', help: `the VM id to attach as, 1..${VM_ID_MAX} (default, or 0: the server picks one)` },
     { name: 'name', arg: 'NAME', help: 'its name, as the trace and the dashboard show it (default vmID)' },
     { name: 'vcpus', arg: 'N', help: 'its vCPU count, 1..64 (default 1; serve needs 2)' },
-    { name: 'properties', arg: 'BITS', help: 'its partition properties and messaging methods, 0..0x7ff (default 0: the usual guest, 0x50e)' },
+    {
+      name: 'properties',
+      arg: 'BITS',
+      help: `its partition properties and messaging methods, 0..${hex(PARTITION_PROPERTIES_MASK_V1_1)} (default 0: the usual guest, ${hex(VM_DEFAULT_PROPERTIES)})`,
+    },
     { name: 'script', arg: 'FILE', help: 'operations, one per line (# comments)' },
     { name: 'scenario', arg: 'FILE', help: 'a YAML scenario (see the README: "Writing a scenario")' },
     { name: 'timeout', arg: 'SECONDS', help: `how long a step waits for another endpoint, 0..3600 (default: the scenario's, else ${DEFAULT_TIMEOUT_S})` },
@@ -75,7 +80,7 @@ Each operation prints "ok N - OP: result" or "not ok N - OP: why"; the exit stat
     }
     const id = v.int('id', 0, VM_ID_MAX) ?? scenario.vm.id;
     const vcpus = v.int('vcpus', 1, 64) ?? scenario.vm.vcpus;
-    const properties = v.int('properties', 0, 0x7ff) ?? scenario.vm.properties;
+    const properties = v.int('properties', 0, PARTITION_PROPERTIES_MASK_V1_1) ?? scenario.vm.properties;
     const timeout = v.int('timeout', 0, 3600) ?? scenario.timeout ?? DEFAULT_TIMEOUT_S;
 
     const connector = new GrpcConnector(server);

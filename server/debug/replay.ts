@@ -6,7 +6,7 @@
 // answers: a difference is a change in the SPMC or in the manifest, not noise.
 
 import { readFileSync } from 'node:fs';
-import { type EndpointId, fidName, parseUuid, type Registers, U32 } from '../../proto/ffa/index.js';
+import { type EndpointId, fidName, hex, parseUuid, type Registers, U32 } from '../../proto/ffa/index.js';
 import { isPending, type Pending } from '../spmc/pending.js';
 import { type PartitionManifest, Spmc } from '../spmc/spmc.js';
 import type { SpmcLimits } from '../spmc/state.js';
@@ -36,7 +36,7 @@ const show = (r: readonly bigint[]) => {
   while (n > 1 && r[n - 1] === 0n) n--;
   return `${fidName(Number(r[0]! & U32))} [${r
     .slice(0, n)
-    .map((v) => `0x${v.toString(16)}`)
+    .map((v) => hex(v))
     .join(', ')}]`;
 };
 const same = (a: readonly bigint[], b: readonly bigint[]) => {
@@ -107,17 +107,17 @@ export function replay(header: TraceHeader, records: TraceRecord[], partitions =
             credential,
           }).id;
         } catch (e) {
-          return differ(r, `attach of 0x${r.endpoint.toString(16)}`, 'attached', `refused: ${(e as Error).message}`);
+          return differ(r, `attach of ${hex(r.endpoint)}`, 'attached', `refused: ${(e as Error).message}`);
         }
         const base = spmc.endpoint(id)!.ram.base;
-        if (`0x${base.toString(16)}` !== r.ramBase) return differ(r, `RAM window of 0x${id.toString(16)}`, r.ramBase, `0x${base.toString(16)}`);
+        if (hex(base) !== r.ramBase) return differ(r, `RAM window of ${hex(id)}`, r.ramBase, hex(base));
         break;
       }
       case 'detach':
         try {
           spmc.detach(r.endpoint);
         } catch (e) {
-          return differ(r, `detach of 0x${r.endpoint.toString(16)}`, 'detached', `refused: ${(e as Error).message}`);
+          return differ(r, `detach of ${hex(r.endpoint)}`, 'detached', `refused: ${(e as Error).message}`);
         }
         break;
       case 'write':
@@ -134,20 +134,14 @@ export function replay(header: TraceHeader, records: TraceRecord[], partitions =
         try {
           out = spmc.handle(r.endpoint, r.vcpu, regs(r.x));
         } catch (e) {
-          return differ(
-            r,
-            `${r.function} by 0x${r.endpoint.toString(16)}`,
-            r.blocked ? 'blocked' : show(regs(r.result!.r)),
-            `refused: ${(e as Error).message}`,
-          );
+          return differ(r, `${r.function} by ${hex(r.endpoint)}`, r.blocked ? 'blocked' : show(regs(r.result!.r)), `refused: ${(e as Error).message}`);
         }
         if (r.blocked) {
-          if (!isPending(out)) return differ(r, `${r.function} by 0x${r.endpoint.toString(16)} vCPU ${r.vcpu}`, 'blocked', show(out));
+          if (!isPending(out)) return differ(r, `${r.function} by ${hex(r.endpoint)} vCPU ${r.vcpu}`, 'blocked', show(out));
           pendings.set(r.seq, out);
         } else {
-          if (isPending(out)) return differ(r, `${r.function} by 0x${r.endpoint.toString(16)} vCPU ${r.vcpu}`, show(regs(r.result!.r)), 'blocked');
-          if (!same(out, regs(r.result!.r)))
-            return differ(r, `${r.function} by 0x${r.endpoint.toString(16)} vCPU ${r.vcpu}`, show(regs(r.result!.r)), show(out));
+          if (isPending(out)) return differ(r, `${r.function} by ${hex(r.endpoint)} vCPU ${r.vcpu}`, show(regs(r.result!.r)), 'blocked');
+          if (!same(out, regs(r.result!.r))) return differ(r, `${r.function} by ${hex(r.endpoint)} vCPU ${r.vcpu}`, show(regs(r.result!.r)), show(out));
           report.matched++;
         }
         break;

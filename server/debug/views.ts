@@ -1,12 +1,10 @@
 // Read-only JSON views of the SPMC state, for the HTTP API, the Debug service and the CLI. Every
 // number an FF-A engineer reads in hex (addresses, handles, bitmaps) is a hex string.
 
-import { type EndpointId, FFA_PAGE_SIZE, formatUuid, formatVersion } from '../../proto/ffa/index.js';
+import { type EndpointId, FFA_PAGE_SIZE, formatUuid, formatVersion, hex } from '../../proto/ffa/index.js';
 import type { Endpoint } from '../spmc/endpoint.js';
 import type { MemShare } from '../spmc/memory-share.js';
 import type { Spmc } from '../spmc/spmc.js';
-
-const hex = (v: bigint | number) => `0x${v.toString(16)}`;
 
 export function endpointSummary(ep: Endpoint) {
   return {

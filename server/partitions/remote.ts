@@ -1,7 +1,7 @@
 // A partition served by its own process: attach as the manifest's remote partition over
 // grpc-session, then one receive loop per execution context, as a built-in one runs.
 
-import { type FfaVersion, formatVersion, hex } from '../../proto/ffa/index.js';
+import { type FfaVersion, formatVersion, hex, UUID_NIL } from '../../proto/ffa/index.js';
 import { FfaDriver } from '../../client-driver/driver.js';
 import { GrpcConnector } from '../../client-driver/transport/grpc.js';
 import { EmulatedVm } from '../../client-driver/vm.js';
@@ -27,7 +27,7 @@ export async function runRemotePartition(opts: RemotePartitionOptions): Promise<
     const version = opts.version ?? attached.ffaVersion;
     const driver = new FfaDriver(probe, { version, onHandlerError: (e) => opts.log?.('handler failed', { err: String(e) }) });
     await driver.init();
-    const self = (await driver.partitionProbe(new Uint8Array(16))).find((p) => p.id === driver.vmId);
+    const self = (await driver.partitionProbe(UUID_NIL)).find((p) => p.id === driver.vmId);
     const contexts = self?.execContexts ?? 1;
     const service = SERVICES[opts.service](driver);
     const loops = Array.from({ length: contexts }, (_, vcpu) => driver.serveDirectRequests(service, vcpu));

@@ -1,7 +1,7 @@
 // The built-in test service of the default manifest's partitions: a small command table served
 // through the client driver's receive loop, like any other endpoint.
 
-import { errorCodeFromWord, errorCodeToWord, errorName, U32 } from '../../proto/ffa/index.js';
+import { errorCodeFromWord, errorCodeToWord, errorName, hex, joinU64, U32 } from '../../proto/ffa/index.js';
 import type { DirectRequestHandler, FfaDriver } from '../../client-driver/driver.js';
 import { FfaDriverError } from '../../client-driver/errno.js';
 import { TransportError } from '../../client-driver/transport/transport.js';
@@ -19,8 +19,6 @@ async function status(op: () => Promise<unknown>): Promise<bigint> {
     throw e;
   }
 }
-
-const hex = (v: bigint | number) => `0x${v.toString(16)}`;
 
 export function testService(drv: FfaDriver): DirectRequestHandler {
   // Notifications and indirect messages arrive through the NPI: log them on the console, and
@@ -65,7 +63,7 @@ export function testService(drv: FfaDriver): DirectRequestHandler {
                 perVcpu: false,
                 delaySri: false,
                 vcpu: 0,
-                bitmap: (w5 & U32) | ((w6 & U32) << 32n),
+                bitmap: joinU64(w5, w6),
               },
               vcpu,
             ),
@@ -83,7 +81,7 @@ export function testService(drv: FfaDriver): DirectRequestHandler {
                 fn: 'NOTIFICATION_BIND',
                 route: { source: Number(w4 & 0xffffn), destination: drv.vmId },
                 perVcpu: false,
-                bitmap: (w5 & U32) | ((w6 & U32) << 32n),
+                bitmap: joinU64(w5, w6),
               },
               vcpu,
             ),
@@ -99,7 +97,7 @@ export function testService(drv: FfaDriver): DirectRequestHandler {
         return [w3, await status(() => drv.sendIndirect(Number(w4 & 0xffffn), payload, { vcpu })), 0n, 0n, 0n];
       }
       case CMD.MEM:
-        return [w3, await memCommand(drv, req.source, (w4 & U32) | ((w5 & U32) << 32n), Number(w6 & 0xffn), Number(w7 & U32)), 0n, 0n, 0n];
+        return [w3, await memCommand(drv, req.source, joinU64(w4, w5), Number(w6 & 0xffn), Number(w7 & U32)), 0n, 0n, 0n];
       default:
         return req.args;
     }

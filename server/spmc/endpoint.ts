@@ -1,7 +1,7 @@
 // Endpoints (Hafnium's vm.c): every VM and SP the SPMC knows, with its version, properties, RAM
 // window, access table and mailbox.
 
-import { type EndpointId, type FfaCall, type FfaVersion, type Uuid, FFA_VERSION_1_0 } from '../../proto/ffa/index.js';
+import { type EndpointId, type FfaCall, type FfaVersion, type Uuid, FFA_VERSION_OLDEST } from '../../proto/ffa/index.js';
 import { AccessTable, type Window } from './memory.js';
 import { type Notifications, newNotifications } from './notifications.js';
 import type { Pending } from './pending.js';
@@ -91,8 +91,8 @@ export interface Endpoint {
   readonly console: { partial: string; lines: string[] };
 }
 
-/** Before a VM negotiates, it is taken to be a v1.0 caller (the oldest layouts). */
-export const VM_DEFAULT_VERSION = FFA_VERSION_1_0;
+/** Before a VM negotiates, it is taken to be a caller of the oldest version (the oldest layouts). */
+export const VM_DEFAULT_VERSION = FFA_VERSION_OLDEST;
 
 export function newEndpoint(
   init: Omit<Endpoint, 'access' | 'versionLocked' | 'mailbox' | 'vcpus' | 'notifications' | 'console'>,

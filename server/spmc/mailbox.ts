@@ -17,7 +17,7 @@ export const rxBusy = (ep: Endpoint): boolean => !ep.mailbox || ep.mailbox.rxSta
 /** Write `data` to an EMPTY RX buffer, zero its tail, and hand it to the endpoint (FULL). */
 export function fillRx(state: SpmcState, ep: Endpoint, data: Uint8Array, producer: EndpointId, fn: string): void {
   const mb = ep.mailbox;
-  if (!mb || mb.rxState !== 'empty') throw new Error(`RX of 0x${ep.id.toString(16)} is not producer-owned`);
+  if (!mb || mb.rxState !== 'empty') throw new Error(`RX of ${hex(ep.id)} is not producer-owned`);
   const size = rxBufferSize(ep);
   if (data.length > size) throw new Error('RX overflow');
   state.memory.write(mb.rx, data);

@@ -2,6 +2,7 @@
 // ffa_memory_attributes_validate), the refusal helpers they all use, and names for the sentences.
 
 import {
+  COMPOSITE_HEADER_SIZE,
   EMAD_SIZE_V1_0,
   EMAD_SIZE_V1_2,
   FFA_ERRORS,
@@ -133,13 +134,12 @@ export function sanityCheck(state: SpmcState, caller: Endpoint, fn: string, buf:
   } else {
     // Hafnium compares against the v1.1 header size and the header's descriptor size (0 in v1.0).
     const least = MEM_HEADER_SIZE_V1_1 + (v <= FFA_VERSION_1_0 ? 0 : count * tx.emadSize);
-    if (first === 0 || first < least || first + 16 > buf.length) {
+    if (first === 0 || first < least || first + COMPOSITE_HEADER_SIZE > buf.length) {
       return bad('composite_offset', `composite offset ${first} is not between the access descriptors (${least}) and the fragment's end (${buf.length} bytes)`);
     }
   }
   for (const [i, r] of tx.receivers.entries()) {
-    if (r.reserved !== 0n)
-      return bad('emad_reserved', `memory access descriptor ${i} (receiver 0x${r.receiver.toString(16)}) has reserved bytes ${r.reserved.toString(16)}`);
+    if (r.reserved !== 0n) return bad('emad_reserved', `memory access descriptor ${i} (receiver ${hex(r.receiver)}) has reserved bytes ${hex(r.reserved)}`);
     if (r.compositeOffset !== first)
       return bad('composite_offset_differs', `memory access descriptor ${i} points at composite offset ${r.compositeOffset}, descriptor 0 at ${first}`);
   }

@@ -53,7 +53,14 @@ const no = refusals(FN);
 const bad = (check: string, text: string) => no(INVALID_PARAMETERS, check, text);
 const { DATA_NOT_SPECIFIED: DATA_NS, DATA_RO, DATA_RW, INSTRUCTION_NOT_SPECIFIED: INSTR_NS, INSTRUCTION_NX: NX, INSTRUCTION_X: X } = MEM_PERM;
 /** Retrieve flags Hafnium lets through ([10:0]; the hint bits are refused on their own). */
-const RETRIEVE_FLAGS_KNOWN = 0x7ff;
+const RETRIEVE_FLAGS_KNOWN =
+  MEM_FLAGS.CLEAR |
+  MEM_FLAGS.TIME_SLICE |
+  MEM_FLAGS.CLEAR_RELINQUISH |
+  MEM_FLAGS.TYPE_MASK |
+  MEM_FLAGS.HINT_MASK |
+  MEM_FLAGS.HINT_VALID |
+  MEM_FLAGS.BYPASS_MULTI_BORROWER;
 
 /**
  * One borrower's requested access against what the sender gave

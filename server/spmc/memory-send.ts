@@ -22,7 +22,7 @@ import {
   type MemTransaction,
   type MemTransactionType,
   tryDecode,
-  U32,
+  splitU64,
 } from '../../proto/ffa/index.js';
 import type { Endpoint, EndpointKind } from './endpoint.js';
 import {
@@ -53,7 +53,7 @@ const PAGE = BigInt(FFA_PAGE_SIZE);
 export type SendFn = 'MEM_SHARE' | 'MEM_LEND' | 'MEM_DONATE';
 const TYPE_OF = { MEM_SHARE: 'share', MEM_LEND: 'lend', MEM_DONATE: 'donate' } as const;
 
-const handleReply = (handle: bigint): FfaCall => ffaSuccess([handle & U32, handle >> 32n]);
+const handleReply = (handle: bigint): FfaCall => ffaSuccess(splitU64(handle));
 
 /**
  * Who may send to whom when a partition takes part (Hafnium's SPMC ffa_memory_is_send_valid): lend

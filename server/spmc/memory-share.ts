@@ -1,7 +1,15 @@
 // Memory transactions (Hafnium's ffa_memory.c share states): what each handle holds, the access
 // changes of each step, reclaim, and what a leaving endpoint leaves behind.
 
-import { type Constituent, type EndpointId, type FfaVersion, FFA_PAGE_SIZE, type MemTransaction, type MemTransactionType } from '../../proto/ffa/index.js';
+import {
+  type Constituent,
+  type EndpointId,
+  type FfaVersion,
+  FFA_PAGE_SIZE,
+  HANDLE_HYPERVISOR_BIT,
+  type MemTransaction,
+  type MemTransactionType,
+} from '../../proto/ffa/index.js';
 import type { Endpoint } from './endpoint.js';
 import type { AccessRange } from './memory.js';
 import type { SpmcState } from './state.js';
@@ -70,7 +78,7 @@ export class MemShares {
       let z = this.seed;
       z = BigInt.asUintN(64, (z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n);
       z = BigInt.asUintN(64, (z ^ (z >> 27n)) * 0x94d049bb133111ebn);
-      const h = (z ^ (z >> 31n)) & ((1n << 63n) - 1n);
+      const h = (z ^ (z >> 31n)) & (HANDLE_HYPERVISOR_BIT - 1n);
       if (h !== 0n && !this.byHandle.has(h)) return h;
     }
   }

@@ -31,8 +31,8 @@ import {
   NOTIFICATION_COUNT,
   NPI_INTID,
   packNotificationInfo,
+  splitU64,
   SRI_INTID,
-  U32,
 } from '../../proto/ffa/index.js';
 import type { Endpoint, Vcpu } from './endpoint.js';
 import { type AbiTable, type CallContext, refuse, type Reply, type SpmcState } from './state.js';
@@ -261,7 +261,7 @@ export const notificationAbis: AbiTable = {
       const fromVm = bitmaps.vm ? take(n.fromVm, NOTIFICATION_BITMAP_MASK) : 0n;
       const spm = bitmaps.spmFramework ? take(n.framework, FRAMEWORK_SPM_MASK) : 0n;
       const hyp = bitmaps.hypFramework ? take(n.framework, FRAMEWORK_HYP_MASK) >> 32n : 0n;
-      return ffaSuccess([fromSp & U32, fromSp >> 32n, fromVm & U32, fromVm >> 32n, spm, hyp]);
+      return ffaSuccess([...splitU64(fromSp), ...splitU64(fromVm), spm, hyp]);
     },
   },
 

@@ -131,7 +131,7 @@ export class MemoryFault extends Error {
     readonly length: number,
     readonly access: 'read' | 'write',
   ) {
-    super(`endpoint 0x${endpoint.toString(16)} may not ${access} ${length} bytes at 0x${address.toString(16)}`);
+    super(`endpoint ${hex(endpoint)} may not ${access} ${length} bytes at ${hex(address)}`);
     this.name = 'MemoryFault';
   }
 }
@@ -187,8 +187,8 @@ export class Spmc {
   }
 
   private addPartition(p: PartitionManifest, absolute: Window[]): void {
-    if (!isSecureId(p.id) || p.id === SPMC_ID) throw new SpmcError('invalid-argument', `partition id 0x${p.id.toString(16)} is not an SP id`);
-    if (this.state.endpoints.has(p.id)) throw new SpmcError('already-exists', `partition id 0x${p.id.toString(16)} declared twice`);
+    if (!isSecureId(p.id) || p.id === SPMC_ID) throw new SpmcError('invalid-argument', `partition id ${hex(p.id)} is not an SP id`);
+    if (this.state.endpoints.has(p.id)) throw new SpmcError('already-exists', `partition id ${hex(p.id)} declared twice`);
     if (!isCompatible(p.ffaVersion, FFA_VERSION_IMPLEMENTED)) throw new SpmcError('invalid-argument', `partition ${p.name}: FF-A version not supported`);
     const ram = this.state.windows.allocate(roundUp(p.ramBytes, PAGE));
     if (!ram) throw new SpmcError('resource-exhausted', `no room for partition ${p.name}'s memory`);
@@ -254,7 +254,7 @@ export class Spmc {
     // 0 asks for the usual guest: AArch64, sending direct requests (both forms), receiving none.
     const properties = params.properties || VM_DEFAULT_PROPERTIES;
     if ((properties & ~PARTITION_PROPERTIES_MASK_V1_1) !== 0 || (properties & PARTITION_ID_TYPE_MASK) !== 0) {
-      throw new SpmcError('invalid-argument', `properties 0x${properties.toString(16)} set reserved bits or a non-PE id type`);
+      throw new SpmcError('invalid-argument', `properties ${hex(properties)} set reserved bits or a non-PE id type`);
     }
     const uuids = params.uuids ?? [];
     if (uuids.length > MAX_UUIDS) throw new SpmcError('invalid-argument', `at most ${MAX_UUIDS} uuids`);
@@ -269,7 +269,7 @@ export class Spmc {
       id = VM_ID_MIN;
       while (id <= VM_ID_MAX && this.state.endpoints.has(id)) id++;
     } else if (this.state.endpoints.has(id)) {
-      throw new SpmcError('already-exists', `endpoint id 0x${id.toString(16)} is in use`);
+      throw new SpmcError('already-exists', `endpoint id ${hex(id)} is in use`);
     }
     if (!isVmId(id)) throw new SpmcError('resource-exhausted', 'no free VM id');
     const regions = params.regions ?? [];
@@ -308,11 +308,11 @@ export class Spmc {
   private attachRemotePartition(id: EndpointId, credential: string): Endpoint {
     const p = this.manifest.get(id);
     const ep = this.state.endpoints.get(id);
-    if (!p || !ep) throw new SpmcError('permission-denied', `0x${id.toString(16)} is not a partition of the manifest`);
+    if (!p || !ep) throw new SpmcError('permission-denied', `${hex(id)} is not a partition of the manifest`);
     if (p.behaviour.kind !== 'remote' || !sameSecret(p.behaviour.credential, credential)) {
-      throw new SpmcError('permission-denied', `attaching as partition 0x${id.toString(16)} needs its credential`);
+      throw new SpmcError('permission-denied', `attaching as partition ${hex(id)} needs its credential`);
     }
-    if (this.remoteAttached.has(id)) throw new SpmcError('already-exists', `partition 0x${id.toString(16)} is already attached`);
+    if (this.remoteAttached.has(id)) throw new SpmcError('already-exists', `partition ${hex(id)} is already attached`);
     this.remoteAttached.add(id);
     // Each attach boots the partition's image again: it starts from its declared version, unlocked.
     ep.version = p.ffaVersion;
@@ -324,7 +324,7 @@ export class Spmc {
   /** Leave: Rx/Tx unmapped, memory freed, id reusable. A remote SP stays in the manifest. */
   detach(id: EndpointId): void {
     const ep = this.state.endpoints.get(id);
-    if (!ep) throw new SpmcError('not-found', `no endpoint 0x${id.toString(16)}`);
+    if (!ep) throw new SpmcError('not-found', `no endpoint ${hex(id)}`);
     for (const o of this.state.observers) o.detach?.(id);
     this.releaseVcpus(ep);
     unmapMailbox(ep);
@@ -385,7 +385,7 @@ export class Spmc {
 
   private dispatch(callerId: EndpointId, vcpuIndex: number, x: readonly bigint[]): Registers | Pending {
     const caller = this.state.endpoints.get(callerId);
-    if (!caller) throw new SpmcError('not-found', `no endpoint 0x${callerId.toString(16)}`);
+    if (!caller) throw new SpmcError('not-found', `no endpoint ${hex(callerId)}`);
     const vcpu = caller.vcpus[vcpuIndex];
     if (!Number.isInteger(vcpuIndex) || !vcpu) {
       throw new SpmcError('invalid-argument', `vcpu ${vcpuIndex} is not below vcpu_count ${caller.vcpuCount}`);
@@ -451,7 +451,7 @@ export class Spmc {
 
   private requireEndpoint(id: EndpointId): Endpoint {
     const ep = this.state.endpoints.get(id);
-    if (!ep) throw new SpmcError('not-found', `no endpoint 0x${id.toString(16)}`);
+    if (!ep) throw new SpmcError('not-found', `no endpoint ${hex(id)}`);
     return ep;
   }
 }
