@@ -6,6 +6,7 @@ import { TransportError } from '../client-driver/transport/transport.js';
 import { type Command, commandUsage, globalUsage } from './cli/command.js';
 import { CommandError, ConfigError, oneLine, transportReason } from './cli/errors.js';
 import { UsageError } from './cli/flags.js';
+import { escapeControl } from './cli/terminal.js';
 
 /**
  * The commands, each loaded only when it runs or its help is asked for: `health` (the container's
@@ -23,8 +24,9 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
 const allCommands = () => Promise.all(Object.values(COMMANDS).map((load) => load()));
 const HELP = new Set(['-h', '--help', 'help']);
 
+/** A message may quote a server or a file: it is escaped (see cli/terminal.ts). */
 function fail(message: string, status: number): never {
-  process.stderr.write(`remote-spmc: ${message}\n`);
+  process.stderr.write(`remote-spmc: ${escapeControl(message)}\n`);
   process.exit(status);
 }
 
@@ -34,7 +36,7 @@ async function report(e: unknown, command: Command | undefined): Promise<never> 
     const usage = command
       ? `usage: remote-spmc ${command.name} ${command.synopsis}\n(remote-spmc ${command.name} --help lists the options)`
       : globalUsage(await allCommands()).trimEnd();
-    process.stderr.write(`remote-spmc: ${e.message}\n${usage}\n`);
+    process.stderr.write(`remote-spmc: ${escapeControl(e.message)}\n${usage}\n`);
     process.exit(2);
   }
   if (e instanceof ConfigError) fail(e.message, 2);

@@ -6,6 +6,7 @@ import { service as healthService } from 'grpc-health-check';
 import { type Command, Flags, SERVER_FLAG } from './command.js';
 import { grpcReason } from './errors.js';
 import { UsageError } from './flags.js';
+import { printLines } from './terminal.js';
 
 export const healthCommand: Command = {
   name: 'health',
@@ -24,7 +25,7 @@ export const healthCommand: Command = {
       client['Check']!({ service: '' }, { deadline: Date.now() + seconds * 1000 }, (e, r) => resolve(e ? grpcReason(e) : String(r.status))),
     );
     client.close();
-    process.stdout.write(`${server}: ${status}\n`);
+    printLines(`${server}: ${status}`);
     return status === 'SERVING' || status === '1' ? 0 : 1;
   },
 };

@@ -6,12 +6,16 @@ import type { PartitionManifest } from '../spmc/spmc.js';
 import { type Command, Flags } from './command.js';
 import { UsageError } from './flags.js';
 import { asConfigError, readManifestFile } from './manifest-file.js';
+import { printLines } from './terminal.js';
 
 export const replayCommand: Command = {
   name: 'replay',
   synopsis: 'FILE [--manifest FILE]',
   summary: 'run a recorded trace (serve --trace-file) against a fresh SPMC; exit 0 if every answer matched, 1 at the first difference',
   flags: [{ name: 'manifest', arg: 'FILE', help: 'build the SPMC from this manifest instead of the recorded one' }],
+  more: `A trace file never holds a remote partition's credential (its header says ***). A replay needs
+none: the recorded attaches all succeeded, and the replayed SPMC gives the partition a stand-in. With
+--manifest, a credential-env the manifest names is read from the environment, as serve reads it.`,
   async run(args) {
     const [file, ...rest] = args;
     if (!file || file.startsWith('-')) throw new UsageError('replay: a trace file (from serve --trace-file) is required');
@@ -30,11 +34,15 @@ export const replayCommand: Command = {
     }
     const d = report.difference;
     if (!d) {
-      process.stdout.write(`all ${report.calls} calls matched (${report.records} records)\n`);
+      printLines(`all ${report.calls} calls matched (${report.records} records)`);
       return 0;
     }
-    process.stdout.write(
-      `first difference at seq ${d.seq}, endpoint ${hex(d.endpoint)}: ${d.what}\n  recorded: ${d.recorded}\n  replayed: ${d.replayed}\n(${report.matched} of ${report.calls} calls matched before it)\n`,
+    // The fields come from the file: each line is escaped on its own.
+    printLines(
+      `first difference at seq ${d.seq}, endpoint ${hex(d.endpoint)}: ${d.what}`,
+      `  recorded: ${d.recorded}`,
+      `  replayed: ${d.replayed}`,
+      `(${report.matched} of ${report.calls} calls matched before it)`,
     );
     return 1;
   },

@@ -27,6 +27,7 @@ import { TransportError } from '../../client-driver/transport/transport.js';
 import { PARTITION_COMMANDS } from '../partitions/commands.js';
 import { transportReason } from './errors.js';
 import { type MemSendOp, ScenarioError, type Step } from './scenario.js';
+import { printLines } from './terminal.js';
 
 /** A waitable queue of what arrives asynchronously (indirect messages, notifications). */
 class Inbox<T> {
@@ -64,7 +65,8 @@ export class ScenarioVm {
   constructor(
     readonly drv: FfaDriver,
     timeoutS = 60,
-    private readonly out: (line: string) => void = (l) => process.stdout.write(`${l}\n`),
+    /** Where result lines go (escaped: they carry partitions' messages and the server's reasons). */
+    private readonly out: (line: string) => void = (l) => printLines(l),
   ) {
     this.timeoutMs = timeoutS * 1000;
     drv.notifier.onUnclaimedMessage = (m) => this.messages.push(m);

@@ -5,10 +5,13 @@ import { debugClientConstructor } from '../../proto/wire.js';
 import type { stateSnapshot } from '../debug/views.js';
 import { type Command, Flags, SERVER_FLAG } from './command.js';
 import { grpcFailure } from './errors.js';
+import { escapeDeep, jsonForTerminal } from './terminal.js';
 
 type Snapshot = ReturnType<typeof stateSnapshot>;
 
-export function formatState(s: Snapshot): string {
+/** The snapshot as text; every string from the server is escaped (see terminal.ts). */
+export function formatState(snapshot: Snapshot): string {
+  const s = escapeDeep(snapshot);
   const out: string[] = ['endpoints:'];
   for (const e of s.endpoints) {
     const mb = e.mailbox
@@ -46,7 +49,7 @@ export const stateCommand: Command = {
       const rep = await new Promise<{ json: string }>((resolve, reject) =>
         client['State']!({}, { deadline: Date.now() + 10000 }, (e, r) => (e ? reject(grpcFailure('state', server, e)) : resolve(r))),
       );
-      process.stdout.write(v.bool('json') ? `${rep.json}\n` : formatState(JSON.parse(rep.json) as Snapshot));
+      process.stdout.write(v.bool('json') ? `${jsonForTerminal(rep.json)}\n` : formatState(JSON.parse(rep.json) as Snapshot));
     } finally {
       client.close();
     }

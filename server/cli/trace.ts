@@ -6,6 +6,7 @@ import type { TraceRecord } from '../debug/records.js';
 import { debugClientConstructor } from '../../proto/wire.js';
 import { type Command, Flags, SERVER_FLAG } from './command.js';
 import { grpcFailure } from './errors.js';
+import { escapeDeep, jsonForTerminal } from './terminal.js';
 
 const COLOUR = { red: '\x1b[31m', yellow: '\x1b[33m', dim: '\x1b[2m', reset: '\x1b[0m' };
 
@@ -19,8 +20,12 @@ const brief = (o: unknown): string =>
 /** Why a refused call was refused, after its error name. */
 const because = (reason: string | undefined): string => (reason ? ` (${reason})` : '');
 
-/** One readable line: seq, endpoint, vCPU, call and its answer (and why, when refused). */
-export function formatRecord(r: TraceRecord, colour: boolean): string {
+/**
+ * One readable line: seq, endpoint, vCPU, call and its answer (and why, when refused). Every string
+ * of the record is escaped first (see terminal.ts): only our own colours reach the terminal.
+ */
+export function formatRecord(record: TraceRecord, colour: boolean): string {
+  const r = escapeDeep(record);
   const c = (k: keyof typeof COLOUR, s: string) => (colour ? `${COLOUR[k]}${s}${COLOUR.reset}` : s);
   const who = `${r.name || '?'}(${hex(r.endpoint)})`;
   const head = `${String(r.seq).padStart(6)} ${who.padEnd(16)}`;
@@ -77,7 +82,7 @@ export const traceCommand: Command = {
     try {
       await new Promise<void>((resolve, reject) => {
         stream.on('data', (m: { json: string }) => {
-          process.stdout.write(`${json ? m.json : formatRecord(JSON.parse(m.json) as TraceRecord, colour)}\n`);
+          process.stdout.write(`${json ? jsonForTerminal(m.json) : formatRecord(JSON.parse(m.json) as TraceRecord, colour)}\n`);
         });
         stream.on('end', resolve);
         stream.on('error', (e: grpc.ServiceError) => (e.code === grpc.status.CANCELLED ? resolve() : reject(grpcFailure('trace', server, e))));

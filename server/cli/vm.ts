@@ -12,6 +12,7 @@ import { VM_DEFAULT_PROPERTIES } from '../spmc/spmc.js';
 import { type Command, Flags, SERVER_FLAG } from './command.js';
 import { transportReason } from './errors.js';
 import { UsageError } from './flags.js';
+import { printLines } from './terminal.js';
 import { opsUsage, parseScenario, parseScript, parseWords, type Scenario, ScenarioError } from './scenario.js';
 import { ScenarioVm } from './scenario-vm.js';
 
@@ -89,7 +90,7 @@ Each operation prints "ok N - OP: result" or "not ok N - OP: why"; the exit stat
       vm = await EmulatedVm.attach(connector, { endpointId: id, name: v.string('name') ?? scenario.vm.name, vcpuCount: vcpus, properties });
     } catch (e) {
       connector.close();
-      process.stdout.write(`not ok 0 - attach to ${server}: ${e instanceof TransportError ? transportReason(e) : (e as Error).message}\n`);
+      printLines(`not ok 0 - attach to ${server}: ${e instanceof TransportError ? transportReason(e) : (e as Error).message}`);
       return 1;
     }
     const drv = new FfaDriver(vm);
@@ -100,7 +101,7 @@ Each operation prints "ok N - OP: result" or "not ok N - OP: why"; the exit stat
       await drv.init();
       ok = await runner.run(scenario.steps);
     } catch (e) {
-      process.stdout.write(`not ok 0 - driver init: ${e instanceof TransportError ? transportReason(e) : (e as Error).message}\n`);
+      printLines(`not ok 0 - driver init: ${e instanceof TransportError ? transportReason(e) : (e as Error).message}`);
     }
     await drv.exit().catch(() => {});
     await vm.detach().catch(() => {});

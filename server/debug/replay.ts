@@ -5,6 +5,7 @@
 // The model is deterministic and synchronous, so the same inputs in the same order give the same
 // answers: a difference is a change in the SPMC or in the manifest, not noise.
 
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { type EndpointId, fidName, hex, parseUuid, type Registers, U32 } from '../../proto/ffa/index.js';
 import { isPending, type Pending } from '../spmc/pending.js';
@@ -45,10 +46,18 @@ const same = (a: readonly bigint[], b: readonly bigint[]) => {
   return true;
 };
 
-/** The partitions of a header, back to the model's types. */
+/**
+ * The partitions of a header, back to the model's types. A remote partition's credential was
+ * recorded as `***`: the replayed SPMC gets a stand-in, and the replayed attaches present it. The
+ * trace holds only attaches that succeeded, so no answer depends on the credential's value; to
+ * replay against the real one, give the manifest (`--manifest`), whose credential-env is read from
+ * the environment as `serve` reads it.
+ */
 export function headerPartitions(h: TraceHeader): PartitionManifest[] {
+  const standIn = randomBytes(16).toString('hex');
   return (h.partitions as Record<string, unknown>[]).map((p) => ({
     ...(p as unknown as PartitionManifest),
+    ...((p.behaviour as PartitionManifest['behaviour']).kind === 'remote' ? { behaviour: { kind: 'remote' as const, credential: standIn } } : {}),
     id: Number(p.id),
     uuids: (p.uuids as string[]).map(parseUuid),
     ramBytes: BigInt(p.ramBytes as string),

@@ -28,6 +28,7 @@ import {
   toLine,
   toRecord,
 } from './records.js';
+import { openPrivateFile, redactPartition } from './redact.js';
 
 export type { TraceFilter, TraceHeader, TraceLine, TraceRecord } from './records.js';
 
@@ -100,12 +101,13 @@ export class Tracer {
     this.regs = new BigUint64Array(this.ring.length * SLOT);
     this.maxBacklog = opts.decoderBacklog ?? Math.max(4096, this.ring.length);
     if (opts.file) {
-      this.file = createWriteStream(opts.file, { flags: 'w' });
+      // Mode 0600, and no credential in the header: see redact.ts.
+      this.file = createWriteStream('', { fd: openPrivateFile(opts.file) });
       const s = opts.session;
       const header: TraceHeader = {
         kind: 'session',
         format: 1,
-        partitions: (s?.partitions ?? spmc.partitions()).map((p) => jsonValue({ ...p, ramBytes: p.ramBytes, uuids: p.uuids })),
+        partitions: (s?.partitions ?? spmc.partitions()).map(redactPartition).map((p) => jsonValue({ ...p, ramBytes: p.ramBytes, uuids: p.uuids })),
         limits: jsonValue(s?.limits ?? spmc.state.limits) as SpmcLimits,
         handleSeed: hex(s?.handleSeed ?? 0n),
       };

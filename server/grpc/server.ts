@@ -31,6 +31,7 @@ import type { Tracer } from '../debug/tracer.js';
 import { coreOf, type Session, type SessionCore } from '../session/core.js';
 import type { Outcome } from '../session/interceptors.js';
 import { SessionError, statusOf } from '../session/status.js';
+import { peerAddress } from '../session/throttle.js';
 import { isPending, type Pending } from '../spmc/pending.js';
 import type { Spmc } from '../spmc/spmc.js';
 
@@ -151,17 +152,20 @@ export class SpmcGrpcServer {
       };
 
     return {
-      Attach: unary<AttachRequest>((req) => {
-        const a = this.core.attach({
-          endpointId: req.endpoint_id,
-          name: req.name,
-          vcpuCount: req.vcpu_count,
-          ramBytes: u64FromWire(req.ram_bytes),
-          properties: req.properties,
-          uuids: req.uuids,
-          credential: req.credential,
-          regions: regionsFromWire(req.regions),
-        });
+      Attach: unary<AttachRequest>((req, call) => {
+        const a = this.core.attach(
+          {
+            endpointId: req.endpoint_id,
+            name: req.name,
+            vcpuCount: req.vcpu_count,
+            ramBytes: u64FromWire(req.ram_bytes),
+            properties: req.properties,
+            uuids: req.uuids,
+            credential: req.credential,
+            regions: regionsFromWire(req.regions),
+          },
+          peerAddress(call.getPeer()),
+        );
         return { session: a.session, endpoint_id: a.endpointId, ram_base: u64ToWire(a.ramBase), ram_bytes: u64ToWire(a.ramBytes), ffa_version: a.ffaVersion };
       }),
       Detach: unary<DetachRequest>((req) => {

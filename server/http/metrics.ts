@@ -127,6 +127,41 @@ export const metricsRoutes: FastifyPluginAsync<{ core: SessionCore }> = async (a
     },
   });
 
+  // Attacks made visible (see server/session/attacks.ts): wrong credentials, refusals while a source
+  // must wait, and log lines held back by rate limiting.
+  const counts = core.attacks.counts;
+  // Every known label value is shown from the start, at 0: an alert on a rise needs the series to exist.
+  const attackCounters: [string, string, string, string[], Map<string, number>][] = [
+    ['remote_spmc_auth_failures_total', 'Wrong credentials presented (attach as a remote partition), by kind', 'kind', ['credential'], counts.authFailures],
+    [
+      'remote_spmc_auth_throttled_total',
+      'Attempts refused unchecked: their source had failed too often, by kind',
+      'kind',
+      ['credential'],
+      counts.authThrottled,
+    ],
+    [
+      'remote_spmc_log_lines_suppressed_total',
+      'Warn lines held back by rate limiting, by subject',
+      'subject',
+      ['auth_failure', 'memory_fault'],
+      counts.logSuppressed,
+    ],
+  ];
+  for (const [name, help, label, known, map] of attackCounters) {
+    new Counter({
+      name,
+      help,
+      labelNames: [label],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const value of known) this.inc({ [label]: value }, 0);
+        for (const [value, n] of map) this.inc({ [label]: value }, n);
+      },
+    });
+  }
+
   app.get('/metrics', { schema: { summary: 'Prometheus metrics' } }, async (_req, reply) => {
     reply.header('content-type', registry.contentType);
     return registry.metrics();

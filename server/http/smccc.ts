@@ -5,6 +5,7 @@ import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { hex, REGISTER_COUNT, type Registers, toRegisters } from '../../proto/ffa/index.js';
 import type { SessionCore } from '../session/core.js';
 import { statusOf, type TransportStatus } from '../session/status.js';
+import { peerAddress } from '../session/throttle.js';
 import { isPending } from '../spmc/pending.js';
 
 const HEX64 = '^0x[0-9a-fA-F]{1,16}$';
@@ -59,7 +60,7 @@ export const smcccRoutes: FastifyPluginAsync<SmcccOptions> = async (app, { core 
     async (req, reply) => {
       try {
         const b = req.body ?? {};
-        const a = core.attach({ ...b, ramBytes: BigInt(b.ramBytes ?? '0x0') });
+        const a = core.attach({ ...b, ramBytes: BigInt(b.ramBytes ?? '0x0') }, peerAddress(req.ip));
         return { session: a.session, endpointId: a.endpointId, ramBase: hex(a.ramBase), ramBytes: hex(a.ramBytes), ffaVersion: a.ffaVersion };
       } catch (e) {
         return refuse(reply, e);

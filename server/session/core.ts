@@ -4,10 +4,11 @@
 // connector are thin adapters over it.
 
 import { randomBytes } from 'node:crypto';
-import { type EndpointId, hex, isUuidString, parseUuid, type Reason, type Registers } from '../../proto/ffa/index.js';
+import { type EndpointId, hex, isSecureId, isUuidString, parseUuid, type Reason, type Registers } from '../../proto/ffa/index.js';
 import { MAX_MEMORY_ACCESS } from '../../proto/wire.js';
 import { isPending } from '../spmc/pending.js';
-import { type AttachParams, MemoryFault, type Spmc } from '../spmc/spmc.js';
+import { type AttachParams, MemoryFault, type Spmc, SpmcError } from '../spmc/spmc.js';
+import { AttackWatch, type AttackWatchOptions } from './attacks.js';
 import { type Interceptor, InterceptedCall, type Outcome } from './interceptors.js';
 import { SessionError } from './status.js';
 
@@ -42,6 +43,10 @@ export interface Session {
 
 export interface SessionCoreOptions {
   logger?: Logger;
+  /** Milliseconds, for throttling and rate-limited logs (default performance.now; tests pass their own). */
+  clock?: () => number;
+  /** How failed credentials are throttled and faults logged (defaults: see attacks.ts). */
+  attacks?: Omit<AttackWatchOptions, 'clock' | 'log'>;
 }
 
 /** The core to work on, given it or its model. */
@@ -62,12 +67,15 @@ export class SessionCore {
   private chain: Interceptor[] = [];
   private readonly log: Logger;
   private stopping = false;
+  /** Failed credentials (throttled, logged, counted) and rate-limited fault logging. */
+  readonly attacks: AttackWatch;
 
   private constructor(
     readonly spmc: Spmc,
     opts: SessionCoreOptions,
   ) {
     this.log = opts.logger ?? silent;
+    this.attacks = new AttackWatch({ ...opts.attacks, clock: opts.clock ?? (() => performance.now()), log: this.log });
   }
 
   // ---- interceptors ---------------------------------------------------------------------------
@@ -93,12 +101,25 @@ export class SessionCore {
     this.stopping = true;
   }
 
-  /** Join as a VM (or as a remote partition, with its credential): a new session. */
-  attach(req: AttachRequest): Attached {
+  /**
+   * Join as a VM (or as a remote partition, with its credential): a new session. `source` is the
+   * peer's address: a source that keeps presenting wrong credentials must wait before it may try again.
+   */
+  attach(req: AttachRequest, source = 'in-process'): Attached {
     this.checkServing();
     const bad = req.uuids?.find((u) => !isUuidString(u));
     if (bad !== undefined) throw new SessionError('INVALID_ARGUMENT', `uuids: ${JSON.stringify(bad)} is not a UUID`);
-    const ep = this.spmc.attach({ ...req, uuids: req.uuids?.map(parseUuid) });
+    const asPartition = isSecureId(req.endpointId ?? 0);
+    if (asPartition) this.attacks.checkAllowed(source);
+    let ep;
+    try {
+      ep = this.spmc.attach({ ...req, uuids: req.uuids?.map(parseUuid) });
+    } catch (e) {
+      if (asPartition && e instanceof SpmcError && e.kind === 'permission-denied')
+        this.attacks.failed(source, { endpoint: hex(req.endpointId!), why: e.message });
+      throw e;
+    }
+    if (asPartition) this.attacks.succeeded(source);
     const token = randomBytes(18).toString('base64url');
     this.sessions.set(token, { token, endpointId: ep.id, holders: new Set(), lines: new Set() });
     this.log.info({ endpoint: ep.id, name: ep.name, kind: ep.kind }, 'endpoint attached');
@@ -153,6 +174,7 @@ export class SessionCore {
     } catch (e) {
       this.log.warn({ endpoint: s.endpointId, err: (e as Error).message }, 'detach failed');
     }
+    this.attacks.released(s.endpointId);
     this.log.info({ endpoint: s.endpointId, why }, 'endpoint released');
   }
 
@@ -215,13 +237,13 @@ export class SessionCore {
     this.guarded(s, () => this.spmc.writeMemory(s.endpointId, address, data));
   }
 
-  /** A memory access; a fault is logged before it goes back to the caller. */
+  /** A memory access; a fault is logged (rate-limited) before it goes back to the caller. */
   private guarded<T>(s: Session, access: () => T): T {
     this.checkServing();
     try {
       return access();
     } catch (e) {
-      if (e instanceof MemoryFault) this.log.warn({ endpoint: s.endpointId, address: hex(e.address), length: e.length, access: e.access }, 'memory fault');
+      if (e instanceof MemoryFault) this.attacks.fault(s.endpointId, { address: hex(e.address), length: e.length, access: e.access });
       throw e;
     }
   }
