@@ -3,6 +3,7 @@
 // on (C0, DEL, C1) is written as an escape. ESC is one of them, so no escape sequence survives: a
 // VM named "\x1b]0;pwned\x07" cannot retitle or clear the operator's terminal.
 
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g;
 const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
 const escapeOne = (c: string): string => NAMED[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`;
