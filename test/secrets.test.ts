@@ -26,7 +26,7 @@ import { DEFAULT_MANIFEST_YAML, parseManifest } from '../server/manifest.js';
 import { type Logger, SessionCore } from '../server/session/core.js';
 import { peerAddress } from '../server/session/throttle.js';
 import { MemoryFault, Spmc } from '../server/spmc/spmc.js';
-import { file, run, start, startServer, tmpPath } from './fixtures/cli.js';
+import { file, lines, run, start, startServer, tmpPath } from './fixtures/cli.js';
 
 const SECRET = 'the-partition-secret-4711';
 const SECRET_ENV = 'SECRETS_TEST_SP_CREDENTIAL';
@@ -188,8 +188,9 @@ t.test('escapeControl: C0, DEL and C1 are shown, never obeyed; the rest is kept'
   t.same(JSON.parse(json), { name: '\u001b]0;x\u0007\u009b2J\u007f' }, 'and it is the same JSON');
 });
 
-t.test('state and trace print an escape sequence in a VM name and a console line escaped', async (t) => {
+t.test('state, trace and the server log print an escape sequence in a VM name and a console line escaped', async (t) => {
   const server = await startServer(t);
+  const serverLog = lines(server.child);
   const env = { REMOTE_SPMC_SERVER: server.grpc };
   const connector = new GrpcConnector(server.grpc);
   t.teardown(() => connector.close());
@@ -220,6 +221,9 @@ t.test('state and trace print an escape sequence in a VM name and a console line
   const attach = await trace.out.until((l) => l.includes('c1\\x9b'));
   t.match(attach, /c1\\x9b2J\(0x[0-9a-f]+\)\s+attach$/);
   for (const l of trace.out.seen) t.notMatch(l, raw, `trace line has no control character: ${JSON.stringify(l)}`);
+  const logged = await serverLog.until((l) => l.includes('"msg":"endpoint attached"') && l.includes('c1'));
+  t.notMatch(logged, raw, 'the server log neither (JSON leaves DEL and C1 raw)');
+  t.match(logged, /"name":"c1\\\\x9b2J"/);
   const traceJson = start(t, ['trace', '--recent', '1000', '--json'], env);
   const j = await traceJson.out.until((l) => l.includes('"console"'));
   t.notMatch(j, raw, 'trace --json neither');

@@ -6,6 +6,7 @@ import { runRemotePartition } from '../partitions/remote.js';
 import { SERVICES } from '../partitions/test-service.js';
 import { type Command, Flags, SERVER_FLAG } from './command.js';
 import { checkLogLevel, LOG_LEVELS, UsageError } from './flags.js';
+import { terminalSafeLog } from './terminal.js';
 
 /** Where the credential comes from unless --credential-env names another variable. */
 export const DEFAULT_CREDENTIAL_ENV = 'REMOTE_SPMC_CREDENTIAL';
@@ -38,7 +39,7 @@ export const partitionCommand: Command = {
     if (!credential) throw new UsageError(`a credential is required: --credential SECRET, or $${envName} (set --credential-env to read another variable)`);
     const service = v.string('serve')!;
     if (!Object.hasOwn(SERVICES, service)) throw new UsageError(`--serve: one of ${Object.keys(SERVICES).join(', ')}`);
-    const log = pino({ name: 'remote-spmc-partition', level: checkLogLevel(v.string('log-level')!) });
+    const log = pino({ name: 'remote-spmc-partition', level: checkLogLevel(v.string('log-level')!), ...terminalSafeLog });
     await runRemotePartition({
       server,
       id,

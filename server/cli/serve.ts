@@ -18,6 +18,7 @@ import { DEFAULT_LIMITS, type SpmcLimits } from '../spmc/state.js';
 import { type Command, type FlagSpec, Flags } from './command.js';
 import { checkLogLevel, formatHostPort, type HostPort, LOG_LEVELS, parseHostPort } from './flags.js';
 import { asConfigError, readManifestWithLogical } from './manifest-file.js';
+import { terminalSafeLog } from './terminal.js';
 
 type NumericLimit = { [K in keyof SpmcLimits]: SpmcLimits[K] extends number ? K : never }[keyof SpmcLimits];
 
@@ -72,7 +73,7 @@ function parseServe(c: Command, args: string[]): ServeOptions {
 }
 
 async function serve(opts: ServeOptions): Promise<void> {
-  const log = pino({ name: 'remote-spmc', level: opts.logLevel });
+  const log = pino({ name: 'remote-spmc', level: opts.logLevel, ...terminalSafeLog });
   // grpc-js writes its own errors to stderr ("E No address added ..."); the ones that matter are
   // reported by this command already, so they go to the log at debug level.
   grpc.setLogger({ error: (...args: unknown[]) => log.debug({ grpc: format(...args) }, 'grpc-js') });

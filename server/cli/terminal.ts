@@ -13,13 +13,25 @@ export function escapeControl(text: string): string {
   return text.replace(CONTROL, escapeOne);
 }
 
-/** A JSON value with every string in it (keys too) escaped: safe to format for a terminal. */
+const isPlain = (v: object): boolean => [Object.prototype, null].includes(Object.getPrototypeOf(v) as object | null);
+
+/**
+ * A JSON value with every string in it (keys too) escaped: safe to format for a terminal. Only
+ * arrays and plain objects are walked; anything else (an Error, a Buffer) is left as it is.
+ */
 export function escapeDeep<T>(value: T): T {
   if (typeof value === 'string') return escapeControl(value) as T;
   if (Array.isArray(value)) return value.map(escapeDeep) as T;
-  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [escapeControl(k), escapeDeep(v)])) as T;
+  if (value && typeof value === 'object' && isPlain(value))
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [escapeControl(k), escapeDeep(v)])) as T;
   return value;
 }
+
+/**
+ * pino options for a log a person may read on a terminal: JSON escapes C0, but DEL and C1 in a VM's
+ * name or a partition's console line would reach the terminal raw.
+ */
+export const terminalSafeLog = { formatters: { log: (o: Record<string, unknown>) => escapeDeep(o) } };
 
 /**
  * A JSON text for a terminal, on one line. JSON.stringify escapes C0 in strings but leaves DEL and
