@@ -153,7 +153,8 @@ t.test('serve: no credential in the trace file, the logs, the state API, the Deb
   t.equal(metric(answers[5]!, 'remote_spmc_auth_failures_total{kind="credential"}'), 1, 'the wrong credential is counted');
 
   server.child.kill('SIGTERM');
-  await once(server.child, 'exit');
+  // 'close', not 'exit': the output still in the pipe is read first.
+  await once(server.child, 'close');
   t.notOk(log.includes(SECRET), 'the log has no credential');
   t.notOk(log.includes('a-wrong-guess-123'), 'nor what was guessed');
   t.match(log, /"level":40,.*"source":"127\.0\.0\.1".*"msg":"failed credential"/, 'the wrong one is logged at warn with its source');
