@@ -365,7 +365,8 @@ export class Fuzzer {
     // What this endpoint has to do in memory transactions comes first now and then.
     const todo = shares.flatMap((s) => s.borrowers.filter((b) => b.id === ep.id && s.complete).map((b) => b.retrieved));
     const urgent = todo.length && rng.chance(0.35) ? { no: 12, partial: rng.pick([3, 14, 14]), yes: 15 }[rng.pick(todo)] : undefined;
-    const action = urgent ?? rng.int(30);
+    const sendingMore = this.sending.some((x) => x.ep === ep) && rng.chance(0.5) ? 11 : undefined;
+    const action = sendingMore ?? urgent ?? rng.int(30);
     // Calls that need a mailbox mostly get one first.
     const needsMailbox = (action >= 5 && action <= 16) || action === 24;
     // A retrieval needs RX back from the previous message first.
@@ -394,7 +395,11 @@ export class Fuzzer {
       case 6:
         return call({ fn: rng.pick(['ID_GET', 'SPM_ID_GET'] as const) });
       case 7:
-        return call({ fn: 'FEATURES', id: rng.chance(0.8) ? rng.pick(ALL_FUNCTION_IDS).fid : rng.int(16), inputProperties: rng.pick([0, 2, rng.int(1 << 16)]) });
+        return call({
+          fn: 'FEATURES',
+          id: rng.chance(0.8) ? rng.pick(ALL_FUNCTION_IDS).fid : rng.int(16),
+          inputProperties: rng.pick([0, 2, rng.int(1 << 16)]),
+        });
       case 8:
       case 9:
       case 10:
@@ -431,7 +436,13 @@ export class Fuzzer {
           const target = this.spmc.endpoint(dest);
           return call({ fn: 'MSG_SEND_DIRECT_REQ2', route: { source: ep.id, destination: dest }, uuid: target?.uuids[0] ?? UUID_NIL, args });
         }
-        return call({ fn: 'MSG_SEND_DIRECT_REQ', width: rng.pick([32, 64]), route: { source: ep.id, destination: dest }, message: { kind: 'partition' }, args: args.slice(0, 5) });
+        return call({
+          fn: 'MSG_SEND_DIRECT_REQ',
+          width: rng.pick([32, 64]),
+          route: { source: ep.id, destination: dest },
+          message: { kind: 'partition' },
+          args: args.slice(0, 5),
+        });
       }
       case 19:
       case 20: {
@@ -456,10 +467,22 @@ export class Fuzzer {
       case 26:
         return call({ fn: 'NOTIFICATION_UNBIND', route: { source: anyId(), destination: ep.id }, bitmap: this.bitmap() });
       case 27:
-        return call({ fn: 'NOTIFICATION_SET', route: { source: ep.id, destination: anyId() }, perVcpu: false, delaySri: rng.chance(0.2), vcpu: 0, bitmap: this.bitmap() });
+        return call({
+          fn: 'NOTIFICATION_SET',
+          route: { source: ep.id, destination: anyId() },
+          perVcpu: false,
+          delaySri: rng.chance(0.2),
+          vcpu: 0,
+          bitmap: this.bitmap(),
+        });
       case 28:
         return rng.chance(0.6)
-          ? call({ fn: 'NOTIFICATION_GET', receiver: ep.id, vcpu: rng.int(2), bitmaps: { sp: true, vm: true, spmFramework: true, hypFramework: rng.chance(0.5) } })
+          ? call({
+              fn: 'NOTIFICATION_GET',
+              receiver: ep.id,
+              vcpu: rng.int(2),
+              bitmaps: { sp: true, vm: true, spmFramework: true, hypFramework: rng.chance(0.5) },
+            })
           : call({ fn: 'NOTIFICATION_INFO_GET', width: 64 });
       default: {
         // Anything: a FID of the table (or not) and random registers.
@@ -498,7 +521,7 @@ export class Fuzzer {
     const rng = this.rng;
     const pages = Number(ep.ram.size / PAGE);
     const page = (n: number) => ep.ram.base + BigInt(n) * PAGE;
-    if (rng.chance(0.04)) {
+    if (rng.chance(0.08)) {
       // Many one-page constituents: the descriptor needs several fragments, and so does its retrieval.
       const n = 150 + rng.int(200);
       const first = DATA_FIRST_PAGE + rng.int(pages - DATA_FIRST_PAGE - n);
@@ -545,7 +568,10 @@ export class Fuzzer {
     const first = d.length <= room ? d.length : Math.floor(room / 16) * 16;
     this.toTx(ep, d.subarray(0, first));
     if (first < d.length) this.lastSend = { ep, rest: d.subarray(first) };
-    return encodeCall({ fn, width: 64, totalLength: this.length(d.length), fragmentLength: this.length(first), buffer: { address: 0n, pageCount: 0 } }, ep.version);
+    return encodeCall(
+      { fn, width: 64, totalLength: this.length(d.length), fragmentLength: this.length(first), buffer: { address: 0n, pageCount: 0 } },
+      ep.version,
+    );
   }
 
   private fragTx(ep: Endpoint): Registers {
@@ -564,7 +590,9 @@ export class Fuzzer {
     const rng = this.rng;
     const share = this.spmc.state.shares.byHandle.get(handle);
     const type = share ? MEM_TRANSACTION_TYPES[share.type] << MEM_FLAGS.TYPE_SHIFT : 0;
-    const perm = rng.pick([MEM_PERM.DATA_RW, MEM_PERM.DATA_RO, MEM_PERM.DATA_NOT_SPECIFIED]) | (rng.chance(0.3) ? MEM_PERM.INSTRUCTION_NX << MEM_PERM.INSTRUCTION_SHIFT : 0);
+    const perm =
+      rng.pick([MEM_PERM.DATA_RW, MEM_PERM.DATA_RO, MEM_PERM.DATA_NOT_SPECIFIED]) |
+      (rng.chance(0.3) ? MEM_PERM.INSTRUCTION_NX << MEM_PERM.INSTRUCTION_SHIFT : 0);
     const d = encodeMemTransaction(
       {
         sender: share?.sender ?? rng.int(0x10000),
@@ -593,7 +621,10 @@ export class Fuzzer {
     const headerSize = indirectMsgHeaderSize(ep.version);
     const payload = rng.bytes(rng.int(64));
     const offset = rng.chance(0.9) ? headerSize : rng.int(4200);
-    this.toTx(ep, encodeIndirectMessage({ sender: rng.chance(0.95) ? ep.id : rng.int(0x10000), receiver: to, offset: Math.min(offset, 4000) }, payload, headerSize));
+    this.toTx(
+      ep,
+      encodeIndirectMessage({ sender: rng.chance(0.95) ? ep.id : rng.int(0x10000), receiver: to, offset: Math.min(offset, 4000) }, payload, headerSize),
+    );
     return encodeCall({ fn: 'MSG_SEND2', senderVmId: 0, delaySri: rng.chance(0.2) }, ep.version);
   }
 }

@@ -121,7 +121,9 @@ export class InvariantChecker {
       if (owners.length > 1) out.push(`page ${pageHex(pfn)} has ${owners.length} owners: ${owners.map((a) => `${hex(a.ep.id)} (${a.state})`).join(', ')}`);
       for (const a of owners) {
         if (a.ep !== owner)
-          out.push(`page ${pageHex(pfn)} is ${a.state} by ${hex(a.ep.id)}, but the model's owner is ${owner ? hex(owner.id) : 'nobody'}${live(owner) ? '' : ' (gone)'}`);
+          out.push(
+            `page ${pageHex(pfn)} is ${a.state} by ${hex(a.ep.id)}, but the model's owner is ${owner ? hex(owner.id) : 'nobody'}${live(owner) ? '' : ' (gone)'}`,
+          );
       }
       for (const a of list) {
         if (a.state !== 'borrowed') continue;
@@ -139,7 +141,9 @@ export class InvariantChecker {
         if (s.type === 'share' && mine?.state !== 'shared')
           out.push(`page ${pageHex(pfn)} is shared in ${hex(s.handle)}, but its owner ${hex(s.sender)} has it ${mine?.state ?? 'unmapped'}`);
         if (s.type !== 'share' && mine)
-          out.push(`page ${pageHex(pfn)} is ${s.type === 'lend' ? 'lent' : 'donated'} in ${hex(s.handle)}, but its owner ${hex(s.sender)} still has it ${mine.state}`);
+          out.push(
+            `page ${pageHex(pfn)} is ${s.type === 'lend' ? 'lent' : 'donated'} in ${hex(s.handle)}, but its owner ${hex(s.sender)} still has it ${mine.state}`,
+          );
       }
       if (s) {
         for (const b of s.borrowers) {
@@ -275,7 +279,8 @@ function checkVcpus(ep: Endpoint, spmc: Spmc): string[] {
         if (!serves && !same(t.runBy, ep, v)) out.push(`${me} is blocked on ${refName(on)}, which neither serves its request nor runs for it`);
       }
     } else if (v.blockedOn) out.push(`${me} is ${v.state} but still blocked on ${refName(v.blockedOn)}`);
-    if (v.state === 'preempted' && (!v.yieldedTo || !at(v.yieldedTo))) out.push(`${me} yielded to ${v.yieldedTo ? refName(v.yieldedTo) : 'nobody'}, who is not there`);
+    if (v.state === 'preempted' && (!v.yieldedTo || !at(v.yieldedTo)))
+      out.push(`${me} yielded to ${v.yieldedTo ? refName(v.yieldedTo) : 'nobody'}, who is not there`);
     if (v.state !== 'preempted' && v.yieldedTo) out.push(`${me} is ${v.state} but remembers yielding to ${refName(v.yieldedTo)}`);
     if (v.handling && !v.handling.originGone && !at(v.handling.origin)) out.push(`${me} serves a request from ${refName(v.handling.origin)}, who is gone`);
     if (v.runBy && !at(v.runBy)) out.push(`${me} was run by ${refName(v.runBy)}, who is gone`);

@@ -68,10 +68,9 @@ function holds<T>(t: { notOk(v: unknown, msg: string): unknown }, name: string, 
 
 /** 18 registers with x0 the FID of one function of the table (sometimes with the SVE hint). */
 const registersFor = (id: (typeof ALL_FUNCTION_IDS)[number]) =>
-  fc.tuple(fc.array(reg, { minLength: REGISTER_COUNT - 1, maxLength: REGISTER_COUNT - 1 }), fc.boolean(), fc.bigInt({ min: 0n, max: U32 })).map(([rest, sve, hi]) => [
-    BigInt(id.fid | (sve ? SMCCC_SVE_HINT : 0)) | (id.width === 64 ? 0n : hi << 32n),
-    ...rest,
-  ]);
+  fc
+    .tuple(fc.array(reg, { minLength: REGISTER_COUNT - 1, maxLength: REGISTER_COUNT - 1 }), fc.boolean(), fc.bigInt({ min: 0n, max: U32 }))
+    .map(([rest, sve, hi]) => [BigInt(id.fid | (sve ? SMCCC_SVE_HINT : 0)) | (id.width === 64 ? 0n : hi << 32n), ...rest]);
 
 t.test('calls: decode∘encode is the identity for every function, width and version', async (t) => {
   for (const id of ALL_FUNCTION_IDS) {

@@ -101,7 +101,13 @@ t.test('a donation partway retrieved keeps its pages out of a new VM when its se
     FFA_VERSION_1_2,
   );
   spmc.writeMemory(SP1, sp.ram.base, request);
-  const first = as(a, SP1, { fn: 'MEM_RETRIEVE_REQ', width: 64, totalLength: request.length, fragmentLength: request.length, buffer: { address: 0n, pageCount: 0 } });
+  const first = as(a, SP1, {
+    fn: 'MEM_RETRIEVE_REQ',
+    width: 64,
+    totalLength: request.length,
+    fragmentLength: request.length,
+    buffer: { address: 0n, pageCount: 0 },
+  });
   if (first.fn !== 'MEM_RETRIEVE_RESP') throw new Error(`MEM_RETRIEVE_REQ: ${first.fn}`);
   t.ok(first.fragmentLength < first.totalLength, 'the response comes in fragments');
   t.same(checker.check(), [], 'holds partway through the retrieval');

@@ -109,7 +109,9 @@ export class SpmcState {
       const inUse =
         [...this.endpoints.values()].some((ep) => ep.access.list().some((r) => r.base < end && r.limit > win.base)) ||
         // Pages still in a transaction (a donation partway retrieved is mapped for nobody yet).
-        [...this.shares.byHandle.values()].some((s) => s.complete && s.constituents.some((c) => c.address < end && c.address + BigInt(c.pageCount) * PAGE > win.base));
+        [...this.shares.byHandle.values()].some(
+          (s) => s.complete && s.constituents.some((c) => c.address < end && c.address + BigInt(c.pageCount) * PAGE > win.base),
+        );
       if (inUse) continue;
       this.memory.zero(win.base, win.size);
       this.windows.free(win);
