@@ -523,9 +523,15 @@ export class Fuzzer {
     const page = (n: number) => ep.ram.base + BigInt(n) * PAGE;
     if (rng.chance(0.08)) {
       // Many one-page constituents: the descriptor needs several fragments, and so does its retrieval.
-      const n = 150 + rng.int(200);
-      const first = DATA_FIRST_PAGE + rng.int(pages - DATA_FIRST_PAGE - n);
-      return Array.from({ length: n }, (_, i) => ({ address: page(first + i), pageCount: 1 }));
+      // Mostly from the largest run of pages it still owns, so that the send can succeed.
+      const dataStart = page(DATA_FIRST_PAGE);
+      const runs = ep.access.list().filter((r) => r.state === 'owned' && r.limit > dataStart);
+      const best = runs.reduce<{ base: bigint; limit: bigint } | undefined>((a, r) => (!a || r.limit - r.base > a.limit - a.base ? r : a), undefined);
+      const base = best && best.base > dataStart ? best.base : dataStart;
+      const room = best && rng.chance(0.8) ? Number((best.limit - base) / PAGE) : 0;
+      const n = room >= 100 ? Math.min(room, 150 + rng.int(200)) : 150 + rng.int(200);
+      const first = room >= 100 ? base : page(DATA_FIRST_PAGE + rng.int(pages - DATA_FIRST_PAGE - n));
+      return Array.from({ length: n }, (_, i) => ({ address: first + BigInt(i) * PAGE, pageCount: 1 }));
     }
     const out: Constituent[] = [];
     for (let i = 0, n = 1 + rng.int(3); i < n; i++) {
