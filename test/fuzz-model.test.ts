@@ -23,7 +23,7 @@ const PAGE = 4096n;
 t.test('a bounded fuzz run: no crash, no invariant break, every refusal with its reason', async (t) => {
   for (const seed of [1, 2]) {
     const f = new Fuzzer(seed);
-    const st = f.run(1200);
+    const st = f.run(1000);
     t.equal(st.crashes.length, 0, `seed ${seed}: no crash${st.crashes[0] ? `\n${st.crashes[0].call}\n${st.crashes[0].error}` : ''}`);
     t.equal(st.breakCount, 0, `seed ${seed}: no invariant break${st.breaks.length ? `\n${st.breaks.slice(0, 5).join('\n')}` : ''}`);
     t.equal(f.checker.checks, st.steps, 'the invariants were checked after every step');
