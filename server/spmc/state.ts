@@ -9,6 +9,7 @@ import {
   type FfaFunction,
   type FfaVersion,
   ffaError,
+  FFA_PAGE_SIZE,
   type Reason,
   type Registers,
 } from '../../proto/ffa/index.js';
@@ -42,6 +43,8 @@ export const DEFAULT_LIMITS: SpmcLimits = {
   maxRamBytes: 64n << 30n,
   maxVms: 256,
 };
+
+const PAGE = BigInt(FFA_PAGE_SIZE);
 
 /** Emulated physical address space: windows start at 1 GiB, 2 MiB aligned, below 2^48. */
 const RAM_SPACE_START = 1n << 30n;
@@ -94,7 +97,7 @@ export class SpmcState {
     this.shares = new MemShares(handleSeed);
   }
 
-  /** Free a leaving endpoint's window, unless pages of it are still borrowed or donated elsewhere. */
+  /** Free a leaving endpoint's window, unless pages of it are still borrowed, donated elsewhere, or in a transaction. */
   retireWindow(win: Window): void {
     this.orphanWindows.push(win);
     this.reapWindows();
@@ -103,7 +106,12 @@ export class SpmcState {
   reapWindows(): void {
     for (const win of [...this.orphanWindows]) {
       const end = win.base + win.size;
-      const inUse = [...this.endpoints.values()].some((ep) => ep.access.list().some((r) => r.base < end && r.limit > win.base));
+      const inUse =
+        [...this.endpoints.values()].some((ep) => ep.access.list().some((r) => r.base < end && r.limit > win.base)) ||
+        // Pages still in a transaction (a donation partway retrieved is mapped for nobody yet).
+        [...this.shares.byHandle.values()].some(
+          (s) => s.complete && s.constituents.some((c) => c.address < end && c.address + BigInt(c.pageCount) * PAGE > win.base),
+        );
       if (inUse) continue;
       this.memory.zero(win.base, win.size);
       this.windows.free(win);
