@@ -9,7 +9,7 @@ import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
-import { fid, toRegisters, UUID_NIL } from '../proto/ffa/index.js';
+import { fid, SRI_INTID, toRegisters, UUID_NIL } from '../proto/ffa/index.js';
 import { debugClientConstructor } from '../proto/wire.js';
 import { SpmcChannel } from '../client-driver/transport/grpc-client.js';
 import type { FeedOptions, FeedStats } from '../server/debug/feed.js';
@@ -233,7 +233,7 @@ t.test('a trace client stuck while records are dropped is disconnected with the 
     if (n >= 100) break;
     await traceCalls(tracer, vm, 1000);
   }
-  for (const f of feeds) t.match(f.disconnected, /trace consumer .* \d+ records lost/, `${f.via}: the reason`);
+  for (const f of feeds) t.match(f.disconnected, /buffer stayed full for \d+ s while its records were being dropped; \d+ records lost/, `${f.via}: the reason`);
   t.equal(tracer.feeds().length, 0, 'no subscriber left');
   sse.read();
   trace.read();
@@ -304,4 +304,45 @@ t.test('a Session stream whose client reads no answers is not read from: answere
   t.equal(ids, N, 'each answer is the ID_GET answer');
   t.ok(most <= BOUND, `at most ${most} answers unread at once (bound ${BOUND})`);
   t.equal(server.pausedStreams, 0);
+});
+
+t.test('an Interrupts line whose client does not read holds each pending interrupt once, not once per raise', async (t) => {
+  const spmc = await startedSpmc();
+  const server = new SpmcGrpcServer(spmc);
+  const address = `127.0.0.1:${await server.listen('127.0.0.1:0')}`;
+  t.teardown(() => server.stop(200));
+  const ch = new SpmcChannel(address);
+  t.teardown(() => ch.close());
+  const a = await ch.attach({ name: 'sleeper' });
+  // The model raising an interrupt for the VM, as notifications.ts does for the SRI.
+  const raise = (intid: number) => {
+    for (const o of spmc.state.observers) o.interrupt?.(a.endpointId, intid);
+  };
+  const got = new Arrivals<{ intid: number; vcpu: number }>();
+  const observers = spmc.state.observers.size;
+  const line = (ch.client['Interrupts'] as (req: object) => grpc.ClientReadableStream<{ intid: number; vcpu: number }>).call(ch.client, { session: a.session });
+  line.on('error', () => {});
+  // The client reads the first interrupt, then nothing while the SRI is raised again and again.
+  line.on('data', (m: { intid: number; vcpu: number }) => {
+    if (got.items.length === 0) line.pause();
+    got.push(m);
+  });
+  // Connected once the server observes the model for it.
+  await new Promise<void>((resolve) => {
+    const look = () => (spmc.state.observers.size > observers ? resolve() : setImmediate(look));
+    look();
+  });
+  raise(SRI_INTID);
+  await got.atLeast(1);
+  const RAISES = 100_000;
+  for (let i = 0; i < RAISES; i++) raise(SRI_INTID);
+  // Another interrupt last: once it has come, everything before it has.
+  const MARK = SRI_INTID + 1;
+  raise(MARK);
+  line.resume();
+  await got.first((m) => m.intid === MARK);
+  const sris = got.items.filter((m) => m.intid === SRI_INTID).length;
+  t.ok(sris < RAISES / 2, `${sris} SRIs delivered for ${RAISES + 1} raised: those raised while the client's buffer was full were one`);
+  t.equal(got.items.at(-1)?.intid, MARK, 'the other interrupt after them');
+  line.cancel();
 });

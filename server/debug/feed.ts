@@ -115,7 +115,7 @@ export class TraceFeed implements FeedStats {
     this.pump();
     if (this.lost > 0 && this.stalled && Date.now() - this.stalledAt >= this.stallMs) {
       const s = Math.round((Date.now() - this.stalledAt) / 1000);
-      this.stop(`trace consumer read nothing for ${s} s while its queue was full; ${this.lostTotal} records lost`);
+      this.stop(`trace client's buffer stayed full for ${s} s while its records were being dropped; ${this.lostTotal} records lost`);
     }
   }
 
