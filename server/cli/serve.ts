@@ -49,7 +49,7 @@ const FLAGS: FlagSpec[] = [
     name: 'trace-subscriber-stall',
     arg: 'SECONDS',
     default: String(DEFAULT_SUBSCRIBER_STALL_MS / 1000),
-    help: 'disconnect a live trace client that read nothing for this long while its records were being dropped, 1..86400',
+    help: 'disconnect a live trace client whose buffer stays full this long while its records are being dropped, 1..86400',
   },
   { name: 'strict', help: 'also refuse fields the spec calls MBZ or reserved that Hafnium never checks (default: as Hafnium)' },
 ];
