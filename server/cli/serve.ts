@@ -5,6 +5,7 @@ import { format } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { hex, VM_ID_MAX } from '../../proto/ffa/index.js';
+import { DEFAULT_SUBSCRIBER_QUEUE, DEFAULT_SUBSCRIBER_STALL_MS, type FeedOptions } from '../debug/feed.js';
 import { Tracer } from '../debug/tracer.js';
 import { SpmcGrpcServer } from '../grpc/server.js';
 import { buildHttpApp } from '../http/app.js';
@@ -39,6 +40,18 @@ const FLAGS: FlagSpec[] = [
   { name: 'log-level', arg: 'LEVEL', default: 'info', help: LOG_LEVELS.join(', ') },
   { name: 'trace-size', arg: 'N', default: '10000', help: 'trace records kept in memory, 1..10000000' },
   { name: 'trace-file', arg: 'FILE', help: 'also write every trace record to FILE as JSON lines (for replay)' },
+  {
+    name: 'trace-subscriber-queue',
+    arg: 'N',
+    default: String(DEFAULT_SUBSCRIBER_QUEUE),
+    help: 'trace records queued for a live trace client that reads too slowly, 1..1000000; past it they are dropped and a "lost" record says how many',
+  },
+  {
+    name: 'trace-subscriber-stall',
+    arg: 'SECONDS',
+    default: String(DEFAULT_SUBSCRIBER_STALL_MS / 1000),
+    help: 'disconnect a live trace client whose buffer stays full this long while its records are being dropped, 1..86400',
+  },
   { name: 'strict', help: 'also refuse fields the spec calls MBZ or reserved that Hafnium never checks (default: as Hafnium)' },
 ];
 
@@ -52,6 +65,7 @@ interface ServeOptions {
   logLevel: string;
   traceSize: number;
   traceFile?: string;
+  traceSubscribers: FeedOptions;
 }
 
 function parseServe(c: Command, args: string[]): ServeOptions {
@@ -69,6 +83,7 @@ function parseServe(c: Command, args: string[]): ServeOptions {
     logLevel: checkLogLevel(v.string('log-level')!),
     traceSize: v.int('trace-size', 1, 10_000_000)!,
     traceFile: v.string('trace-file'),
+    traceSubscribers: { queue: v.int('trace-subscriber-queue', 1, 1_000_000)!, stallMs: v.int('trace-subscriber-stall', 1, 86_400)! * 1000 },
   };
 }
 
@@ -90,6 +105,7 @@ async function serve(opts: ServeOptions): Promise<void> {
   const tracer = new Tracer(core, {
     ringSize: opts.traceSize,
     file: opts.traceFile,
+    subscribers: opts.traceSubscribers,
     session: { partitions: opts.partitions, limits: spmc.state.limits, handleSeed },
   });
   // Partitions' FFA_CONSOLE_LOG lines go to the log under the partition's name.

@@ -77,7 +77,12 @@ export type TraceRecord =
   | (Common & { kind: 'detach' })
   | (Common & { kind: 'write'; address: string; length: number; data?: string })
   | (Common & { kind: 'fault'; address: string; length: number; access: 'read' | 'write' })
-  | (Common & { kind: 'console'; line: string });
+  | (Common & { kind: 'console'; line: string })
+  /**
+   * Only in a live stream: `count` records matching the subscriber's filter (seq `fromSeq`..`seq`)
+   * were dropped because it read too slowly. Endpoint 0, name ''.
+   */
+  | (Common & { kind: 'lost'; count: number; fromSeq: number });
 
 /**
  * A record as it is streamed: the fields a filter looks at, and the whole record as its JSONL line

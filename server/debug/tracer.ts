@@ -28,6 +28,7 @@ import {
   toLine,
   toRecord,
 } from './records.js';
+import { type FeedOptions, type FeedStats, type TraceConsumer, TraceFeed } from './feed.js';
 import { openPrivateFile, redactPartition } from './redact.js';
 
 export type { TraceFilter, TraceHeader, TraceLine, TraceRecord } from './records.js';
@@ -42,6 +43,8 @@ export interface TracerOptions {
    * this thread decodes too: a traced SPMC running flat out slows down rather than queue without bound.
    */
   decoderBacklog?: number;
+  /** Each live subscriber's bounded queue, and when a stuck one is disconnected (see feed.ts). */
+  subscribers?: FeedOptions;
   /** What the header records (the server passes its manifest, limits and handle seed). */
   session?: { partitions: PartitionManifest[]; limits: SpmcLimits; handleSeed: bigint };
 }
@@ -67,7 +70,8 @@ export class Tracer {
   private readonly regs: BigUint64Array;
   private next = 0;
   private seq = 0;
-  private readonly subscribers = new Set<{ filter: TraceFilter; send: (lines: TraceLine[]) => void }>();
+  private readonly subscribers = new Set<{ filter: TraceFilter; feed: TraceFeed }>();
+  private readonly feedOptions: FeedOptions;
   /** Captured since the last flush, for subscribers and the file. */
   private queue: RawRecord[] = [];
   private flushTimer?: NodeJS.Timeout;
@@ -100,6 +104,7 @@ export class Tracer {
     this.ring = new Array(Math.max(opts.file ? 4096 : 1, opts.ringSize ?? 10000));
     this.regs = new BigUint64Array(this.ring.length * SLOT);
     this.maxBacklog = opts.decoderBacklog ?? Math.max(4096, this.ring.length);
+    this.feedOptions = opts.subscribers ?? {};
     if (opts.file) {
       // Mode 0600, and no credential in the header: see redact.ts.
       this.file = createWriteStream('', { fd: openPrivateFile(opts.file) });
@@ -323,7 +328,7 @@ export class Tracer {
   private deliver(lines: TraceLine[]): void {
     for (const s of this.subscribers) {
       const mine = lines.filter((l) => matches(s.filter, l));
-      if (mine.length > 0) s.send(mine);
+      if (mine.length > 0) s.feed.offer(mine);
     }
     if (this.file) {
       let text = '';
@@ -358,12 +363,31 @@ export class Tracer {
     return out.reverse();
   }
 
-  /** Live records from now on, as streamed lines, a batch at a time; returns the unsubscribe. */
-  subscribe(filter: TraceFilter, send: (lines: TraceLine[]) => void): () => void {
-    const sub = { filter, send };
+  /**
+   * Live records from now on, as streamed lines, a batch at a time; returns the unsubscribe (with
+   * the subscriber's feed). A consumer that can say its buffer is full (write() answers false) gets
+   * a bounded queue and, when that overflows, a `lost` record (see feed.ts); call `feed.resume()`
+   * when it drains. A plain function takes every line at once.
+   */
+  subscribe(filter: TraceFilter, to: TraceConsumer | ((lines: TraceLine[]) => void)): (() => void) & { feed: TraceFeed } {
+    const consumer: TraceConsumer =
+      typeof to === 'function'
+        ? {
+            write: (lines) => {
+              to(lines);
+              return true;
+            },
+          }
+        : to;
+    const sub = { filter, feed: new TraceFeed(consumer, this.feedOptions, () => this.subscribers.delete(sub)) };
     this.subscribers.add(sub);
     this.startDecoder();
-    return () => void this.subscribers.delete(sub);
+    return Object.assign(() => sub.feed.stop(), { feed: sub.feed });
+  }
+
+  /** Each live subscriber's feed: queued, lost and written records (read-only). */
+  feeds(): FeedStats[] {
+    return [...this.subscribers].map((s) => s.feed);
   }
 
   /** Deliver what is captured, stop the decoder and close the file. */

@@ -51,6 +51,14 @@ const malformed = (m: Malformed) => new SessionError('INVALID_ARGUMENT', m.malfo
 /** Any server stream we may end: Session, Memory, Interrupts and Trace streams. */
 type AnyStream = NodeJS.EventEmitter & { end(): void };
 
+/** Requests a Session stream reads ahead while earlier ones wait to be answered. */
+export const SESSION_QUEUE = 64;
+
+export interface SpmcGrpcOptions {
+  /** Requests read ahead per Session stream (default SESSION_QUEUE); past it the stream is not read. */
+  sessionQueue?: number;
+}
+
 export class SpmcGrpcServer {
   private readonly server: grpc.Server;
   private readonly health = new HealthImplementation({ '': 'SERVING', [SPMC_SERVICE_NAME]: 'SERVING' });
@@ -58,12 +66,18 @@ export class SpmcGrpcServer {
   private readonly openStreams = new Set<AnyStream>();
   private readonly debugStreams = new Set<AnyStream>();
   private stopping = false;
+  /** Session and Memory streams not read from now: their clients are not reading the answers. */
+  private readonly paused = new Set<object>();
 
   private readonly core: SessionCore;
 
+  /** Requests a Session stream reads ahead of its answers (see sessionStream). */
+  private readonly sessionQueue: number;
+
   /** Serve a model's session core (given it, or the model). */
-  constructor(target: SessionCore | Spmc) {
+  constructor(target: SessionCore | Spmc, opts: SpmcGrpcOptions = {}) {
     this.core = coreOf(target);
+    this.sessionQueue = Math.max(1, opts.sessionQueue ?? SESSION_QUEUE);
     this.server = new grpc.Server({
       'grpc.keepalive_time_ms': 10_000,
       'grpc.keepalive_timeout_ms': 5_000,
@@ -73,20 +87,34 @@ export class SpmcGrpcServer {
     this.health.addToServer(this.server);
   }
 
+  /** How many Session and Memory streams are not read from now (read-only, for tests and metrics). */
+  get pausedStreams(): number {
+    return this.paused.size;
+  }
+
   /** Serve the Debug service (trace stream and state snapshot) beside Spmc. */
   addDebug(tracer: Tracer): void {
     this.server.addService(debugServiceDefinition(), {
       Trace: (stream: grpc.ServerWritableStream<TraceRequest, object>) => {
         const req = stream.request;
         const filter: TraceFilter = { endpoint: req.endpoint ?? undefined, function: req.function || undefined, errorsOnly: req.errors_only };
-        // A TraceLine is the TraceRecord message, field for field.
-        const send = (l: TraceLine) => stream.write(l);
-        if (req.recent > 0) for (const r of tracer.recent(filter, Math.min(req.recent, 10000))) send(toLine(r));
-        whileOpen(
-          stream,
-          this.debugStreams,
-          tracer.subscribe(filter, (lines) => lines.forEach(send)),
-        );
+        // A TraceLine is the TraceRecord message, field for field. None is written while the
+        // client's buffer is full: the feed queues, then drops and counts (see debug/feed.ts).
+        const stop = tracer.subscribe(filter, {
+          via: 'grpc',
+          chunk: 16,
+          write: (lines: TraceLine[]) => {
+            let ok = true;
+            for (const l of lines) ok = stream.write(l);
+            return ok;
+          },
+          buffered: () => stream.writableLength,
+          disconnect: (reason) => stream.emit('error', { code: grpc.status.RESOURCE_EXHAUSTED, details: reason }),
+        });
+        stream.on('drain', () => stop.feed.resume());
+        // The recent ones first: live records reach the feed later, from the tracer's next flush.
+        if (req.recent > 0) stop.feed.offer(tracer.recent(filter, Math.min(req.recent, 10000)).map((r) => toLine(r)));
+        whileOpen(stream, this.debugStreams, stop);
       },
       State: (_call: grpc.ServerUnaryCall<object, object>, cb: grpc.sendUnaryData<object>) => cb(null, { json: JSON.stringify(stateSnapshot(this.core.spmc)) }),
     });
@@ -201,6 +229,8 @@ export class SpmcGrpcServer {
     let bound: Session | undefined;
     let done = false;
     whileOpen(stream, this.openStreams, () => {});
+    // A client that does not read its answers (up to 1 MiB each) is not read from either.
+    const paced = pacedBy(stream, this.paused);
     stream.on('data', (req: MemoryRequest | Malformed) => {
       if (done) return;
       try {
@@ -213,14 +243,14 @@ export class SpmcGrpcServer {
       }
       try {
         const address = u64FromWire(req.address);
-        if (req.read !== undefined) stream.write({ data: Buffer.from(this.core.readMemory(bound, address, req.read)) });
+        if (req.read !== undefined) paced.write({ data: Buffer.from(this.core.readMemory(bound, address, req.read)) });
         else if (req.write !== undefined) {
           this.core.writeMemory(bound, address, req.write);
-          stream.write({});
+          paced.write({});
         } else throw new SessionError('INVALID_ARGUMENT', 'access: a read or a write');
       } catch (e) {
         const { code, details } = toStatus(e);
-        stream.write({ status: code, details });
+        paced.write({ status: code, details });
       }
     });
     stream.on('end', () => {
@@ -242,11 +272,22 @@ export class SpmcGrpcServer {
       stream.emit('error', toStatus(e));
       return;
     }
-    const disconnect = this.core.interrupts(
-      s,
-      (intid, vcpu) => stream.write({ intid, vcpu }),
-      () => stream.end(),
-    );
+    // While the client's buffer is full, interrupts raised meanwhile wait, each once: one still
+    // pending when raised again is the same interrupt (as at a GIC), so the wait is bounded.
+    const waiting = new Map<string, { intid: number; vcpu: number }>();
+    let full = false;
+    const raise = (intid: number, vcpu: number) => {
+      if (full) waiting.set(`${intid}/${vcpu}`, { intid, vcpu });
+      else full = !stream.write({ intid, vcpu });
+    };
+    stream.on('drain', () => {
+      full = false;
+      for (const [key, irq] of waiting) {
+        waiting.delete(key);
+        if (!stream.write(irq)) return void (full = true);
+      }
+    });
+    const disconnect = this.core.interrupts(s, raise, () => stream.end());
     whileOpen(stream, this.openStreams, disconnect);
   }
 
@@ -267,6 +308,8 @@ export class SpmcGrpcServer {
     };
     // Calls are answered in order: while one is blocked, later ones wait their turn.
     const queue: (CallRequest | Malformed)[] = [];
+    // Read no more requests while this many wait or the client is not reading its answers.
+    const paced = pacedBy(stream, this.paused, () => queue.length >= this.sessionQueue);
     let busy: Pending | undefined;
     let halfClosed = false;
     const pump = () => {
@@ -287,12 +330,12 @@ export class SpmcGrpcServer {
             out.whenComplete((r) =>
               queueMicrotask(() => {
                 busy = undefined;
-                if (!done) stream.write(this.reply(r));
+                if (!done) paced.write(this.reply(r));
                 pump();
               }),
             );
           } else {
-            stream.write(this.reply(out));
+            paced.write(this.reply(out));
           }
         } catch (e) {
           fail(e);
@@ -303,6 +346,7 @@ export class SpmcGrpcServer {
         done = true;
         stream.end();
       }
+      paced.check();
     };
     stream.on('data', (req: CallRequest | Malformed) => {
       if (done) return;
@@ -331,6 +375,41 @@ export class SpmcGrpcServer {
       done = true;
     });
   }
+}
+
+/**
+ * Read a duplex stream only as fast as its client reads the answers: paused while the answers
+ * written fill its buffer (write() answered false) or `backlog()` says enough requests wait, and
+ * resumed on 'drain'. grpc-js then stops reading from HTTP/2, whose flow control holds the client.
+ */
+function pacedBy(
+  stream: grpc.ServerDuplexStream<unknown, object>,
+  paused: Set<object>,
+  backlog: () => boolean = () => false,
+): { write(msg: object): void; check(): void } {
+  let full = false;
+  const check = () => {
+    const hold = full || backlog();
+    if (hold && !stream.isPaused()) {
+      stream.pause();
+      paused.add(stream);
+    } else if (!hold && stream.isPaused()) {
+      stream.resume();
+      paused.delete(stream);
+    }
+  };
+  stream.on('close', () => paused.delete(stream));
+  stream.on('drain', () => {
+    full = false;
+    check();
+  });
+  return {
+    write: (msg) => {
+      if (!stream.write(msg)) full = true;
+      check();
+    },
+    check,
+  };
 }
 
 /** A server stream is in `open` until it ends, however it ends; then `stop` undoes its subscription. */

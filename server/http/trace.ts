@@ -14,6 +14,9 @@ const filterQuery = {
   },
 } as const;
 
+/** How long a disconnected client has to read its last event before its connection is closed. */
+const DISCONNECT_GRACE_MS = 5000;
+
 type Query = { endpoint?: string; function?: string; errors?: boolean; limit?: number };
 
 export const toFilter = (q: Query): TraceFilter => ({
@@ -37,14 +40,28 @@ export const traceRoutes: FastifyPluginAsync<{ tracer: Tracer }> = async (app, {
       const res = reply.raw;
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
       res.write(': remote-spmc trace\n\n');
-      // One write per batch the tracer hands over, not one per call.
-      const stop = tracer.subscribe(toFilter(req.query), (lines) => {
-        let text = '';
-        for (const l of lines) text += `id: ${l.seq}\ndata: ${l.json}\n\n`;
-        res.write(text);
+      // One write per chunk of a batch, not one per call; none while the client's buffer is full
+      // (the feed queues, then drops and counts: see debug/feed.ts).
+      const stop = tracer.subscribe(toFilter(req.query), {
+        via: 'sse',
+        write: (lines) => {
+          let text = '';
+          for (const l of lines) text += `id: ${l.seq}\ndata: ${l.json}\n\n`;
+          return res.write(text);
+        },
+        buffered: () => res.writableLength,
+        disconnect: (reason) => {
+          // Said once the client reads what it has; one that never does is cut off.
+          res.end(`event: disconnect\ndata: ${JSON.stringify({ reason })}\n\n`);
+          const cut = setTimeout(() => res.destroy(), DISCONNECT_GRACE_MS).unref();
+          res.once('finish', () => clearTimeout(cut));
+        },
       });
-      // A comment now and then keeps proxies from closing an idle stream.
-      const keepalive = setInterval(() => res.write(': keepalive\n\n'), 15000);
+      res.on('drain', () => stop.feed.resume());
+      // A comment now and then keeps proxies from closing an idle stream (not needed by a full one).
+      const keepalive = setInterval(() => {
+        if (!res.writableNeedDrain) res.write(': keepalive\n\n');
+      }, 15000);
       req.raw.on('close', () => {
         clearInterval(keepalive);
         stop();
