@@ -157,18 +157,22 @@ export class Tracer {
     this.push({ kind: 'event', seq: ++this.seq, t: Date.now(), endpoint, name: this.names.get(endpoint) ?? '', event });
   }
 
+  // Runs for every call: no clock read of its own (the core's), nothing decoded, one record allocated.
   private onCall(c: InterceptedCall, out: Outcome, reason: Reason | undefined): void {
-    const now = performance.now();
     const seq = ++this.seq;
     const ep = this.spmc.endpoint(c.endpoint);
     const blocked = isPending(out);
     // Parked as waiting (MSG_WAIT, a direct response) rather than blocked on another endpoint.
-    const vcpu = ep?.vcpus[c.vcpu];
-    const waiting = blocked && vcpu?.pending === out && vcpu.state === 'waiting';
+    let waiting = false;
+    if (blocked) {
+      const vcpu = ep?.vcpus[c.vcpu];
+      waiting = vcpu?.pending === out && vcpu.state === 'waiting';
+    }
     const at = this.next * SLOT;
     const regs = this.regs;
-    for (let i = 0; i < REGISTER_COUNT; i++) regs[at + i] = c.x[i] ?? 0n;
-    if (!isPending(out)) for (let i = 0; i < REGISTER_COUNT; i++) regs[at + REGISTER_COUNT + i] = out[i] ?? 0n;
+    const x = c.x;
+    for (let i = 0; i < REGISTER_COUNT; i++) regs[at + i] = x[i] ?? 0n;
+    if (!blocked) for (let i = 0; i < REGISTER_COUNT; i++) regs[at + REGISTER_COUNT + i] = out[i] ?? 0n;
     this.push({
       kind: 'call',
       seq,
@@ -178,7 +182,7 @@ export class Tracer {
       vcpu: c.vcpu,
       version: c.version,
       via: c.via,
-      handledUs: (now - c.start) * 1000,
+      handledUs: (c.answered - c.start) * 1000,
       slot: this.next,
       outVersion: ep?.version ?? c.version,
       blocked,
@@ -186,7 +190,7 @@ export class Tracer {
       waiting,
     });
     if (this.answers.length > 0) this.recordAnswers();
-    if (!isPending(out)) return;
+    if (!blocked) return;
     const pending = out;
     const perf = c.start;
     const fn = fidName(Number(c.x[0]! & U32));
