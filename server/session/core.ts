@@ -4,6 +4,8 @@
 // connector are thin adapters over it.
 
 import { randomBytes } from 'node:crypto';
+// Imported: the global `performance` is a getter, and the chain reads the clock twice a call.
+import { performance } from 'node:perf_hooks';
 import { type EndpointId, hex, isSecureId, isUuidString, parseUuid, type Reason, type Registers } from '../../proto/ffa/index.js';
 import { MAX_MEMORY_ACCESS } from '../../proto/wire.js';
 import { isPending } from '../spmc/pending.js';
