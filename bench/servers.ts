@@ -31,8 +31,10 @@ export function startEchoServer(address: string): Promise<{ server: grpc.Server;
 }
 
 if (process.argv[1]?.endsWith('servers.js')) {
-  // As `serve` runs it: the trace and the HTTP side (for an SSE subscriber). The trace starts off
-  // so the other figures match earlier runs; "trace on" / "trace off" on stdin switch it ("ok" back).
+  // As `serve` runs it: the trace and the HTTP side (for an SSE subscriber; its metrics are a core
+  // interceptor, always on). The trace starts off so the other figures match earlier runs. Commands
+  // on stdin, each answered "ok": "trace on" / "trace off" switch the trace's recording; "chain bare"
+  // lets calls skip the core's interceptor chain, "chain full" puts them through it again.
   const model = new Spmc({ partitions: defaultManifest(), limits: { maxVms: 1024 } });
   const tracer = new Tracer(model);
   tracer.setRecording(false);
@@ -42,12 +44,21 @@ if (process.argv[1]?.endsWith('servers.js')) {
   const bind = process.env.BENCH_BIND ?? '127.0.0.1';
   const spmcPort = await spmc.listen(`${bind}:0`);
   const echo = await startEchoServer(`${bind}:0`);
-  const app = await buildHttpApp({ core: SessionCore.for(model), tracer });
+  const core = SessionCore.for(model);
+  const app = await buildHttpApp({ core, tracer });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const a = app.server.address();
   const http = `127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`;
+  const commands: Record<string, () => void> = {
+    'trace on': () => tracer.setRecording(true),
+    'trace off': () => tracer.setRecording(false),
+    'chain bare': () => core.bypassInterceptors(true),
+    'chain full': () => core.bypassInterceptors(false),
+  };
   createInterface({ input: process.stdin }).on('line', (l) => {
-    tracer.setRecording(l.trim() === 'trace on');
+    const command = commands[l.trim()];
+    if (command) command();
+    else process.stderr.write(`bench servers: unknown command ${JSON.stringify(l)}\n`);
     process.stdout.write('ok\n');
   });
   process.stdout.write(`${JSON.stringify({ spmc: `${bind}:${spmcPort}`, echo: `${bind}:${echo.port}`, http })}\n`);

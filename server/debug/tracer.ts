@@ -55,6 +55,19 @@ export interface TracerOptions {
  */
 export const FLUSH_MS = 20;
 
+/**
+ * A ring slot whose call is kept in the tracer's per-slot arrays, not as an object (see onCall);
+ * made into its RawRecord when read.
+ */
+const PACKED = Symbol('packed call');
+/** Numbers a packed call keeps: seq, t, endpoint, vcpu, version, handledUs, outVersion, flags. */
+const CALL_NUMS = 8;
+/** Flags of a packed call. */
+const BLOCKED = 1;
+const WAITING = 2;
+/** Calls between two readings of the wall clock (see wallOffset). */
+const WALL_EVERY = 1024;
+
 /** A handed-over batch: how many records, and their lines once decoded. */
 interface OutboxBatch {
   records: number;
@@ -62,14 +75,30 @@ interface OutboxBatch {
 }
 
 export class Tracer {
-  private readonly ring: (RawRecord | undefined)[];
+  private readonly ring: (RawRecord | typeof PACKED | undefined)[];
   /**
    * The registers of each ring slot, in one preallocated array: capturing a call copies 36 words
    * and allocates nothing the garbage collector must later move.
    */
   private readonly regs: BigUint64Array;
+  /**
+   * A call captured while no one streams the trace stays in the ring as numbers and references in
+   * these per-slot arrays rather than as an object: a record object per call, kept for the length
+   * of the ring, is what the garbage collector would otherwise copy and later sweep.
+   */
+  private readonly callNums: Float64Array;
+  /** Per slot: the endpoint's name, the transport, the refusal's reason. */
+  private readonly callNames: string[];
+  private readonly callVia: string[];
+  private readonly callReasons: (Reason | undefined)[];
   private next = 0;
   private seq = 0;
+  /**
+   * Wall time minus performance.now(): a call's time is the core's clock read plus this, so a call
+   * costs no clock read of the tracer's own. Taken again every WALL_EVERY calls, to follow changes
+   * of the wall clock.
+   */
+  private wallOffset = Date.now() - performance.now();
   private readonly subscribers = new Set<{ filter: TraceFilter; feed: TraceFeed }>();
   private readonly feedOptions: FeedOptions;
   /** Captured since the last flush, for subscribers and the file. */
@@ -103,6 +132,10 @@ export class Tracer {
     // A file needs every record: keep enough in the ring to cover a burst between two flushes.
     this.ring = new Array(Math.max(opts.file ? 4096 : 1, opts.ringSize ?? 10000));
     this.regs = new BigUint64Array(this.ring.length * SLOT);
+    this.callNums = new Float64Array(this.ring.length * CALL_NUMS);
+    this.callNames = new Array<string>(this.ring.length).fill('');
+    this.callVia = new Array<string>(this.ring.length).fill('');
+    this.callReasons = new Array<Reason | undefined>(this.ring.length).fill(undefined);
     this.maxBacklog = opts.decoderBacklog ?? Math.max(4096, this.ring.length);
     this.feedOptions = opts.subscribers ?? {};
     if (opts.file) {
@@ -162,36 +195,63 @@ export class Tracer {
     this.push({ kind: 'event', seq: ++this.seq, t: Date.now(), endpoint, name: this.names.get(endpoint) ?? '', event });
   }
 
+  // Runs for every call: no clock read of its own (the core's serves), nothing decoded, and while no
+  // one streams the trace, nothing allocated.
   private onCall(c: InterceptedCall, out: Outcome, reason: Reason | undefined): void {
-    const now = performance.now();
     const seq = ++this.seq;
+    if (seq % WALL_EVERY === 0) this.wallOffset = Date.now() - performance.now();
+    const t = Math.floor(this.wallOffset + c.answered);
     const ep = this.spmc.endpoint(c.endpoint);
     const blocked = isPending(out);
     // Parked as waiting (MSG_WAIT, a direct response) rather than blocked on another endpoint.
-    const vcpu = ep?.vcpus[c.vcpu];
-    const waiting = blocked && vcpu?.pending === out && vcpu.state === 'waiting';
+    let waiting = false;
+    if (blocked) {
+      const vcpu = ep?.vcpus[c.vcpu];
+      waiting = vcpu?.pending === out && vcpu.state === 'waiting';
+    }
     const at = this.next * SLOT;
     const regs = this.regs;
-    for (let i = 0; i < REGISTER_COUNT; i++) regs[at + i] = c.x[i] ?? 0n;
-    if (!isPending(out)) for (let i = 0; i < REGISTER_COUNT; i++) regs[at + REGISTER_COUNT + i] = out[i] ?? 0n;
-    this.push({
-      kind: 'call',
-      seq,
-      t: Date.now(),
-      endpoint: c.endpoint,
-      name: ep?.name ?? '',
-      vcpu: c.vcpu,
-      version: c.version,
-      via: c.via,
-      handledUs: (now - c.start) * 1000,
-      slot: this.next,
-      outVersion: ep?.version ?? c.version,
-      blocked,
-      reason,
-      waiting,
-    });
+    const x = c.x;
+    for (let i = 0; i < REGISTER_COUNT; i++) regs[at + i] = x[i] ?? 0n;
+    if (!blocked) for (let i = 0; i < REGISTER_COUNT; i++) regs[at + REGISTER_COUNT + i] = out[i] ?? 0n;
+    if (this.subscribers.size === 0 && !this.file) {
+      // Only the ring keeps it: packed, nothing allocated (see callNums).
+      const slot = this.next;
+      const n = slot * CALL_NUMS;
+      const nums = this.callNums;
+      nums[n] = seq;
+      nums[n + 1] = t;
+      nums[n + 2] = c.endpoint;
+      nums[n + 3] = c.vcpu;
+      nums[n + 4] = c.version;
+      nums[n + 5] = (c.answered - c.start) * 1000;
+      nums[n + 6] = ep?.version ?? c.version;
+      nums[n + 7] = (blocked ? BLOCKED : 0) | (waiting ? WAITING : 0);
+      this.callNames[slot] = ep?.name ?? '';
+      this.callVia[slot] = c.via;
+      this.callReasons[slot] = reason;
+      this.ring[slot] = PACKED;
+      this.next = (slot + 1) % this.ring.length;
+    } else {
+      this.push({
+        kind: 'call',
+        seq,
+        t,
+        endpoint: c.endpoint,
+        name: ep?.name ?? '',
+        vcpu: c.vcpu,
+        version: c.version,
+        via: c.via,
+        handledUs: (c.answered - c.start) * 1000,
+        slot: this.next,
+        outVersion: ep?.version ?? c.version,
+        blocked,
+        reason,
+        waiting,
+      });
+    }
     if (this.answers.length > 0) this.recordAnswers();
-    if (!isPending(out)) return;
+    if (!blocked) return;
     const pending = out;
     const perf = c.start;
     const fn = fidName(Number(c.x[0]! & U32));
@@ -226,6 +286,29 @@ export class Tracer {
       });
       if (this.answers.length === 1) queueMicrotask(() => this.recordAnswers());
     });
+  }
+
+  /** The record of a packed call (see onCall), as push() would have kept it. */
+  private unpack(slot: number): RawRecord {
+    const n = slot * CALL_NUMS;
+    const nums = this.callNums;
+    const flags = nums[n + 7]!;
+    return {
+      kind: 'call',
+      seq: nums[n]!,
+      t: nums[n + 1]!,
+      endpoint: nums[n + 2]!,
+      name: this.callNames[slot]!,
+      vcpu: nums[n + 3]!,
+      version: nums[n + 4]!,
+      via: this.callVia[slot]!,
+      handledUs: nums[n + 5]!,
+      slot,
+      outVersion: nums[n + 6]!,
+      blocked: (flags & BLOCKED) !== 0,
+      reason: this.callReasons[slot],
+      waiting: (flags & WAITING) !== 0,
+    };
   }
 
   /** Answers given since the last call record (see onCall). */
@@ -355,8 +438,10 @@ export class Tracer {
   recent(filter: TraceFilter = {}, limit = 100): TraceRecord[] {
     const out: TraceRecord[] = [];
     for (let i = 1; i <= this.ring.length && out.length < limit; i++) {
-      const raw = this.ring[(this.next - i + this.ring.length) % this.ring.length];
-      if (!raw) break;
+      const slot = (this.next - i + this.ring.length) % this.ring.length;
+      const kept = this.ring[slot];
+      if (!kept) break;
+      const raw = kept === PACKED ? this.unpack(slot) : kept;
       const rec = toRecord(raw, this.regs);
       if (matches(filter, toLine(rec, ''))) out.push(rec);
     }

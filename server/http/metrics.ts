@@ -12,6 +12,9 @@ const ERROR_FID = fid('ERROR');
 /** Latency buckets, seconds. */
 const BUCKETS = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1, 10];
 
+/** The low 32 bits of a register as a number (w0); no BigInt made for the usual word that has no others. */
+const low32 = (w: bigint): number => (w <= U32 ? Number(w) : Number(w & U32));
+
 /** The function that answered, without FFA_: SUCCESS_32, MSG_SEND_DIRECT_RESP_64 ... */
 const resultLabel = (x0: number): string => fidName(x0).replace(/^FFA_/, '');
 
@@ -33,7 +36,7 @@ export const metricsRoutes: FastifyPluginAsync<{ core: SessionCore }> = async (a
     return s;
   };
   const record = (s: FnStats, out: readonly bigint[], seconds: number) => {
-    const x0 = Number(out[0]! & U32);
+    const x0 = low32(out[0]!);
     // FF-A error codes are negative: an error is kept as its code - 1, below any function ID.
     const key = x0 === ERROR_FID ? errorCodeFromWord(out[2]!) - 1 : x0;
     s.results.set(key, (s.results.get(key) ?? 0) + 1);
@@ -48,9 +51,9 @@ export const metricsRoutes: FastifyPluginAsync<{ core: SessionCore }> = async (a
   const stopCounting = core.use({
     name: 'metrics',
     after: (c, out) => {
-      const s = stats(Number(c.x[0]! & U32));
+      const s = stats(low32(c.x[0]!));
       const start = c.start;
-      if (!isPending(out)) return record(s, out, (performance.now() - start) / 1e3);
+      if (!isPending(out)) return record(s, out, (c.answered - start) / 1e3);
       out.whenComplete((r) => record(s, r, (performance.now() - start) / 1e3));
     },
   });

@@ -18,6 +18,11 @@ export class InterceptedCall {
   private decodedCall?: DecodeResult;
   /** The interceptor that answered instead of the model, if one did. */
   answeredBy?: string;
+  /**
+   * performance.now() when the answer (or the Pending) was there, before the first `after`: read
+   * once by the core, so the interceptors' latencies agree and none reads the clock again.
+   */
+  answered = 0;
 
   constructor(
     readonly endpoint: EndpointId,
