@@ -6,6 +6,7 @@
 // without TLS or tokens warns on every start.
 
 import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -194,6 +195,11 @@ t.test('admin token: Debug.State and Trace need it over gRPC', async (tt) => {
   tt.equal(await state(), 'UNAUTHENTICATED');
   tt.equal(await state('wrong-admin-000'), 'UNAUTHENTICATED');
   tt.equal(await state(ADMIN), 'ok');
+  const tc = new Client(address, grpc.credentials.createInsecure()) as grpc.Client & Record<string, (req: object) => grpc.ClientReadableStream<object>>;
+  tt.teardown(() => tc.close());
+  const trace = tc['Trace']!({ recent: 1 });
+  const [err] = (await once(trace, 'error')) as [grpc.ServiceError];
+  tt.equal(grpc.status[err.code], 'UNAUTHENTICATED', 'the Trace stream too');
   // The attach needs no admin token: only the join token guards it.
   tt.equal(await attach(address, {}), 'ok');
 });
@@ -210,6 +216,7 @@ t.test('admin token: the HTTP inspection routes and the JSON attach answer 401 w
     ['GET', '/v1/endpoints/0x8001/memory?address=0x0&length=16'],
     ['GET', '/v1/memory/access'],
     ['GET', '/v1/trace/recent'],
+    ['GET', '/v1/trace'],
     ['POST', '/v1/attach'],
   ] as const) {
     const payload = method === 'POST' ? {} : undefined;
@@ -218,6 +225,8 @@ t.test('admin token: the HTTP inspection routes and the JSON attach answer 401 w
     tt.equal(none.json().error, 'UNAUTHENTICATED');
     const wrong = await app.inject({ method, url, payload, headers: { authorization: 'Bearer not-the-token' } });
     tt.equal(wrong.statusCode, 401, `${method} ${url} with a wrong token`);
+    // The live trace never ends by itself: its 401s are what is asserted here.
+    if (url === '/v1/trace') continue;
     const right = await app.inject({ method, url, payload, headers: auth });
     tt.not(right.statusCode, 401, `${method} ${url} with the admin token`);
   }
