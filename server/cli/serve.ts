@@ -12,7 +12,7 @@ import { buildHttpApp } from '../http/app.js';
 import { defaultManifest } from '../manifest.js';
 import { startBuiltinPartitions } from '../partitions/index.js';
 import type { PartitionManifest } from '../spmc/spmc.js';
-import { SessionCore } from '../session/core.js';
+import { DEFAULT_GRACE_MS, DEFAULT_LEASE_MS, SessionCore } from '../session/core.js';
 import type { LogicalPartition } from '../spmc/logical-partitions.js';
 import { Spmc } from '../spmc/spmc.js';
 import { DEFAULT_LIMITS, type SpmcLimits } from '../spmc/state.js';
@@ -52,6 +52,18 @@ const FLAGS: FlagSpec[] = [
     default: String(DEFAULT_SUBSCRIBER_STALL_MS / 1000),
     help: 'disconnect a live trace client whose buffer stays full this long while its records are being dropped, 1..86400',
   },
+  {
+    name: 'session-lease',
+    arg: 'SECONDS',
+    default: String(DEFAULT_LEASE_MS / 1000),
+    help: 'release a session with no open stream this long after its last call (an orphaned unary or JSON attach), 1..86400',
+  },
+  {
+    name: 'session-grace',
+    arg: 'SECONDS',
+    default: String(DEFAULT_GRACE_MS / 1000),
+    help: 'keep a session whose last stream was cancelled this long, for its client to resume it by its token (0: release at once; 600 for a debugger pause), 0..86400',
+  },
   { name: 'strict', help: 'also refuse fields the spec calls MBZ or reserved that Hafnium never checks (default: as Hafnium)' },
 ];
 
@@ -66,6 +78,8 @@ interface ServeOptions {
   traceSize: number;
   traceFile?: string;
   traceSubscribers: FeedOptions;
+  leaseMs: number;
+  graceMs: number;
 }
 
 function parseServe(c: Command, args: string[]): ServeOptions {
@@ -84,6 +98,8 @@ function parseServe(c: Command, args: string[]): ServeOptions {
     traceSize: v.int('trace-size', 1, 10_000_000)!,
     traceFile: v.string('trace-file'),
     traceSubscribers: { queue: v.int('trace-subscriber-queue', 1, 1_000_000)!, stallMs: v.int('trace-subscriber-stall', 1, 86_400)! * 1000 },
+    leaseMs: v.int('session-lease', 1, 86_400)! * 1000,
+    graceMs: v.int('session-grace', 0, 86_400)! * 1000,
   };
 }
 
@@ -100,7 +116,9 @@ async function serve(opts: ServeOptions): Promise<void> {
   } catch (e) {
     throw asConfigError(e);
   }
-  const core = SessionCore.for(spmc, { logger: log });
+  const core = SessionCore.for(spmc, { logger: log, leaseMs: opts.leaseMs, graceMs: opts.graceMs });
+  // Leases and grace periods end on the core's sweep, once a second.
+  const sweeper = setInterval(() => core.sweep(), 1000).unref();
   // The trace sees everything from the first call on (the built-in partitions' setup included).
   const tracer = new Tracer(core, {
     ringSize: opts.traceSize,
@@ -136,6 +154,7 @@ async function serve(opts: ServeOptions): Promise<void> {
     if (!serving) return;
     serving = false;
     log.info({ signal }, 'stopping');
+    clearInterval(sweeper);
     await grpcServer.stop();
     await http.close();
     await tracer.close();
