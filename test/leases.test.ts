@@ -64,6 +64,20 @@ t.test('an orphaned unary attach and an orphaned HTTP attach are released after 
   t.equal(core.sessionCount, 0);
 });
 
+t.test('a blocked unary call holds its session past the lease', async (t) => {
+  const { spmc, core, clock, address } = await stack();
+  const ch = new SpmcChannel(address);
+  t.teardown(() => ch.close());
+  const vm = await ch.attach({ name: 'waiter', properties: P.DIRECT_REQ_RECV | P.AARCH64_EXEC });
+  const wait = codeOf(ch.call(vm.session, 0, toRegisters([fid('MSG_WAIT')])));
+  await vcpuReaches(spmc, vm.endpointId, 0, 'waiting');
+  clock.now = 10 * LEASE;
+  core.sweep();
+  t.ok(spmc.endpoint(vm.endpointId), 'its MSG_WAIT is still waiting: kept');
+  await ch.detach(vm.session);
+  await wait;
+});
+
 t.test('a session with an open stream or an in-process transport needs no lease', async (t) => {
   const { spmc, core, clock, address } = await stack();
   const connector = new GrpcConnector(address);

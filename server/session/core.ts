@@ -221,18 +221,23 @@ export class SessionCore {
   }
 
   /**
-   * Release what nobody keeps: sessions whose grace period is over, and sessions with no open stream
-   * or interrupt line whose lease ran out. The server calls it from a timer; tests with their clock.
+   * Release what nobody keeps: sessions whose grace period is over, and sessions with no open stream,
+   * interrupt line or blocked call whose lease ran out. The server calls it from a timer; tests with their clock.
    */
   sweep(now = this.clock()): void {
     for (const s of [...this.sessions.values()]) {
       if (s.holders.size > 0) continue;
       if (s.graceUntil !== undefined) {
         if (now >= s.graceUntil) this.release(s, 'grace period over');
-      } else if (s.lines.size === 0 && now - s.lastActive >= this.leaseMs) {
+      } else if (s.lines.size === 0 && now - s.lastActive >= this.leaseMs && !this.calling(s)) {
         this.release(s, 'lease expired');
       }
     }
+  }
+
+  /** A call of the session is blocked in the model with its client still waiting (a unary MSG_WAIT, say): it holds the session. */
+  private calling(s: Session): boolean {
+    return this.spmc.endpoint(s.endpointId)?.vcpus.some((v) => v.pending !== undefined && !v.pending.abandoned) ?? false;
   }
 
   private release(s: Session, why: string): void {
