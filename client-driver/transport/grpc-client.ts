@@ -146,7 +146,8 @@ export class SpmcChannel {
 
 /**
  * Requests of one session on one bidirectional stream (Session, Memory), answered in order. The
- * first request names the session, the rest leave it out. `read` turns a reply into the answer, or
+ * first request names the session, the rest leave it out: so a stream opened to replace a broken
+ * one resumes the session by its token (within the server's grace period, `serve --session-grace`). `read` turns a reply into the answer, or
  * throws to refuse it, in the stream's own callback (no extra promise hop on every call).
  */
 export class OrderedStream<Reply, Answer> {
@@ -193,6 +194,12 @@ export class OrderedStream<Reply, Answer> {
   end(): void {
     this.broken = true;
     this.stream.end();
+  }
+
+  /** Give the stream up, as a lost connection does: what waits fails with CANCELLED. */
+  cancel(): void {
+    this.broken = true;
+    this.stream.cancel();
   }
 }
 

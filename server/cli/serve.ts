@@ -12,7 +12,7 @@ import { buildHttpApp } from '../http/app.js';
 import { defaultManifest } from '../manifest.js';
 import { startBuiltinPartitions } from '../partitions/index.js';
 import type { PartitionManifest } from '../spmc/spmc.js';
-import { SessionCore } from '../session/core.js';
+import { DEFAULT_GRACE_MS, DEFAULT_LEASE_MS, SessionCore } from '../session/core.js';
 import type { LogicalPartition } from '../spmc/logical-partitions.js';
 import { Spmc } from '../spmc/spmc.js';
 import { DEFAULT_LIMITS, type SpmcLimits } from '../spmc/state.js';
@@ -66,6 +66,18 @@ const FLAGS: FlagSpec[] = [
     help: 'inspection needs this bearer token: memory dump, access table, endpoint details, traces, Debug.State, and the JSON attach',
   },
   { name: 'admin-token-file', arg: 'FILE', help: 'the admin token, from the first line of FILE' },
+  {
+    name: 'session-lease',
+    arg: 'SECONDS',
+    default: String(DEFAULT_LEASE_MS / 1000),
+    help: 'release a session with no open stream this long after its last call (an orphaned unary or JSON attach), 1..86400',
+  },
+  {
+    name: 'session-grace',
+    arg: 'SECONDS',
+    default: String(DEFAULT_GRACE_MS / 1000),
+    help: 'keep a session whose last stream was cancelled this long, for its client to resume it by its token (0: release at once; 600 for a debugger pause), 0..86400',
+  },
   { name: 'strict', help: 'also refuse fields the spec calls MBZ or reserved that Hafnium never checks (default: as Hafnium)' },
 ];
 
@@ -82,6 +94,8 @@ interface ServeOptions {
   traceSubscribers: FeedOptions;
   tls?: Required<Pick<TlsFiles, 'cert' | 'key'>> & Pick<TlsFiles, 'ca'>;
   tokens: TokenOptions;
+  leaseMs: number;
+  graceMs: number;
 }
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/i;
@@ -118,6 +132,8 @@ function parseServe(c: Command, args: string[]): ServeOptions {
     tls: files.cert && files.key ? { cert: files.cert, key: files.key, ca: files.ca } : undefined,
     tokens,
     traceSubscribers: { queue: v.int('trace-subscriber-queue', 1, 1_000_000)!, stallMs: v.int('trace-subscriber-stall', 1, 86_400)! * 1000 },
+    leaseMs: v.int('session-lease', 1, 86_400)! * 1000,
+    graceMs: v.int('session-grace', 0, 86_400)! * 1000,
   };
 }
 
@@ -134,7 +150,9 @@ async function serve(opts: ServeOptions): Promise<void> {
   } catch (e) {
     throw asConfigError(e);
   }
-  const core = SessionCore.for(spmc, { logger: log });
+  const core = SessionCore.for(spmc, { logger: log, leaseMs: opts.leaseMs, graceMs: opts.graceMs });
+  // Leases and grace periods end on the core's sweep, once a second.
+  const sweeper = setInterval(() => core.sweep(), 1000).unref();
   // The trace sees everything from the first call on (the built-in partitions' setup included).
   const tracer = new Tracer(core, {
     ringSize: opts.traceSize,
@@ -174,6 +192,7 @@ async function serve(opts: ServeOptions): Promise<void> {
     if (!serving) return;
     serving = false;
     log.info({ signal }, 'stopping');
+    clearInterval(sweeper);
     await grpcServer.stop();
     await http.close();
     await tracer.close();

@@ -336,8 +336,11 @@ export class SpmcGrpcServer {
 
   /**
    * One vCPU's calls in order. The stream belongs to the session named by its first request. A
-   * client that half-closes leaves its VM attached; a stream cancelled under it (the client went
-   * away) releases the VM once no other stream of the session remains.
+   * client that half-closes leaves its VM attached (on its lease); a stream cancelled under it (the
+   * client went away) starts the session's grace period once no other stream of the session remains,
+   * and a new stream naming the session within it resumes it (see SessionCore.letGo). A call blocked
+   * on the cancelled stream is abandoned, as a unary call whose client gives up: its answer is dropped
+   * and the vCPU is free for the resumed stream's calls.
    */
   private sessionStream(stream: grpc.ServerDuplexStream<CallRequest | Malformed, object>): void {
     let bound: Session | undefined;
