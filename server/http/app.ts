@@ -9,7 +9,7 @@ import type { Tracer } from '../debug/tracer.js';
 import type { SessionCore } from '../session/core.js';
 import { dashboardRoutes } from './dashboard.js';
 import { metricsRoutes } from './metrics.js';
-import { smcccRoutes } from './smccc.js';
+import { HttpSessions, smcccRoutes } from './smccc.js';
 import { stateRoutes } from './state.js';
 import { traceRoutes } from './trace.js';
 
@@ -19,6 +19,8 @@ export interface HttpOptions {
   /** The trace (state routes work without it; /v1/trace needs it). */
   tracer?: Tracer;
   logger?: boolean | object;
+  /** Sessions attached through the JSON transport at once (default DEFAULT_MAX_HTTP_SESSIONS). */
+  maxHttpSessions?: number;
 }
 
 const health: FastifyPluginAsync<HttpOptions> = async (app, opts) => {
@@ -56,8 +58,9 @@ export async function buildHttpApp(opts: HttpOptions): Promise<FastifyInstance> 
   await app.register(health, opts);
   await app.register(stateRoutes, { spmc: opts.core.spmc });
   if (opts.tracer) await app.register(traceRoutes, { tracer: opts.tracer });
-  await app.register(smcccRoutes, { core: opts.core });
-  await app.register(metricsRoutes, { core: opts.core });
+  const sessions = new HttpSessions(opts.core, opts.maxHttpSessions);
+  await app.register(smcccRoutes, { core: opts.core, sessions });
+  await app.register(metricsRoutes, { core: opts.core, tracer: opts.tracer, httpSessions: sessions });
   await app.register(dashboardRoutes);
   return app;
 }
