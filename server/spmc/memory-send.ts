@@ -199,7 +199,11 @@ export function memSend(ctx: CallContext, call: CallOf<SendFn>): Reply {
   // Where Hafnium allocates its copy of the descriptor (api_ffa_mem_send: "Failed to allocate
   // memory region copy", NO_MEMORY): this server holds at most maxDescriptorBytes of one.
   if (total > state.limits.maxDescriptorBytes)
-    return no(NO_MEMORY, 'descriptor_too_long', `total length ${total} is above this server's limit of ${state.limits.maxDescriptorBytes} bytes per descriptor`);
+    return no(
+      NO_MEMORY,
+      'descriptor_too_long',
+      `total length ${total} is above this server's limit of ${state.limits.maxDescriptorBytes} bytes per descriptor`,
+    );
   const frag = readTx(state, caller, fragLen);
   const checked = validateSendHeader(ctx, fn, frag, total);
   if (isRefusal(checked)) return checked;
@@ -208,7 +212,11 @@ export function memSend(ctx: CallContext, call: CallOf<SendFn>): Reply {
   // Where Hafnium finds no free share state (allocate_share_state, NO_MEMORY), per sender here.
   const perSender = state.limits.maxTransactionsPerEndpoint;
   if (state.shares.countBySender(caller.id) >= perSender)
-    return no(NO_MEMORY, 'endpoint_share_states', `${hex(caller.id)} already has ${perSender} memory transactions in progress, this server's limit per endpoint`);
+    return no(
+      NO_MEMORY,
+      'endpoint_share_states',
+      `${hex(caller.id)} already has ${perSender} memory transactions in progress, this server's limit per endpoint`,
+    );
 
   const { tx } = checked;
   const composite = tx.receivers[0]!.compositeOffset;
