@@ -141,6 +141,7 @@ export const VM_DEFAULT_PROPERTIES = P.AARCH64_EXEC | P.DIRECT_REQ_SEND | P.DIRE
 export const MAX_VCPUS = 64;
 export const MAX_UUIDS = 8;
 const PAGE = BigInt(FFA_PAGE_SIZE);
+const PA_SPACE = 1n << 48n;
 
 export class Spmc {
   readonly state: SpmcState;
@@ -250,6 +251,8 @@ export class Spmc {
     const { maxVcpus, maxRamBytes } = this.state.limits;
     if (vcpuCount > maxVcpus) throw new SpmcError('resource-exhausted', `vcpu_count ${vcpuCount} is above this server's limit of ${maxVcpus} vCPUs per VM`);
     const ramBytes = roundUp(params.ramBytes || VM_DEFAULT_RAM, PAGE);
+    // More than the address space is a malformed request; more than the server allows, a limit.
+    if (ramBytes > PA_SPACE) throw new SpmcError('invalid-argument', `ram_bytes ${hex(ramBytes)} is beyond the 48-bit physical address space`);
     if (ramBytes > maxRamBytes) {
       throw new SpmcError('resource-exhausted', `ram_bytes ${hex(ramBytes)} is above this server's limit of ${hex(maxRamBytes)} bytes per VM`);
     }
