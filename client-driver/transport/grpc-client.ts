@@ -24,16 +24,57 @@ export function replyRegisters(reply: ReplyMessage): Answer {
   return reply.reason ? Object.assign(x, { reason: reply.reason }) : x;
 }
 
+/** How a client proves itself and checks the server: TLS (PEM bytes) and a bearer token. */
+export interface ChannelSecurity {
+  /** CA certificate(s) the server's certificate must chain to; with it the channel uses TLS. */
+  ca?: Buffer;
+  /** Client certificate and key, for a server that asks for one (mTLS). */
+  cert?: Buffer;
+  key?: Buffer;
+  /** The name the server's certificate must carry, when it is not the address's host. */
+  serverName?: string;
+  /** Sent as `authorization: Bearer TOKEN` on every call (the server's --join-token or --admin-token). */
+  token?: string;
+}
+
+/** Channel credentials for `sec`: TLS when a CA or a client certificate is given, else plaintext. */
+export function channelCredentials(sec: ChannelSecurity = {}): grpc.ChannelCredentials {
+  if (!sec.ca && !sec.cert && !sec.key) return grpc.credentials.createInsecure();
+  return grpc.credentials.createSsl(sec.ca ?? null, sec.key ?? null, sec.cert ?? null);
+}
+
+/**
+ * Client options for `sec`: the TLS name override, and an interceptor that adds the token to every
+ * call's metadata (call credentials would refuse a plaintext channel, and loopback needs no TLS).
+ */
+export function clientOptions(sec: ChannelSecurity = {}): grpc.ClientOptions {
+  const out: grpc.ClientOptions = {};
+  if (sec.serverName) out['grpc.ssl_target_name_override'] = sec.serverName;
+  const token = sec.token;
+  if (token)
+    out.interceptors = [
+      (options, nextCall) =>
+        new grpc.InterceptingCall(nextCall(options), {
+          start(metadata, listener, next) {
+            metadata.set('authorization', `Bearer ${token}`);
+            next(metadata, listener);
+          },
+        }),
+    ];
+  return out;
+}
+
 type Unary<Req, Rep> = (req: Req, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, rep: Rep) => void) => void;
 
 export class SpmcChannel {
   readonly client: grpc.Client & Record<string, unknown>;
 
-  constructor(address: string, options: grpc.ChannelOptions = {}) {
+  constructor(address: string, options: grpc.ChannelOptions = {}, security: ChannelSecurity = {}) {
     const Client = spmcClientConstructor();
-    this.client = new Client(address, grpc.credentials.createInsecure(), {
+    this.client = new Client(address, channelCredentials(security), {
       'grpc.keepalive_time_ms': 10_000,
       'grpc.keepalive_timeout_ms': 5_000,
+      ...clientOptions(security),
       ...options,
     }) as grpc.Client & Record<string, unknown>;
   }
@@ -105,7 +146,8 @@ export class SpmcChannel {
 
 /**
  * Requests of one session on one bidirectional stream (Session, Memory), answered in order. The
- * first request names the session, the rest leave it out. `read` turns a reply into the answer, or
+ * first request names the session, the rest leave it out: so a stream opened to replace a broken
+ * one resumes the session by its token (within the server's grace period, `serve --session-grace`). `read` turns a reply into the answer, or
  * throws to refuse it, in the stream's own callback (no extra promise hop on every call).
  */
 export class OrderedStream<Reply, Answer> {
@@ -152,6 +194,12 @@ export class OrderedStream<Reply, Answer> {
   end(): void {
     this.broken = true;
     this.stream.end();
+  }
+
+  /** Give the stream up, as a lost connection does: what waits fails with CANCELLED. */
+  cancel(): void {
+    this.broken = true;
+    this.stream.cancel();
   }
 }
 

@@ -11,12 +11,22 @@ export class GrpcSessionTransport extends GrpcTransport {
 
   invoke(x: Registers, vcpu = 0): Promise<Answer> {
     let s = this.streams.get(vcpu);
-    // A stream that failed (say the server restarted) is replaced on the next call.
+    // A stream that failed (the connection dropped, or the server restarted) is replaced on the next
+    // call; the new stream's first request names the session, which resumes it if the server kept it.
     if (!s || s.broken) {
       s = new OrderedStream(this.channel, 'Session', this.session, replyRegisters);
       this.streams.set(vcpu, s);
     }
     return s.send({ vcpu, x });
+  }
+
+  /**
+   * Give up the open Session streams, as a lost connection does (calls waiting on them fail with
+   * CANCELLED, their answers dropped); the next call resumes the session on a new stream.
+   */
+  dropStreams(): void {
+    for (const s of this.streams.values()) s.cancel();
+    this.streams.clear();
   }
 
   override async detach(): Promise<void> {

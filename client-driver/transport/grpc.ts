@@ -1,6 +1,6 @@
 // Attaching over gRPC: pick the session (default) or unary transport.
 
-import { SpmcChannel } from './grpc-client.js';
+import { type ChannelSecurity, SpmcChannel } from './grpc-client.js';
 import { GrpcSessionTransport } from './grpc-session.js';
 import { GrpcUnaryTransport } from './grpc-unary.js';
 import type { AttachOptions, Attachment, Connector } from './transport.js';
@@ -13,8 +13,10 @@ export class GrpcConnector implements Connector {
   constructor(
     address: string,
     private readonly mode: GrpcMode = 'session',
+    /** TLS (CA, client certificate, server name) and the join token; none: plaintext, no token. */
+    security: ChannelSecurity = {},
   ) {
-    this.channel = new SpmcChannel(address);
+    this.channel = new SpmcChannel(address, {}, security);
   }
 
   async attach(opts: AttachOptions): Promise<Attachment> {

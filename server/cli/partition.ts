@@ -7,6 +7,7 @@ import { SERVICES } from '../partitions/test-service.js';
 import { type Command, Flags, SERVER_FLAG } from './command.js';
 import { checkLogLevel, LOG_LEVELS, UsageError } from './flags.js';
 import { terminalSafeLog } from './terminal.js';
+import { CLIENT_SECURITY_FLAGS, clientSecurity, JOIN_TOKEN_FLAG } from './tls-files.js';
 
 /** Where the credential comes from unless --credential-env names another variable. */
 export const DEFAULT_CREDENTIAL_ENV = 'REMOTE_SPMC_CREDENTIAL';
@@ -27,6 +28,8 @@ export const partitionCommand: Command = {
     },
     { name: 'serve', arg: 'SERVICE', default: 'test-service', help: `the service to run: ${Object.keys(SERVICES).join(', ')}` },
     { name: 'log-level', arg: 'LEVEL', default: 'info', help: LOG_LEVELS.join(', ') },
+    ...CLIENT_SECURITY_FLAGS,
+    JOIN_TOKEN_FLAG,
   ],
   async run(args) {
     const v = Flags.parse(this, args);
@@ -37,6 +40,7 @@ export const partitionCommand: Command = {
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(envName)) throw new UsageError(`--credential-env: ${JSON.stringify(envName)} is not an environment variable name`);
     const credential = v.string('credential') ?? process.env[envName] ?? '';
     if (!credential) throw new UsageError(`a credential is required: --credential SECRET, or $${envName} (set --credential-env to read another variable)`);
+    const security = clientSecurity(v, JOIN_TOKEN_FLAG.name);
     const service = v.string('serve')!;
     if (!Object.hasOwn(SERVICES, service)) throw new UsageError(`--serve: one of ${Object.keys(SERVICES).join(', ')}`);
     const log = pino({ name: 'remote-spmc-partition', level: checkLogLevel(v.string('log-level')!), ...terminalSafeLog });
@@ -46,6 +50,7 @@ export const partitionCommand: Command = {
       credential,
       service: service as keyof typeof SERVICES,
       log: (msg, obj) => log.info(obj ?? {}, msg),
+      security,
     });
     log.info({}, 'stopped');
     return 0;

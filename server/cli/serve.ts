@@ -13,7 +13,7 @@ import { DEFAULT_MAX_HTTP_SESSIONS } from '../http/smccc.js';
 import { defaultManifest } from '../manifest.js';
 import { startBuiltinPartitions } from '../partitions/index.js';
 import type { PartitionManifest } from '../spmc/spmc.js';
-import { SessionCore } from '../session/core.js';
+import { DEFAULT_GRACE_MS, DEFAULT_LEASE_MS, SessionCore } from '../session/core.js';
 import type { LogicalPartition } from '../spmc/logical-partitions.js';
 import { MAX_VCPUS, Spmc } from '../spmc/spmc.js';
 import { DEFAULT_LIMITS, type SpmcLimits } from '../spmc/state.js';
@@ -21,6 +21,8 @@ import { type Command, type FlagSpec, Flags } from './command.js';
 import { checkLogLevel, formatHostPort, type HostPort, LOG_LEVELS, parseHostPort } from './flags.js';
 import { asConfigError, readManifestWithLogical } from './manifest-file.js';
 import { terminalSafeLog } from './terminal.js';
+import { type TlsFiles, tlsFiles, tokenFlag } from './tls-files.js';
+import { type TokenOptions, Tokens } from '../session/tokens.js';
 
 const MiB = 1n << 20n;
 
@@ -97,6 +99,30 @@ const FLAGS: FlagSpec[] = [
     default: String(DEFAULT_SUBSCRIBER_STALL_MS / 1000),
     help: 'disconnect a live trace client whose buffer stays full this long while its records are being dropped, 1..86400',
   },
+  { name: 'tls-cert', arg: 'FILE', help: 'serve gRPC and HTTP over TLS with this certificate (PEM); needs --tls-key' },
+  { name: 'tls-key', arg: 'FILE', help: "the certificate's private key (PEM)" },
+  { name: 'tls-ca', arg: 'FILE', help: 'also require every client to present a certificate this CA (PEM) signed: mTLS' },
+  { name: 'join-token', arg: 'TOKEN', env: 'REMOTE_SPMC_JOIN_TOKEN', help: 'attaching over gRPC needs this bearer token (VMs and remote partitions)' },
+  { name: 'join-token-file', arg: 'FILE', help: 'the join token, from the first line of FILE' },
+  {
+    name: 'admin-token',
+    arg: 'TOKEN',
+    env: 'REMOTE_SPMC_ADMIN_TOKEN',
+    help: 'inspection needs this bearer token: memory dump, access table, endpoint details, traces, Debug.State, and the JSON attach',
+  },
+  { name: 'admin-token-file', arg: 'FILE', help: 'the admin token, from the first line of FILE' },
+  {
+    name: 'session-lease',
+    arg: 'SECONDS',
+    default: String(DEFAULT_LEASE_MS / 1000),
+    help: 'release a session with no open stream this long after its last call (an orphaned unary or JSON attach), 1..86400',
+  },
+  {
+    name: 'session-grace',
+    arg: 'SECONDS',
+    default: String(DEFAULT_GRACE_MS / 1000),
+    help: 'keep a session whose last stream was cancelled this long, for its client to resume it by its token (0: release at once; 600 for a debugger pause), 0..86400',
+  },
   { name: 'strict', help: 'also refuse fields the spec calls MBZ or reserved that Hafnium never checks (default: as Hafnium)' },
 ];
 
@@ -113,6 +139,20 @@ interface ServeOptions {
   traceSize: number;
   traceFile?: string;
   traceSubscribers: FeedOptions;
+  tls?: Required<Pick<TlsFiles, 'cert' | 'key'>> & Pick<TlsFiles, 'ca'>;
+  tokens: TokenOptions;
+  leaseMs: number;
+  graceMs: number;
+}
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/i;
+
+/** Why binding `addresses` is open to the network, or undefined when it is not (loopback, or TLS and tokens on). */
+export function exposureWarning(addresses: HostPort[], tls: boolean, tokens: TokenOptions): string | undefined {
+  const open = addresses.filter((a) => !LOOPBACK.test(a.host)).map(formatHostPort);
+  const missing = [...(tls ? [] : ['TLS']), ...(tokens.join || tokens.admin ? [] : ['tokens'])];
+  if (open.length === 0 || missing.length === 0) return undefined;
+  return `listening on ${open.join(', ')} without ${missing.join(' or ')}: anyone who reaches it can attach${tokens.admin ? '' : " and read every VM's memory"}; see "Running it on a network" in the README`;
 }
 
 function parseServe(c: Command, args: string[]): ServeOptions {
@@ -123,6 +163,12 @@ function parseServe(c: Command, args: string[]): ServeOptions {
     limits[l.key] = l.mib ? BigInt(n) * MiB : n;
   }
   const manifest = v.string('manifest');
+  const files = tlsFiles(v, true);
+  const tokens: TokenOptions = {};
+  const join = tokenFlag(v, 'join-token');
+  const admin = tokenFlag(v, 'admin-token');
+  if (join !== undefined) tokens.join = join;
+  if (admin !== undefined) tokens.admin = admin;
   const declared = manifest !== undefined ? readManifestWithLogical(manifest) : { partitions: defaultManifest(), logicalPartitions: [] };
   return {
     grpc: parseHostPort('--grpc', v.string('grpc')!),
@@ -135,7 +181,11 @@ function parseServe(c: Command, args: string[]): ServeOptions {
     logLevel: checkLogLevel(v.string('log-level')!),
     traceSize: v.int('trace-size', 1, 10_000_000)!,
     traceFile: v.string('trace-file'),
+    tls: files.cert && files.key ? { cert: files.cert, key: files.key, ca: files.ca } : undefined,
+    tokens,
     traceSubscribers: { queue: v.int('trace-subscriber-queue', 1, 1_000_000)!, stallMs: v.int('trace-subscriber-stall', 1, 86_400)! * 1000 },
+    leaseMs: v.int('session-lease', 1, 86_400)! * 1000,
+    graceMs: v.int('session-grace', 0, 86_400)! * 1000,
   };
 }
 
@@ -152,7 +202,9 @@ async function serve(opts: ServeOptions): Promise<void> {
   } catch (e) {
     throw asConfigError(e);
   }
-  const core = SessionCore.for(spmc, { logger: log });
+  const core = SessionCore.for(spmc, { logger: log, leaseMs: opts.leaseMs, graceMs: opts.graceMs });
+  // Leases and grace periods end on the core's sweep, once a second.
+  const sweeper = setInterval(() => core.sweep(), 1000).unref();
   // The trace sees everything from the first call on (the built-in partitions' setup included).
   const tracer = new Tracer(core, {
     ringSize: opts.traceSize,
@@ -166,10 +218,11 @@ async function serve(opts: ServeOptions): Promise<void> {
     console: (id, line) => log.info({ partition: spmc.endpoint(id)?.name, endpoint: hex(id), console: line }, 'partition console'),
   });
   await startBuiltinPartitions(core, (id, e) => log.error({ partition: id, err: String(e) }, 'built-in partition failed'));
-  const grpcServer = new SpmcGrpcServer(core);
+  const tokens = new Tokens(opts.tokens, core.attacks);
+  const grpcServer = new SpmcGrpcServer(core, { tls: opts.tls, tokens });
   grpcServer.addDebug(tracer);
   let serving = true;
-  const http = await buildHttpApp({ core, tracer, maxHttpSessions: opts.maxHttpSessions });
+  const http = await buildHttpApp({ core, tracer, https: opts.tls, tokens, maxHttpSessions: opts.maxHttpSessions });
 
   const grpcPort = await grpcServer.listen(formatHostPort(opts.grpc));
   await http.listen({ host: opts.http.host, port: opts.http.port });
@@ -179,16 +232,20 @@ async function serve(opts: ServeOptions): Promise<void> {
     {
       grpc: formatHostPort({ ...opts.grpc, port: grpcPort }),
       http: formatHostPort({ ...opts.http, port: httpPort }),
+      tls: opts.tls ? (opts.tls.ca ? 'mtls' : 'tls') : 'off',
       partitions: opts.partitions.map((p) => `${p.name}@${hex(p.id)}`),
       limits: Object.fromEntries(Object.entries(spmc.state.limits).map(([k, n]) => [k, typeof n === 'bigint' ? n.toString() : n])),
     },
     'listening',
   );
+  const exposed = exposureWarning([opts.grpc, opts.http], opts.tls !== undefined, opts.tokens);
+  if (exposed) log.warn({ tls: opts.tls !== undefined, joinToken: opts.tokens.join !== undefined, adminToken: opts.tokens.admin !== undefined }, exposed);
 
   const stop = async (signal: string) => {
     if (!serving) return;
     serving = false;
     log.info({ signal }, 'stopping');
+    clearInterval(sweeper);
     await grpcServer.stop();
     await http.close();
     await tracer.close();

@@ -6,6 +6,8 @@ import type { stateSnapshot } from '../debug/views.js';
 import { type Command, Flags, SERVER_FLAG } from './command.js';
 import { grpcFailure } from './errors.js';
 import { escapeDeep, jsonForTerminal } from './terminal.js';
+import { ADMIN_TOKEN_FLAG, CLIENT_SECURITY_FLAGS, clientSecurity } from './tls-files.js';
+import { channelCredentials, clientOptions } from '../../client-driver/transport/grpc-client.js';
 
 type Snapshot = ReturnType<typeof stateSnapshot>;
 
@@ -38,12 +40,13 @@ export const stateCommand: Command = {
   name: 'state',
   synopsis: '[options]',
   summary: "a readable summary of a server's SPMC state (endpoints, mailboxes, memory transactions)",
-  flags: [SERVER_FLAG, { name: 'json', help: 'print the snapshot as JSON' }],
+  flags: [SERVER_FLAG, { name: 'json', help: 'print the snapshot as JSON' }, ...CLIENT_SECURITY_FLAGS, ADMIN_TOKEN_FLAG],
   async run(args) {
     const v = Flags.parse(this, args);
     const server = v.server();
     const Client = debugClientConstructor();
-    const client = new Client(server, grpc.credentials.createInsecure()) as grpc.Client &
+    const sec = clientSecurity(v, ADMIN_TOKEN_FLAG.name);
+    const client = new Client(server, channelCredentials(sec), clientOptions(sec)) as grpc.Client &
       Record<string, (req: object, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: { json: string }) => void) => void>;
     try {
       const rep = await new Promise<{ json: string }>((resolve, reject) =>

@@ -7,6 +7,8 @@ import { debugClientConstructor } from '../../proto/wire.js';
 import { type Command, Flags, SERVER_FLAG } from './command.js';
 import { grpcFailure } from './errors.js';
 import { escapeDeep, jsonForTerminal } from './terminal.js';
+import { ADMIN_TOKEN_FLAG, CLIENT_SECURITY_FLAGS, clientSecurity } from './tls-files.js';
+import { channelCredentials, clientOptions } from '../../client-driver/transport/grpc-client.js';
 
 const COLOUR = { red: '\x1b[31m', yellow: '\x1b[33m', dim: '\x1b[2m', reset: '\x1b[0m' };
 
@@ -65,6 +67,8 @@ export const traceCommand: Command = {
     { name: 'errors', help: 'only FFA_ERROR answers and memory faults' },
     { name: 'recent', arg: 'N', default: '0', help: 'first show the last N records of the ring, 0..10000' },
     { name: 'json', help: 'print each record as its JSON line' },
+    ...CLIENT_SECURITY_FLAGS,
+    ADMIN_TOKEN_FLAG,
   ],
   async run(args) {
     const v = Flags.parse(this, args);
@@ -73,7 +77,8 @@ export const traceCommand: Command = {
     const recent = v.int('recent', 0, 10000)!;
     const json = v.bool('json');
     const Client = debugClientConstructor();
-    const client = new Client(server, grpc.credentials.createInsecure()) as grpc.Client &
+    const sec = clientSecurity(v, ADMIN_TOKEN_FLAG.name);
+    const client = new Client(server, channelCredentials(sec), clientOptions(sec)) as grpc.Client &
       Record<string, (req: object) => grpc.ClientReadableStream<{ json: string }>>;
     const stream = client['Trace']!({ endpoint, function: v.string('function') ?? '', errors_only: v.bool('errors'), recent });
     const colour = process.stdout.isTTY === true && !json;

@@ -15,6 +15,7 @@ import { UsageError } from './flags.js';
 import { printLines } from './terminal.js';
 import { opsUsage, parseScenario, parseScript, parseWords, type Scenario, ScenarioError } from './scenario.js';
 import { ScenarioVm } from './scenario-vm.js';
+import { CLIENT_SECURITY_FLAGS, clientSecurity, JOIN_TOKEN_FLAG } from './tls-files.js';
 
 export { parseScenario, ScenarioError } from './scenario.js';
 export { ScenarioVm } from './scenario-vm.js';
@@ -54,6 +55,8 @@ export const vmCommand: Command = {
     { name: 'script', arg: 'FILE', help: 'operations, one per line (# comments)' },
     { name: 'scenario', arg: 'FILE', help: 'a YAML scenario (see the README: "Writing a scenario")' },
     { name: 'timeout', arg: 'SECONDS', help: `how long a step waits for another endpoint, 0..3600 (default: the scenario's, else ${DEFAULT_TIMEOUT_S})` },
+    ...CLIENT_SECURITY_FLAGS,
+    JOIN_TOKEN_FLAG,
   ],
   more: `Without an operation: info, then partitions. Operations (numbers are decimal or 0x hex;
 partition command names, ECHO, FORWARD ..., may stand for a word):
@@ -84,7 +87,7 @@ Each operation prints "ok N - OP: result" or "not ok N - OP: why"; the exit stat
     const properties = v.int('properties', 0, PARTITION_PROPERTIES_MASK_V1_1) ?? scenario.vm.properties;
     const timeout = v.int('timeout', 0, 3600) ?? scenario.timeout ?? DEFAULT_TIMEOUT_S;
 
-    const connector = new GrpcConnector(server);
+    const connector = new GrpcConnector(server, 'session', clientSecurity(v, JOIN_TOKEN_FLAG.name));
     let vm: EmulatedVm;
     try {
       vm = await EmulatedVm.attach(connector, { endpointId: id, name: v.string('name') ?? scenario.vm.name, vcpuCount: vcpus, properties });

@@ -32,6 +32,7 @@ import { coreOf, type Session, type SessionCore } from '../session/core.js';
 import type { Outcome } from '../session/interceptors.js';
 import { SessionError, statusOf } from '../session/status.js';
 import { peerAddress } from '../session/throttle.js';
+import { bearer, type TokenKind, Tokens } from '../session/tokens.js';
 import { isPending, type Pending } from '../spmc/pending.js';
 import type { Spmc } from '../spmc/spmc.js';
 
@@ -57,6 +58,22 @@ export const SESSION_QUEUE = 64;
 export interface SpmcGrpcOptions {
   /** Requests read ahead per Session stream (default SESSION_QUEUE); past it the stream is not read. */
   sessionQueue?: number;
+  /** TLS (PEM): with `ca`, clients must present a certificate it signed (mTLS). None: plaintext. */
+  tls?: ServerTls;
+  /** The join token Attach needs and the admin token the Debug service needs (none: not asked). */
+  tokens?: Tokens;
+}
+
+export interface ServerTls {
+  cert: Buffer;
+  key: Buffer;
+  ca?: Buffer;
+}
+
+/** Server credentials for `tls`; plaintext without it. */
+export function serverCredentials(tls?: ServerTls): grpc.ServerCredentials {
+  if (!tls) return grpc.ServerCredentials.createInsecure();
+  return grpc.ServerCredentials.createSsl(tls.ca ?? null, [{ private_key: tls.key, cert_chain: tls.cert }], tls.ca !== undefined);
 }
 
 export class SpmcGrpcServer {
@@ -74,10 +91,15 @@ export class SpmcGrpcServer {
   /** Requests a Session stream reads ahead of its answers (see sessionStream). */
   private readonly sessionQueue: number;
 
+  private readonly tls?: ServerTls;
+  private readonly tokens: Tokens;
+
   /** Serve a model's session core (given it, or the model). */
   constructor(target: SessionCore | Spmc, opts: SpmcGrpcOptions = {}) {
     this.core = coreOf(target);
     this.sessionQueue = Math.max(1, opts.sessionQueue ?? SESSION_QUEUE);
+    this.tls = opts.tls;
+    this.tokens = opts.tokens ?? new Tokens({});
     this.server = new grpc.Server({
       'grpc.keepalive_time_ms': 10_000,
       'grpc.keepalive_timeout_ms': 5_000,
@@ -96,6 +118,12 @@ export class SpmcGrpcServer {
   addDebug(tracer: Tracer): void {
     this.server.addService(debugServiceDefinition(), {
       Trace: (stream: grpc.ServerWritableStream<TraceRequest, object>) => {
+        try {
+          this.checkToken('admin', stream);
+        } catch (e) {
+          stream.emit('error', toStatus(e));
+          return;
+        }
         const req = stream.request;
         const filter: TraceFilter = { endpoint: req.endpoint ?? undefined, function: req.function || undefined, errorsOnly: req.errors_only };
         // A TraceLine is the TraceRecord message, field for field. None is written while the
@@ -118,15 +146,29 @@ export class SpmcGrpcServer {
         if (req.recent > 0) stop.feed.offer(tracer.recent(filter, Math.min(req.recent, 10000)).map((r) => toLine(r)));
         whileOpen(stream, this.debugStreams, stop);
       },
-      State: (_call: grpc.ServerUnaryCall<object, object>, cb: grpc.sendUnaryData<object>) => cb(null, { json: JSON.stringify(stateSnapshot(this.core.spmc)) }),
+      State: (call: grpc.ServerUnaryCall<object, object>, cb: grpc.sendUnaryData<object>) => {
+        try {
+          this.checkToken('admin', call);
+        } catch (e) {
+          return cb(toStatus(e));
+        }
+        cb(null, { json: JSON.stringify(stateSnapshot(this.core.spmc)) });
+      },
     });
   }
 
   /** Bind and start; resolves to the port actually bound (for "host:0"). */
   listen(address: string): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+      this.server.bindAsync(address, serverCredentials(this.tls), (err, port) => (err ? reject(err) : resolve(port)));
     });
+  }
+
+  /** A call's `authorization: Bearer` token must be the configured `kind` token (when one is). */
+  private checkToken(kind: TokenKind, call: { metadata: grpc.Metadata; getPeer(): string }): void {
+    if (!this.tokens.required(kind)) return;
+    const presented = bearer(call.metadata.get('authorization').map(String));
+    this.tokens.check(kind, presented, peerAddress(call.getPeer()));
   }
 
   /** Stop taking calls, end open streams with UNAVAILABLE, and shut down. */
@@ -183,6 +225,7 @@ export class SpmcGrpcServer {
 
     return {
       Attach: unary<AttachRequest>((req, call) => {
+        this.checkToken('join', call);
         const a = this.core.attach(
           {
             endpointId: req.endpoint_id,
@@ -295,8 +338,11 @@ export class SpmcGrpcServer {
 
   /**
    * One vCPU's calls in order. The stream belongs to the session named by its first request. A
-   * client that half-closes leaves its VM attached; a stream cancelled under it (the client went
-   * away) releases the VM once no other stream of the session remains.
+   * client that half-closes leaves its VM attached (on its lease); a stream cancelled under it (the
+   * client went away) starts the session's grace period once no other stream of the session remains,
+   * and a new stream naming the session within it resumes it (see SessionCore.letGo). A call blocked
+   * on the cancelled stream is abandoned, as a unary call whose client gives up: its answer is dropped
+   * and the vCPU is free for the resumed stream's calls.
    */
   private sessionStream(stream: grpc.ServerDuplexStream<CallRequest | Malformed, object>): void {
     let bound: Session | undefined;

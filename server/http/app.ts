@@ -7,9 +7,12 @@ import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import type { Tracer } from '../debug/tracer.js';
 import type { SessionCore } from '../session/core.js';
+import { statusOf } from '../session/status.js';
+import { peerAddress } from '../session/throttle.js';
+import { bearer, type Tokens } from '../session/tokens.js';
 import { dashboardRoutes } from './dashboard.js';
 import { metricsRoutes } from './metrics.js';
-import { HttpSessions, smcccRoutes } from './smccc.js';
+import { HTTP_STATUS, HttpSessions, smcccRoutes } from './smccc.js';
 import { stateRoutes } from './state.js';
 import { traceRoutes } from './trace.js';
 
@@ -21,7 +24,24 @@ export interface HttpOptions {
   logger?: boolean | object;
   /** Sessions attached through the JSON transport at once (default DEFAULT_MAX_HTTP_SESSIONS). */
   maxHttpSessions?: number;
+  /** Serve HTTPS (PEM); with `ca`, clients must present a certificate it signed (mTLS). */
+  https?: { cert: Buffer; key: Buffer; ca?: Buffer };
+  /** The admin token inspection needs (ADMIN_ROUTES); none configured: not asked. */
+  tokens?: Tokens;
 }
+
+/**
+ * Routes that read guest memory or state, and the JSON attach (anyone who reaches it could fill the
+ * VM slots): they need the admin token when one is configured.
+ */
+export const ADMIN_ROUTES = new Set([
+  'GET /v1/endpoints/:id',
+  'GET /v1/endpoints/:id/memory',
+  'GET /v1/memory/access',
+  'GET /v1/trace',
+  'GET /v1/trace/recent',
+  'POST /v1/attach',
+]);
 
 const health: FastifyPluginAsync<HttpOptions> = async (app, opts) => {
   app.get(
@@ -43,7 +63,11 @@ const health: FastifyPluginAsync<HttpOptions> = async (app, opts) => {
 };
 
 export async function buildHttpApp(opts: HttpOptions): Promise<FastifyInstance> {
-  const app = Fastify({ logger: opts.logger ?? false, ajv: { customOptions: { allErrors: false, coerceTypes: true, removeAdditional: false } } });
+  const https = opts.https
+    ? { cert: opts.https.cert, key: opts.https.key, ...(opts.https.ca ? { ca: opts.https.ca, requestCert: true, rejectUnauthorized: true } : {}) }
+    : null;
+  // One instance type whether or not it serves HTTPS: routes and hooks do not care.
+  const app = Fastify({ https, logger: opts.logger ?? false, ajv: { customOptions: { allErrors: false, coerceTypes: true, removeAdditional: false } } });
   // Validation errors name the field ("querystring/length must be <= 65536").
   app.setErrorHandler((e, _req, reply) => {
     const err = e as FastifyError;
@@ -51,6 +75,18 @@ export async function buildHttpApp(opts: HttpOptions): Promise<FastifyInstance> 
     const code = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
     return reply.code(code).send({ error: code === 500 ? 'INTERNAL' : (err.code ?? 'ERROR'), message: err.message });
   });
+  const tokens = opts.tokens;
+  if (tokens?.required('admin')) {
+    app.addHook('onRequest', async (req, reply) => {
+      if (!ADMIN_ROUTES.has(`${req.method} ${req.routeOptions.url}`)) return;
+      try {
+        tokens.check('admin', bearer(req.headers.authorization), peerAddress(req.ip));
+      } catch (e) {
+        const { status, message } = statusOf(e);
+        return reply.code(HTTP_STATUS[status]).header('www-authenticate', 'Bearer').send({ error: status, message });
+      }
+    });
+  }
   await app.register(swagger, {
     openapi: { info: { title: 'remote-spmc', description: 'FF-A SPMC model: JSON SMCCC transport, state, trace, metrics', version: '1' } },
   });

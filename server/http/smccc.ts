@@ -40,15 +40,9 @@ export class HttpSessions {
     readonly max = DEFAULT_MAX_HTTP_SESSIONS,
   ) {}
 
-  /** Live ones now (those released elsewhere are forgotten here; at most `max` to look at). */
+  /** Live ones now (those released elsewhere, or by their lease, are forgotten here; at most `max` to look at). */
   get count(): number {
-    for (const t of this.tokens) {
-      try {
-        this.core.session(t);
-      } catch {
-        this.tokens.delete(t);
-      }
-    }
+    for (const t of this.tokens) if (!this.core.has(t)) this.tokens.delete(t);
     return this.tokens.size;
   }
 

@@ -4,6 +4,7 @@
 import { type FfaVersion, formatVersion, hex, UUID_NIL } from '../../proto/ffa/index.js';
 import { FfaDriver } from '../../client-driver/driver.js';
 import { GrpcConnector } from '../../client-driver/transport/grpc.js';
+import type { ChannelSecurity } from '../../client-driver/transport/grpc-client.js';
 import { EmulatedVm } from '../../client-driver/vm.js';
 import { SERVICES } from './test-service.js';
 
@@ -15,11 +16,13 @@ export interface RemotePartitionOptions {
   /** The FF-A version to ask for; default: the one the manifest declares (told at attach). */
   version?: FfaVersion;
   log?: (msg: string, obj?: object) => void;
+  /** TLS and the join token (default: plaintext, none). */
+  security?: ChannelSecurity;
 }
 
 /** Runs until the SPMC ends the partition's loops (it left, or the server went away). */
 export async function runRemotePartition(opts: RemotePartitionOptions): Promise<void> {
-  const connector = new GrpcConnector(opts.server);
+  const connector = new GrpcConnector(opts.server, 'session', opts.security);
   try {
     const attached = await connector.attach({ endpointId: opts.id, credential: opts.credential });
     const probe = EmulatedVm.fromAttachment(attached, `sp-${hex(attached.endpointId)}`, 1);

@@ -37,11 +37,20 @@ export interface Attached {
 export interface Session {
   readonly token: string;
   readonly endpointId: EndpointId;
-  /** Open streams (or other holders) of the session; when the last is cancelled, it is released. */
+  /** Open streams (or other holders) of the session: while one is open, the session is kept. */
   readonly holders: Set<object>;
-  /** Interrupt lines: each is ended when the session is released. */
+  /** Interrupt lines: each is ended when the session is released; an open one also keeps the session. */
   readonly lines: Set<() => void>;
+  /** When (core clock, ms) the session last made a call or lost its last holder: its lease runs from then. */
+  lastActive: number;
+  /** Set when its last stream was cancelled (the client went away): released at this time unless resumed. */
+  graceUntil?: number;
 }
+
+/** How long a session with no open stream is kept after its last call (ms), unless configured. */
+export const DEFAULT_LEASE_MS = 30_000;
+/** How long a session whose last stream was cancelled waits for its client to resume it (ms), unless configured. */
+export const DEFAULT_GRACE_MS = 0;
 
 export interface SessionCoreOptions {
   logger?: Logger;
@@ -49,6 +58,16 @@ export interface SessionCoreOptions {
   clock?: () => number;
   /** How failed credentials are throttled and faults logged (defaults: see attacks.ts). */
   attacks?: Omit<AttackWatchOptions, 'clock' | 'log'>;
+  /**
+   * A session without an open stream is released this long after its last call (ms, default
+   * DEFAULT_LEASE_MS) by the next sweep(): an orphaned unary or JSON attach does not hold a slot forever.
+   */
+  leaseMs?: number;
+  /**
+   * A session whose last stream was cancelled is kept this long (ms, default DEFAULT_GRACE_MS: released
+   * at once) for its client to resume it with a new stream naming its token.
+   */
+  graceMs?: number;
 }
 
 /** The core to work on, given it or its model. */
@@ -71,6 +90,9 @@ export class SessionCore {
   private bypassed = false;
   private readonly log: Logger;
   private stopping = false;
+  private readonly clock: () => number;
+  readonly leaseMs: number;
+  readonly graceMs: number;
   /** Failed credentials (throttled, logged, counted) and rate-limited fault logging. */
   readonly attacks: AttackWatch;
 
@@ -79,7 +101,10 @@ export class SessionCore {
     opts: SessionCoreOptions,
   ) {
     this.log = opts.logger ?? silent;
-    this.attacks = new AttackWatch({ ...opts.attacks, clock: opts.clock ?? (() => performance.now()), log: this.log });
+    this.clock = opts.clock ?? (() => performance.now());
+    this.leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
+    this.graceMs = opts.graceMs ?? DEFAULT_GRACE_MS;
+    this.attacks = new AttackWatch({ ...opts.attacks, clock: this.clock, log: this.log });
   }
 
   // ---- interceptors ---------------------------------------------------------------------------
@@ -102,6 +127,11 @@ export class SessionCore {
 
   get sessionCount(): number {
     return this.sessions.size;
+  }
+
+  /** Whether a token names a session still attached (a look, not a call: renews no lease). */
+  has(token: string): boolean {
+    return this.sessions.has(token);
   }
 
   get serving(): boolean {
@@ -133,7 +163,7 @@ export class SessionCore {
     }
     if (asPartition) this.attacks.succeeded(source);
     const token = randomBytes(18).toString('base64url');
-    this.sessions.set(token, { token, endpointId: ep.id, holders: new Set(), lines: new Set() });
+    this.sessions.set(token, { token, endpointId: ep.id, holders: new Set(), lines: new Set(), lastActive: this.clock() });
     this.log.info({ endpoint: ep.id, name: ep.name, kind: ep.kind }, 'endpoint attached');
     return { session: token, endpointId: ep.id, ramBase: ep.ram.base, ramBytes: ep.ram.size, ffaVersion: this.spmc.partition(ep.id)?.ffaVersion ?? 0 };
   }
@@ -143,6 +173,10 @@ export class SessionCore {
     this.checkServing();
     const s = this.sessions.get(token);
     if (!s) throw new SessionError('UNAUTHENTICATED', token === '' ? 'session: none named' : 'session: unknown (never attached, or released)');
+    // Every call by token (unary gRPC, JSON, a stream's first request) renews the lease, and ends
+    // a grace period: the client is back.
+    s.lastActive = this.clock();
+    if (s.graceUntil !== undefined) this.resumed(s);
     return s;
   }
 
@@ -163,18 +197,52 @@ export class SessionCore {
     this.release(this.session(token), why);
   }
 
-  /** A stream (or another holder) keeps the session while it is open. */
+  /** A stream (or another holder) keeps the session while it is open; a session in its grace period is resumed. */
   hold(s: Session, holder: object): void {
     s.holders.add(holder);
+    if (s.graceUntil !== undefined) this.resumed(s);
+  }
+
+  private resumed(s: Session): void {
+    s.graceUntil = undefined;
+    this.log.info({ endpoint: s.endpointId }, 'session resumed');
   }
 
   /**
-   * A holder is done. One that was cancelled (its client went away) releases the session once no
-   * other holder remains; one that ended cleanly leaves it attached.
+   * A holder is done. One that was cancelled (its client went away) starts the grace period once no
+   * other holder remains: the session is released when it ends (at once with grace 0) unless a new
+   * stream names it first. One that ended cleanly leaves it attached, on its lease from now.
    */
   letGo(s: Session, holder: object, cancelled: boolean): void {
     if (!s.holders.delete(holder)) return;
-    if (cancelled && s.holders.size === 0) this.release(s, 'session stream cancelled');
+    const now = this.clock();
+    s.lastActive = now;
+    if (!cancelled || s.holders.size > 0) return;
+    if (this.graceMs <= 0) this.release(s, 'session stream cancelled');
+    else {
+      s.graceUntil = now + this.graceMs;
+      this.log.info({ endpoint: s.endpointId, graceMs: this.graceMs }, 'session waiting to be resumed');
+    }
+  }
+
+  /**
+   * Release what nobody keeps: sessions whose grace period is over, and sessions with no open stream,
+   * interrupt line or blocked call whose lease ran out. The server calls it from a timer; tests with their clock.
+   */
+  sweep(now = this.clock()): void {
+    for (const s of [...this.sessions.values()]) {
+      if (s.holders.size > 0) continue;
+      if (s.graceUntil !== undefined) {
+        if (now >= s.graceUntil) this.release(s, 'grace period over');
+      } else if (s.lines.size === 0 && now - s.lastActive >= this.leaseMs && !this.calling(s)) {
+        this.release(s, 'lease expired');
+      }
+    }
+  }
+
+  /** A call of the session is blocked in the model with its client still waiting (a unary MSG_WAIT, say): it holds the session. */
+  private calling(s: Session): boolean {
+    return this.spmc.endpoint(s.endpointId)?.vcpus.some((v) => v.pending !== undefined && !v.pending.abandoned) ?? false;
   }
 
   private release(s: Session, why: string): void {

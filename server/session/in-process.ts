@@ -110,7 +110,10 @@ export class InProcessConnector implements Connector {
   async attach(opts: AttachOptions): Promise<Attachment> {
     try {
       const a = this.core.attach(opts);
-      const transport = new InProcessTransport(this.core, a.endpointId, this.core.session(a.session));
+      const session = this.core.session(a.session);
+      const transport = new InProcessTransport(this.core, a.endpointId, session);
+      // The transport lives in this process: it keeps its session (no lease) until it detaches.
+      this.core.hold(session, transport);
       return { endpointId: a.endpointId, ramBase: a.ramBase, ramBytes: a.ramBytes, ffaVersion: a.ffaVersion || undefined, transport };
     } catch (e) {
       throw transportError(e);
