@@ -6,15 +6,16 @@ import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { hex, VM_ID_MAX } from '../../proto/ffa/index.js';
 import { DEFAULT_SUBSCRIBER_QUEUE, DEFAULT_SUBSCRIBER_STALL_MS, type FeedOptions } from '../debug/feed.js';
-import { Tracer } from '../debug/tracer.js';
+import { DEFAULT_MAX_SUBSCRIBERS, Tracer } from '../debug/tracer.js';
 import { SpmcGrpcServer } from '../grpc/server.js';
 import { buildHttpApp } from '../http/app.js';
+import { DEFAULT_MAX_HTTP_SESSIONS } from '../http/smccc.js';
 import { defaultManifest } from '../manifest.js';
 import { startBuiltinPartitions } from '../partitions/index.js';
 import type { PartitionManifest } from '../spmc/spmc.js';
 import { DEFAULT_GRACE_MS, DEFAULT_LEASE_MS, SessionCore } from '../session/core.js';
 import type { LogicalPartition } from '../spmc/logical-partitions.js';
-import { Spmc } from '../spmc/spmc.js';
+import { MAX_VCPUS, Spmc } from '../spmc/spmc.js';
 import { DEFAULT_LIMITS, type SpmcLimits } from '../spmc/state.js';
 import { type Command, type FlagSpec, Flags } from './command.js';
 import { checkLogLevel, formatHostPort, type HostPort, LOG_LEVELS, parseHostPort } from './flags.js';
@@ -23,22 +24,66 @@ import { terminalSafeLog } from './terminal.js';
 import { type TlsFiles, tlsFiles, tokenFlag } from './tls-files.js';
 import { type TokenOptions, Tokens } from '../session/tokens.js';
 
-type NumericLimit = { [K in keyof SpmcLimits]: SpmcLimits[K] extends number ? K : never }[keyof SpmcLimits];
+const MiB = 1n << 20n;
 
-/** The SPMC's limits as flags: name, range, and the limit each sets (its default is the SPMC's). */
-const LIMIT_FLAGS: { name: string; key: NumericLimit; min: number; max: number; help: string }[] = [
+/**
+ * The SPMC's limits as flags: name, range, and the limit each sets (its default is the SPMC's).
+ * Byte limits are given in MiB (`mib`).
+ */
+const LIMIT_FLAGS: { name: string; key: keyof SpmcLimits; min: number; max: number; help: string; mib?: true }[] = [
   { name: 'rxtx-max-pages', key: 'rxtxMaxPages', min: 1, max: 63, help: 'largest RXTX_MAP page count, reported to v1.2 callers in FEATURES(RXTX_MAP)' },
   { name: 'mem-max-borrowers', key: 'maxBorrowers', min: 1, max: 64, help: 'borrowers per memory transaction' },
   { name: 'mem-max-fragments', key: 'maxFragments', min: 1, max: 4096, help: 'fragments per memory transaction descriptor' },
   { name: 'mem-max-transactions', key: 'maxTransactions', min: 1, max: 1 << 20, help: 'memory transactions alive at once' },
+  {
+    name: 'mem-max-transactions-per-endpoint',
+    key: 'maxTransactionsPerEndpoint',
+    min: 1,
+    max: 1 << 20,
+    help: 'memory transactions one sender has alive at once; one more MEM_SHARE/LEND/DONATE is NO_MEMORY',
+  },
+  {
+    name: 'mem-max-descriptor-bytes',
+    key: 'maxDescriptorBytes',
+    min: 4096,
+    max: 1 << 30,
+    help: 'largest total length of a memory transaction descriptor; a longer one is NO_MEMORY',
+  },
   { name: 'max-vms', key: 'maxVms', min: 1, max: VM_ID_MAX, help: 'VMs attached at once; one more attach is RESOURCE_EXHAUSTED' },
+  { name: 'max-vcpus', key: 'maxVcpus', min: 1, max: MAX_VCPUS, help: 'vCPUs per VM; an attach asking for more is RESOURCE_EXHAUSTED' },
+  { name: 'max-ram-mib', key: 'maxRamBytes', min: 1, max: 1 << 30, mib: true, help: 'RAM per VM in MiB; an attach asking for more is RESOURCE_EXHAUSTED' },
+  {
+    name: 'max-stored-mib',
+    key: 'maxStoredBytes',
+    min: 1,
+    max: 1 << 30,
+    mib: true,
+    help: 'guest RAM actually stored, all VMs together, in MiB (pages never written cost nothing); a guest write past it is RESOURCE_EXHAUSTED',
+  },
 ];
+
+const limitDefault = (l: (typeof LIMIT_FLAGS)[number]): string => {
+  const v = DEFAULT_LIMITS[l.key];
+  return String(l.mib ? BigInt(v) / MiB : v);
+};
 
 const FLAGS: FlagSpec[] = [
   { name: 'grpc', arg: 'HOST:PORT', default: '127.0.0.1:50051', help: 'gRPC listen address; port 0 picks a free one' },
   { name: 'http', arg: 'HOST:PORT', default: '127.0.0.1:8080', help: 'HTTP listen address (dashboard, JSON transport, metrics)' },
   { name: 'manifest', arg: 'FILE', help: 'partition manifest, YAML or JSON (default: the embedded ACS topology)' },
-  ...LIMIT_FLAGS.map((l) => ({ name: l.name, arg: 'N', default: String(DEFAULT_LIMITS[l.key]), help: `${l.help}, ${l.min}..${l.max}` })),
+  ...LIMIT_FLAGS.map((l) => ({ name: l.name, arg: 'N', default: limitDefault(l), help: `${l.help}, ${l.min}..${l.max}` })),
+  {
+    name: 'max-trace-subscribers',
+    arg: 'N',
+    default: String(DEFAULT_MAX_SUBSCRIBERS),
+    help: 'live trace clients (SSE and gRPC) at once, 1..10000; one more is RESOURCE_EXHAUSTED (HTTP 429)',
+  },
+  {
+    name: 'max-http-sessions',
+    arg: 'N',
+    default: String(DEFAULT_MAX_HTTP_SESSIONS),
+    help: 'sessions attached through the JSON transport at once, 1..65535; one more attach is 429 RESOURCE_EXHAUSTED',
+  },
   { name: 'log-level', arg: 'LEVEL', default: 'info', help: LOG_LEVELS.join(', ') },
   { name: 'trace-size', arg: 'N', default: '10000', help: 'trace records kept in memory, 1..10000000' },
   { name: 'trace-file', arg: 'FILE', help: 'also write every trace record to FILE as JSON lines (for replay)' },
@@ -87,6 +132,8 @@ interface ServeOptions {
   partitions: PartitionManifest[];
   logicalPartitions: LogicalPartition[];
   limits: Partial<SpmcLimits>;
+  maxTraceSubscribers: number;
+  maxHttpSessions: number;
   strict: boolean;
   logLevel: string;
   traceSize: number;
@@ -110,8 +157,11 @@ export function exposureWarning(addresses: HostPort[], tls: boolean, tokens: Tok
 
 function parseServe(c: Command, args: string[]): ServeOptions {
   const v = Flags.parse(c, args);
-  const limits: Partial<Record<NumericLimit, number>> = {};
-  for (const l of LIMIT_FLAGS) limits[l.key] = v.int(l.name, l.min, l.max)!;
+  const limits: Partial<Record<keyof SpmcLimits, number | bigint>> = {};
+  for (const l of LIMIT_FLAGS) {
+    const n = v.int(l.name, l.min, l.max)!;
+    limits[l.key] = l.mib ? BigInt(n) * MiB : n;
+  }
   const manifest = v.string('manifest');
   const files = tlsFiles(v, true);
   const tokens: TokenOptions = {};
@@ -124,7 +174,9 @@ function parseServe(c: Command, args: string[]): ServeOptions {
     grpc: parseHostPort('--grpc', v.string('grpc')!),
     http: parseHostPort('--http', v.string('http')!),
     ...declared,
-    limits,
+    limits: limits as Partial<SpmcLimits>,
+    maxTraceSubscribers: v.int('max-trace-subscribers', 1, 10_000)!,
+    maxHttpSessions: v.int('max-http-sessions', 1, 0xffff)!,
     strict: v.bool('strict'),
     logLevel: checkLogLevel(v.string('log-level')!),
     traceSize: v.int('trace-size', 1, 10_000_000)!,
@@ -158,6 +210,7 @@ async function serve(opts: ServeOptions): Promise<void> {
     ringSize: opts.traceSize,
     file: opts.traceFile,
     subscribers: opts.traceSubscribers,
+    maxSubscribers: opts.maxTraceSubscribers,
     session: { partitions: opts.partitions, limits: spmc.state.limits, handleSeed },
   });
   // Partitions' FFA_CONSOLE_LOG lines go to the log under the partition's name.
@@ -169,7 +222,7 @@ async function serve(opts: ServeOptions): Promise<void> {
   const grpcServer = new SpmcGrpcServer(core, { tls: opts.tls, tokens });
   grpcServer.addDebug(tracer);
   let serving = true;
-  const http = await buildHttpApp({ core, tracer, https: opts.tls, tokens });
+  const http = await buildHttpApp({ core, tracer, https: opts.tls, tokens, maxHttpSessions: opts.maxHttpSessions });
 
   const grpcPort = await grpcServer.listen(formatHostPort(opts.grpc));
   await http.listen({ host: opts.http.host, port: opts.http.port });

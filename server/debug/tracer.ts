@@ -12,6 +12,7 @@ import { type EndpointId, formatUuid, fidName, hex, type Reason, REGISTER_COUNT,
 import { isPending } from '../spmc/pending.js';
 import { coreOf, type SessionCore } from '../session/core.js';
 import type { InterceptedCall, Interceptor, Outcome } from '../session/interceptors.js';
+import { SessionError } from '../session/status.js';
 import type { PartitionManifest, Spmc } from '../spmc/spmc.js';
 import type { MemoryFaultRecord, SpmcLimits, SpmcObserver } from '../spmc/state.js';
 import {
@@ -45,6 +46,8 @@ export interface TracerOptions {
   decoderBacklog?: number;
   /** Each live subscriber's bounded queue, and when a stuck one is disconnected (see feed.ts). */
   subscribers?: FeedOptions;
+  /** Live subscribers at once (default DEFAULT_MAX_SUBSCRIBERS); one more is RESOURCE_EXHAUSTED. */
+  maxSubscribers?: number;
   /** What the header records (the server passes its manifest, limits and handle seed). */
   session?: { partitions: PartitionManifest[]; limits: SpmcLimits; handleSeed: bigint };
 }
@@ -54,6 +57,9 @@ export interface TracerOptions {
  * person watching, and a busy SPMC then pays one hand-over per batch, not one per call.
  */
 export const FLUSH_MS = 20;
+
+/** Live trace subscribers (SSE and gRPC together) a tracer takes by default. */
+export const DEFAULT_MAX_SUBSCRIBERS = 64;
 
 /**
  * A ring slot whose call is kept in the tracer's per-slot arrays, not as an object (see onCall);
@@ -101,6 +107,7 @@ export class Tracer {
   private wallOffset = Date.now() - performance.now();
   private readonly subscribers = new Set<{ filter: TraceFilter; feed: TraceFeed }>();
   private readonly feedOptions: FeedOptions;
+  readonly maxSubscribers: number;
   /** Captured since the last flush, for subscribers and the file. */
   private queue: RawRecord[] = [];
   private flushTimer?: NodeJS.Timeout;
@@ -138,6 +145,7 @@ export class Tracer {
     this.callReasons = new Array<Reason | undefined>(this.ring.length).fill(undefined);
     this.maxBacklog = opts.decoderBacklog ?? Math.max(4096, this.ring.length);
     this.feedOptions = opts.subscribers ?? {};
+    this.maxSubscribers = opts.maxSubscribers ?? DEFAULT_MAX_SUBSCRIBERS;
     if (opts.file) {
       // Mode 0600, and no credential in the header: see redact.ts.
       this.file = createWriteStream('', { fd: openPrivateFile(opts.file) });
@@ -454,7 +462,19 @@ export class Tracer {
    * a bounded queue and, when that overflows, a `lost` record (see feed.ts); call `feed.resume()`
    * when it drains. A plain function takes every line at once.
    */
+  /** Live subscribers now. */
+  get subscriberCount(): number {
+    return this.subscribers.size;
+  }
+
+  /** Why one more subscriber is refused. */
+  refusal(): SessionError {
+    return new SessionError('RESOURCE_EXHAUSTED', `trace: ${this.maxSubscribers} live subscribers already, this server's limit`);
+  }
+
+  /** A new live subscriber; RESOURCE_EXHAUSTED (a SessionError) when maxSubscribers are live already. */
   subscribe(filter: TraceFilter, to: TraceConsumer | ((lines: TraceLine[]) => void)): (() => void) & { feed: TraceFeed } {
+    if (this.subscribers.size >= this.maxSubscribers) throw this.refusal();
     const consumer: TraceConsumer =
       typeof to === 'function'
         ? {

@@ -128,6 +128,8 @@ export class SpmcGrpcServer {
         const filter: TraceFilter = { endpoint: req.endpoint ?? undefined, function: req.function || undefined, errorsOnly: req.errors_only };
         // A TraceLine is the TraceRecord message, field for field. None is written while the
         // client's buffer is full: the feed queues, then drops and counts (see debug/feed.ts).
+        // Past the subscriber limit: RESOURCE_EXHAUSTED, with why.
+        if (tracer.subscriberCount >= tracer.maxSubscribers) return void stream.emit('error', toStatus(tracer.refusal()));
         const stop = tracer.subscribe(filter, {
           via: 'grpc',
           chunk: 16,

@@ -12,7 +12,7 @@ import { peerAddress } from '../session/throttle.js';
 import { bearer, type Tokens } from '../session/tokens.js';
 import { dashboardRoutes } from './dashboard.js';
 import { metricsRoutes } from './metrics.js';
-import { HTTP_STATUS, smcccRoutes } from './smccc.js';
+import { HTTP_STATUS, HttpSessions, smcccRoutes } from './smccc.js';
 import { stateRoutes } from './state.js';
 import { traceRoutes } from './trace.js';
 
@@ -22,6 +22,8 @@ export interface HttpOptions {
   /** The trace (state routes work without it; /v1/trace needs it). */
   tracer?: Tracer;
   logger?: boolean | object;
+  /** Sessions attached through the JSON transport at once (default DEFAULT_MAX_HTTP_SESSIONS). */
+  maxHttpSessions?: number;
   /** Serve HTTPS (PEM); with `ca`, clients must present a certificate it signed (mTLS). */
   https?: { cert: Buffer; key: Buffer; ca?: Buffer };
   /** The admin token inspection needs (ADMIN_ROUTES); none configured: not asked. */
@@ -92,8 +94,9 @@ export async function buildHttpApp(opts: HttpOptions): Promise<FastifyInstance> 
   await app.register(health, opts);
   await app.register(stateRoutes, { spmc: opts.core.spmc });
   if (opts.tracer) await app.register(traceRoutes, { tracer: opts.tracer });
-  await app.register(smcccRoutes, { core: opts.core });
-  await app.register(metricsRoutes, { core: opts.core });
+  const sessions = new HttpSessions(opts.core, opts.maxHttpSessions);
+  await app.register(smcccRoutes, { core: opts.core, sessions });
+  await app.register(metricsRoutes, { core: opts.core, tracer: opts.tracer, httpSessions: sessions });
   await app.register(dashboardRoutes);
   return app;
 }

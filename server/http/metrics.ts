@@ -6,7 +6,9 @@ import type { FastifyPluginAsync } from 'fastify';
 import { Counter, Gauge, type Metric, Registry } from 'prom-client';
 import { errorCodeFromWord, errorName, fid, fidName, U32 } from '../../proto/ffa/index.js';
 import { isPending } from '../spmc/pending.js';
+import type { Tracer } from '../debug/tracer.js';
 import type { SessionCore } from '../session/core.js';
+import type { HttpSessions } from './smccc.js';
 
 const ERROR_FID = fid('ERROR');
 /** Latency buckets, seconds. */
@@ -26,7 +28,40 @@ interface FnStats {
   count: number;
 }
 
-export const metricsRoutes: FastifyPluginAsync<{ core: SessionCore }> = async (app, { core }) => {
+export interface MetricsOptions {
+  core: SessionCore;
+  /** For the trace subscriber limit. */
+  tracer?: Tracer;
+  /** For the JSON transport's session limit. */
+  httpSessions?: HttpSessions;
+}
+
+/** Each limit in force, and how much of it is in use where that is cheap to know. */
+function limitsInUse({ core, tracer, httpSessions }: MetricsOptions): { name: string; limit: number; used?: number }[] {
+  const { state } = core.spmc;
+  const l = state.limits;
+  const vms = [...state.endpoints.values()].filter((e) => e.kind === 'vm');
+  const perSender = new Map<number, number>();
+  for (const s of state.shares.byHandle.values()) perSender.set(s.sender, (perSender.get(s.sender) ?? 0) + 1);
+  const most = (xs: Iterable<number>) => Math.max(0, ...xs);
+  return [
+    { name: 'vms', limit: l.maxVms, used: vms.length },
+    { name: 'vcpus_per_vm', limit: l.maxVcpus, used: most(vms.map((e) => e.vcpuCount)) },
+    { name: 'ram_bytes_per_vm', limit: Number(l.maxRamBytes), used: most(vms.map((e) => Number(e.ram.size))) },
+    { name: 'stored_ram_bytes', limit: Number(l.maxStoredBytes), used: Number(state.memory.storedBytes) },
+    { name: 'memory_transactions', limit: l.maxTransactions, used: state.shares.size },
+    { name: 'memory_transactions_per_endpoint', limit: l.maxTransactionsPerEndpoint, used: most(perSender.values()) },
+    { name: 'descriptor_bytes', limit: l.maxDescriptorBytes },
+    { name: 'borrowers_per_transaction', limit: l.maxBorrowers },
+    { name: 'fragments_per_transaction', limit: l.maxFragments },
+    { name: 'rxtx_pages', limit: l.rxtxMaxPages },
+    ...(tracer ? [{ name: 'trace_subscribers', limit: tracer.maxSubscribers, used: tracer.subscriberCount }] : []),
+    ...(httpSessions ? [{ name: 'http_sessions', limit: httpSessions.max, used: httpSessions.count }] : []),
+  ];
+}
+
+export const metricsRoutes: FastifyPluginAsync<MetricsOptions> = async (app, opts) => {
+  const { core } = opts;
   const spmc = core.spmc;
   const byFn = new Map<number, FnStats>();
   let faultCount = 0;
@@ -127,6 +162,26 @@ export const metricsRoutes: FastifyPluginAsync<{ core: SessionCore }> = async (a
     registers: [registry],
     collect() {
       this.set(spmc.state.shares.byHandle.size);
+    },
+  });
+
+  // The limits in force (serve's flags) and their use: an alert can compare the two.
+  new Gauge({
+    name: 'remote_spmc_limit',
+    help: 'Each limit in force, by name (see the README Limits table)',
+    labelNames: ['name'],
+    registers: [registry],
+    collect() {
+      for (const { name, limit } of limitsInUse(opts)) this.set({ name }, limit);
+    },
+  });
+  new Gauge({
+    name: 'remote_spmc_limit_used',
+    help: 'How much of a limit is in use, by name (per-VM and per-endpoint limits: the largest use)',
+    labelNames: ['name'],
+    registers: [registry],
+    collect() {
+      for (const { name, used } of limitsInUse(opts)) if (used !== undefined) this.set({ name }, used);
     },
   });
 

@@ -4,7 +4,7 @@
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { hex, REGISTER_COUNT, type Registers, toRegisters } from '../../proto/ffa/index.js';
 import type { SessionCore } from '../session/core.js';
-import { statusOf, type TransportStatus } from '../session/status.js';
+import { SessionError, statusOf, type TransportStatus } from '../session/status.js';
 import { peerAddress } from '../session/throttle.js';
 import { isPending } from '../spmc/pending.js';
 
@@ -26,11 +26,43 @@ function refuse(reply: FastifyReply, e: unknown) {
   return reply.code(HTTP_STATUS[status]).send({ error: status, message });
 }
 
-export interface SmcccOptions {
-  core: SessionCore;
+/** Sessions the JSON transport holds at once by default. */
+export const DEFAULT_MAX_HTTP_SESSIONS = 64;
+
+/**
+ * Sessions attached through the JSON transport and still alive (a session ends by detach on any
+ * transport, or by the core releasing it): one more attach past `max` is RESOURCE_EXHAUSTED.
+ */
+export class HttpSessions {
+  private readonly tokens = new Set<string>();
+  constructor(
+    private readonly core: SessionCore,
+    readonly max = DEFAULT_MAX_HTTP_SESSIONS,
+  ) {}
+
+  /** Live ones now (those released elsewhere, or by their lease, are forgotten here; at most `max` to look at). */
+  get count(): number {
+    for (const t of this.tokens) if (!this.core.has(t)) this.tokens.delete(t);
+    return this.tokens.size;
+  }
+
+  /** Attach through `attach` unless `max` are live already. */
+  attach<T extends { session: string }>(attach: () => T): T {
+    if (this.count >= this.max)
+      throw new SessionError('RESOURCE_EXHAUSTED', `attach: ${this.max} sessions are attached through the JSON transport already, this server's limit`);
+    const a = attach();
+    this.tokens.add(a.session);
+    return a;
+  }
 }
 
-export const smcccRoutes: FastifyPluginAsync<SmcccOptions> = async (app, { core }) => {
+export interface SmcccOptions {
+  core: SessionCore;
+  /** The JSON transport's session limit (default: one of DEFAULT_MAX_HTTP_SESSIONS). */
+  sessions?: HttpSessions;
+}
+
+export const smcccRoutes: FastifyPluginAsync<SmcccOptions> = async (app, { core, sessions = new HttpSessions(core) }) => {
   /** x0..x17 as hex, and why when the answer is FFA_ERROR. */
   const answer = (x: Registers) => {
     const reason = core.reasonFor(x);
@@ -60,7 +92,7 @@ export const smcccRoutes: FastifyPluginAsync<SmcccOptions> = async (app, { core 
     async (req, reply) => {
       try {
         const b = req.body ?? {};
-        const a = core.attach({ ...b, ramBytes: BigInt(b.ramBytes ?? '0x0') }, peerAddress(req.ip));
+        const a = sessions.attach(() => core.attach({ ...b, ramBytes: BigInt(b.ramBytes ?? '0x0') }, peerAddress(req.ip)));
         return { session: a.session, endpointId: a.endpointId, ramBase: hex(a.ramBase), ramBytes: hex(a.ramBytes), ffaVersion: a.ffaVersion };
       } catch (e) {
         return refuse(reply, e);

@@ -36,6 +36,8 @@ export const traceRoutes: FastifyPluginAsync<{ tracer: Tracer }> = async (app, {
     '/v1/trace',
     { schema: { summary: 'The live trace as Server-Sent Events (one JSON record per event)', querystring: filterQuery } },
     (req, reply) => {
+      // Past the subscriber limit: refused before the stream starts, with why.
+      if (tracer.subscriberCount >= tracer.maxSubscribers) return reply.code(429).send({ error: 'RESOURCE_EXHAUSTED', message: tracer.refusal().message });
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });

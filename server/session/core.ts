@@ -129,6 +129,11 @@ export class SessionCore {
     return this.sessions.size;
   }
 
+  /** Whether a token names a session still attached (a look, not a call: renews no lease). */
+  has(token: string): boolean {
+    return this.sessions.has(token);
+  }
+
   get serving(): boolean {
     return !this.stopping;
   }

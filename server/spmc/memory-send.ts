@@ -196,11 +196,27 @@ export function memSend(ctx: CallContext, call: CallOf<SendFn>): Reply {
       `fragment length ${fragLen} exceeds ${v10 ? 'one page for a v1.0 sender' : `the ${txSize(caller)}-byte TX buffer`}`,
     );
   }
+  // Where Hafnium allocates its copy of the descriptor (api_ffa_mem_send: "Failed to allocate
+  // memory region copy", NO_MEMORY): this server holds at most maxDescriptorBytes of one.
+  if (total > state.limits.maxDescriptorBytes)
+    return no(
+      NO_MEMORY,
+      'descriptor_too_long',
+      `total length ${total} is above this server's limit of ${state.limits.maxDescriptorBytes} bytes per descriptor`,
+    );
   const frag = readTx(state, caller, fragLen);
   const checked = validateSendHeader(ctx, fn, frag, total);
   if (isRefusal(checked)) return checked;
   if (state.shares.size >= state.limits.maxTransactions)
     return no(NO_MEMORY, 'no_share_state', `${state.limits.maxTransactions} memory transactions are already in progress`);
+  // Where Hafnium finds no free share state (allocate_share_state, NO_MEMORY), per sender here.
+  const perSender = state.limits.maxTransactionsPerEndpoint;
+  if (state.shares.countBySender(caller.id) >= perSender)
+    return no(
+      NO_MEMORY,
+      'endpoint_share_states',
+      `${hex(caller.id)} already has ${perSender} memory transactions in progress, this server's limit per endpoint`,
+    );
 
   const { tx } = checked;
   const composite = tx.receivers[0]!.compositeOffset;
@@ -264,6 +280,15 @@ export function fragTx(ctx: CallContext, call: CallOf<'MEM_FRAG_TX'>): Reply {
     return no(NO_MEMORY, 'too_many_fragments', `transaction ${hex(call.handle)} would need more than ${state.limits.maxFragments} fragments; it is dropped`);
   }
   const more = len / CONSTITUENT_SIZE;
+  const length = share.constituentsOffset + (share.constituents.length + more) * CONSTITUENT_SIZE;
+  if (length > state.limits.maxDescriptorBytes) {
+    state.shares.byHandle.delete(share.handle);
+    return no(
+      NO_MEMORY,
+      'descriptor_too_long',
+      `transaction ${hex(call.handle)} would grow to ${length} bytes, above this server's limit of ${state.limits.maxDescriptorBytes} bytes per descriptor; it is dropped`,
+    );
+  }
   if (state.strict && share.constituents.length + more > share.expectedConstituents) {
     state.shares.byHandle.delete(share.handle);
     return bad(

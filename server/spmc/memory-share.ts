@@ -86,6 +86,13 @@ export class MemShares {
   get size(): number {
     return this.byHandle.size;
   }
+
+  /** Transactions `sender` has alive (at most maxTransactions, so a walk is cheap). */
+  countBySender(sender: number): number {
+    let n = 0;
+    for (const s of this.byHandle.values()) if (s.sender === sender) n++;
+    return n;
+  }
 }
 
 /** Give the sender's memory back as it was (a sent transaction only), and forget the transaction. */

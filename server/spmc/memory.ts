@@ -17,6 +17,20 @@ export class PhysicalMemory {
     return this.pages.size;
   }
 
+  /** Bytes the store holds (whole pages). */
+  get storedBytes(): bigint {
+    return BigInt(this.pages.size) * PAGE;
+  }
+
+  /** Pages a write of `data` at `address` would add to the store (zeros need none). */
+  newPagesFor(address: bigint, data: Uint8Array): number {
+    let n = 0;
+    this.forEachChunk(address, data.length, (pfn, _off, pos, len) => {
+      if (!this.pages.has(pfn) && !data.subarray(pos, pos + len).every((b) => b === 0)) n++;
+    });
+    return n;
+  }
+
   read(address: bigint, length: number): Uint8Array {
     const out = new Uint8Array(length);
     this.forEachChunk(address, length, (pfn, off, pos, n) => {

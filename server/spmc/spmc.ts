@@ -141,6 +141,7 @@ export const VM_DEFAULT_PROPERTIES = P.AARCH64_EXEC | P.DIRECT_REQ_SEND | P.DIRE
 export const MAX_VCPUS = 64;
 export const MAX_UUIDS = 8;
 const PAGE = BigInt(FFA_PAGE_SIZE);
+const PA_SPACE = 1n << 48n;
 
 export class Spmc {
   readonly state: SpmcState;
@@ -247,9 +248,13 @@ export class Spmc {
     if (!Number.isInteger(vcpuCount) || vcpuCount < 1 || vcpuCount > MAX_VCPUS) {
       throw new SpmcError('invalid-argument', `vcpu_count must be 1..${MAX_VCPUS}`);
     }
+    const { maxVcpus, maxRamBytes } = this.state.limits;
+    if (vcpuCount > maxVcpus) throw new SpmcError('resource-exhausted', `vcpu_count ${vcpuCount} is above this server's limit of ${maxVcpus} vCPUs per VM`);
     const ramBytes = roundUp(params.ramBytes || VM_DEFAULT_RAM, PAGE);
-    if (ramBytes > this.state.limits.maxRamBytes) {
-      throw new SpmcError('invalid-argument', `ram_bytes above the ${this.state.limits.maxRamBytes} byte limit`);
+    // More than the address space is a malformed request; more than the server allows, a limit.
+    if (ramBytes > PA_SPACE) throw new SpmcError('invalid-argument', `ram_bytes ${hex(ramBytes)} is beyond the 48-bit physical address space`);
+    if (ramBytes > maxRamBytes) {
+      throw new SpmcError('resource-exhausted', `ram_bytes ${hex(ramBytes)} is above this server's limit of ${hex(maxRamBytes)} bytes per VM`);
     }
     // 0 asks for the usual guest: AArch64, sending direct requests (both forms), receiving none.
     const properties = params.properties || VM_DEFAULT_PROPERTIES;
@@ -435,7 +440,18 @@ export class Spmc {
   writeMemory(id: EndpointId, address: bigint, data: Uint8Array): void {
     const ep = this.requireEndpoint(id);
     if (!ep.access.allows(address, address + BigInt(data.length), 'rw')) throw this.fault(id, address, data.length, 'write');
-    this.state.memory.write(address, data);
+    // Checked before any byte is written: a refused write changes nothing. What the SPMC itself
+    // writes (RX buffers) is counted but never refused: it is bounded by the mailboxes.
+    const memory = this.state.memory;
+    const added = memory.newPagesFor(address, data);
+    const cap = this.state.limits.maxStoredBytes;
+    if (added > 0 && memory.storedBytes + BigInt(added) * PAGE > cap) {
+      throw new SpmcError(
+        'resource-exhausted',
+        `guest RAM store full: writing ${data.length} bytes at ${hex(address)} needs ${added} new pages past the ${hex(cap)}-byte limit (${hex(memory.storedBytes)} stored)`,
+      );
+    }
+    memory.write(address, data);
     for (const o of this.state.observers) o.write?.(id, address, data);
   }
 

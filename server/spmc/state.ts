@@ -27,10 +27,21 @@ export interface SpmcLimits {
   maxFragments: number;
   /** Memory transactions alive at once. */
   maxTransactions: number;
+  /** Memory transactions one sender has alive at once (being sent, or sent and not yet reclaimed). */
+  maxTransactionsPerEndpoint: number;
+  /** Largest total length (w1) of a memory transaction descriptor accepted by MEM_SHARE/LEND/DONATE, in bytes. */
+  maxDescriptorBytes: number;
   /** RXTX_MAP: largest page count accepted, reported in FEATURES(RXTX_MAP) to v1.2 callers (1..63). */
   rxtxMaxPages: number;
   /** Largest RAM window a VM may ask for at attach. */
   maxRamBytes: bigint;
+  /** Most vCPUs a VM may ask for at attach (at most 64). */
+  maxVcpus: number;
+  /**
+   * Guest RAM actually stored, in bytes: the sparse store's pages (a page exists once something
+   * non-zero is written to it). A guest write that would store more is refused.
+   */
+  maxStoredBytes: bigint;
   /** How many VMs may be attached at once. */
   maxVms: number;
 }
@@ -39,8 +50,12 @@ export const DEFAULT_LIMITS: SpmcLimits = {
   maxBorrowers: 4,
   maxFragments: 20,
   maxTransactions: 256,
+  maxTransactionsPerEndpoint: 64,
+  maxDescriptorBytes: 1 << 20,
   rxtxMaxPages: 16,
   maxRamBytes: 64n << 30n,
+  maxVcpus: 64,
+  maxStoredBytes: 1n << 30n,
   maxVms: 256,
 };
 
