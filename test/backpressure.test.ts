@@ -16,9 +16,8 @@ import type { FeedOptions, FeedStats } from '../server/debug/feed.js';
 import type { TraceRecord } from '../server/debug/records.js';
 import { Tracer } from '../server/debug/tracer.js';
 import { SpmcGrpcServer } from '../server/grpc/server.js';
-import { buildHttpApp } from '../server/http/app.js';
 import { SessionCore } from '../server/session/core.js';
-import { Arrivals, RawVm, startedSpmc } from './helpers.js';
+import { Arrivals, RawVm, servedSpmc, startedSpmc } from './helpers.js';
 
 const CALLS = 50_000;
 const QUEUE = 1000;
@@ -37,24 +36,14 @@ const gc = runInNewContext('gc') as () => void;
 type DebugClient = grpc.Client & Record<string, (req: object) => grpc.ClientReadableStream<{ json: string }>>;
 
 async function stack(subscribers: FeedOptions) {
-  const spmc = await startedSpmc();
-  const tracer = new Tracer(spmc, { subscribers });
-  const grpcServer = new SpmcGrpcServer(spmc);
-  grpcServer.addDebug(tracer);
-  const grpcAddr = `127.0.0.1:${await grpcServer.listen('127.0.0.1:0')}`;
-  const app = await buildHttpApp({ core: SessionCore.for(spmc), tracer });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const addr = app.server.address();
-  const base = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+  const served = await servedSpmc(await startedSpmc(), { subscribers });
   const Client = debugClientConstructor();
-  const dbg = new Client(grpcAddr, grpc.credentials.createInsecure()) as DebugClient;
+  const dbg = new Client(served.grpcAddr, grpc.credentials.createInsecure()) as DebugClient;
   const stop = async () => {
     dbg.close();
-    await app.close();
-    await grpcServer.stop(200);
-    await tracer.close();
+    await served.stop();
   };
-  return { spmc, tracer, base, dbg, stop };
+  return { ...served, dbg, stop };
 }
 
 interface StuckSse {

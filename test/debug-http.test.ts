@@ -8,31 +8,17 @@ import { debugClientConstructor } from '../proto/wire.js';
 import { FfaDriver } from '../client-driver/driver.js';
 import { GrpcConnector } from '../client-driver/transport/grpc.js';
 import { EmulatedVm } from '../client-driver/vm.js';
-import { Tracer } from '../server/debug/tracer.js';
-import { SpmcGrpcServer } from '../server/grpc/server.js';
-import { buildHttpApp } from '../server/http/app.js';
 import { PARTITION_COMMANDS as CMD } from '../server/partitions/commands.js';
-import { SessionCore } from '../server/session/core.js';
-import { Arrivals, sseTrace, startedSpmc } from './helpers.js';
+import { Arrivals, servedSpmc, sseTrace, startedSpmc } from './helpers.js';
 
 async function stack() {
-  const spmc = await startedSpmc();
-  const tracer = new Tracer(spmc);
-  const grpcServer = new SpmcGrpcServer(spmc);
-  grpcServer.addDebug(tracer);
-  const grpcAddr = `127.0.0.1:${await grpcServer.listen('127.0.0.1:0')}`;
-  const app = await buildHttpApp({ core: SessionCore.for(spmc), tracer });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const addr = app.server.address();
-  const base = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
-  const connector = new GrpcConnector(grpcAddr);
+  const served = await servedSpmc(await startedSpmc());
+  const connector = new GrpcConnector(served.grpcAddr);
   const stop = async () => {
     connector.close();
-    await app.close();
-    await grpcServer.stop(200);
-    await tracer.close();
+    await served.stop();
   };
-  return { spmc, tracer, app, base, grpcAddr, connector, stop };
+  return { ...served, connector, stop };
 }
 
 t.test('every route rejects bad input with a 400 that names the field', async (t) => {

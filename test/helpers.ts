@@ -19,6 +19,9 @@ import {
 import { FfaDriverError } from '../client-driver/errno.js';
 import { TransportError } from '../client-driver/transport/transport.js';
 import { defaultManifest } from '../server/manifest.js';
+import { Tracer, type TracerOptions } from '../server/debug/tracer.js';
+import { SpmcGrpcServer } from '../server/grpc/server.js';
+import { buildHttpApp } from '../server/http/app.js';
 import { startBuiltinPartitions } from '../server/partitions/index.js';
 import { SessionCore } from '../server/session/core.js';
 import { isPending, type Pending } from '../server/spmc/pending.js';
@@ -284,4 +287,26 @@ export async function sseTrace(url: string): Promise<{ records: Arrivals<TraceRe
       await reading;
     },
   };
+}
+
+/**
+ * A model served as `serve` serves it, on loopback ports of its own: a trace, gRPC (Spmc and Debug)
+ * and HTTP over one session core. `stop` closes them in reverse order.
+ */
+export async function servedSpmc(spmc: Spmc, tracerOptions: TracerOptions = {}) {
+  const core = SessionCore.for(spmc);
+  const tracer = new Tracer(core, tracerOptions);
+  const grpcServer = new SpmcGrpcServer(core);
+  grpcServer.addDebug(tracer);
+  const grpcAddr = `127.0.0.1:${await grpcServer.listen('127.0.0.1:0')}`;
+  const app = await buildHttpApp({ core, tracer });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const addr = app.server.address();
+  const base = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+  const stop = async () => {
+    await app.close();
+    await grpcServer.stop(200);
+    await tracer.close();
+  };
+  return { spmc, core, tracer, grpcServer, grpcAddr, app, base, stop };
 }

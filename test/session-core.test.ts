@@ -12,40 +12,26 @@ import type { Answer, Connector } from '../client-driver/transport/transport.js'
 import { EmulatedVm } from '../client-driver/vm.js';
 import { formatRecord } from '../server/cli/trace.js';
 import type { TraceRecord } from '../server/debug/records.js';
-import { Tracer } from '../server/debug/tracer.js';
-import { SpmcGrpcServer } from '../server/grpc/server.js';
-import { buildHttpApp } from '../server/http/app.js';
 import { HTTP_STATUS } from '../server/http/smccc.js';
 import { defaultManifest } from '../server/manifest.js';
-import { SessionCore } from '../server/session/core.js';
 import { InProcessConnector } from '../server/session/in-process.js';
 import { Spmc } from '../server/spmc/spmc.js';
-import { codeOf, newSpmc } from './helpers.js';
+import { codeOf, newSpmc, servedSpmc } from './helpers.js';
 
 /** A server with both transports over one core; `limits` for the model. */
 async function stack(spmc = newSpmc()) {
-  const core = SessionCore.for(spmc);
-  const tracer = new Tracer(core);
-  const grpcServer = new SpmcGrpcServer(core);
-  grpcServer.addDebug(tracer);
-  const address = `127.0.0.1:${await grpcServer.listen('127.0.0.1:0')}`;
-  const app = await buildHttpApp({ core, tracer });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const a = app.server.address();
-  const base = `http://127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`;
+  const served = await servedSpmc(spmc);
   const connectors: Connector[] = [];
   const grpcConnector = () => {
-    const c = new GrpcConnector(address);
+    const c = new GrpcConnector(served.grpcAddr);
     connectors.push(c);
     return c;
   };
   const stop = async () => {
     for (const c of connectors) c.close();
-    await app.close();
-    await grpcServer.stop(100);
-    await tracer.close();
+    await served.stop();
   };
-  return { spmc, core, tracer, address, app, base, grpcConnector, stop };
+  return { ...served, address: served.grpcAddr, grpcConnector, stop };
 }
 
 const post = async (base: string, path: string, body: object) => {
