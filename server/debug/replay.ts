@@ -11,6 +11,7 @@ import { type EndpointId, fidName, hex, parseUuid, type Registers, U32 } from '.
 import { isPending, type Pending } from '../spmc/pending.js';
 import { type PartitionManifest, Spmc } from '../spmc/spmc.js';
 import type { SpmcLimits } from '../spmc/state.js';
+import { buffersAfter, buffersBefore, type DecodedBuffer } from './buffers.js';
 import type { TraceHeader, TraceRecord } from './records.js';
 
 export interface ReplayDifference {
@@ -90,16 +91,41 @@ export function parseTrace(text: string, file = '<trace>'): { header: TraceHeade
 }
 
 export function replay(header: TraceHeader, records: TraceRecord[], partitions = headerPartitions(header)): ReplayReport {
-  const limits = Object.fromEntries(Object.entries(header.limits).map(([k, v]) => [k, typeof v === 'string' ? BigInt(v) : v])) as unknown as SpmcLimits;
-  const spmc = new Spmc({ partitions, limits, handleSeed: BigInt(header.handleSeed) });
-  const pendings = new Map<number, Pending>();
-  const report: ReplayReport = { records: records.length, calls: 0, matched: 0 };
-  const differ = (r: TraceRecord, what: string, recorded: string, replayed: string): ReplayReport => ({
-    ...report,
-    difference: { seq: r.seq, endpoint: r.endpoint, what, recorded, replayed },
-  });
-
+  const cursor = new ReplayCursor(header, partitions);
   for (const r of records) {
+    const difference = cursor.step(r);
+    if (difference) return { records: records.length, calls: cursor.calls, matched: cursor.matched, difference };
+  }
+  return { records: records.length, calls: cursor.calls, matched: cursor.matched };
+}
+
+/**
+ * A replay one record at a time: the model as it stood after each record applied so far. The
+ * dashboard's time travel moves one forward, and builds a new one to go back.
+ */
+export class ReplayCursor {
+  readonly spmc: Spmc;
+  private readonly pendings = new Map<number, Pending>();
+  calls = 0;
+  matched = 0;
+  /** The seq of the last record applied (0: none). */
+  at = 0;
+
+  constructor(
+    header: TraceHeader,
+    partitions = headerPartitions(header),
+    /** Told of each call's decoded buffers (TX before it, RX after it), by seq. */
+    private readonly onBuffers?: (seq: number, buffers: DecodedBuffer[]) => void,
+  ) {
+    const limits = Object.fromEntries(Object.entries(header.limits).map(([k, v]) => [k, typeof v === 'string' ? BigInt(v) : v])) as unknown as SpmcLimits;
+    this.spmc = new Spmc({ partitions, limits, handleSeed: BigInt(header.handleSeed) });
+  }
+
+  /** Apply one record; the difference, if the model answers otherwise than recorded. */
+  step(r: TraceRecord): ReplayDifference | undefined {
+    this.at = r.seq;
+    const spmc = this.spmc;
+    const differ = (what: string, recorded: string, replayed: string): ReplayDifference => ({ seq: r.seq, endpoint: r.endpoint, what, recorded, replayed });
     switch (r.kind) {
       case 'attach': {
         let id: EndpointId;
@@ -116,17 +142,17 @@ export function replay(header: TraceHeader, records: TraceRecord[], partitions =
             credential,
           }).id;
         } catch (e) {
-          return differ(r, `attach of ${hex(r.endpoint)}`, 'attached', `refused: ${(e as Error).message}`);
+          return differ(`attach of ${hex(r.endpoint)}`, 'attached', `refused: ${(e as Error).message}`);
         }
         const base = spmc.endpoint(id)!.ram.base;
-        if (hex(base) !== r.ramBase) return differ(r, `RAM window of ${hex(id)}`, r.ramBase, hex(base));
+        if (hex(base) !== r.ramBase) return differ(`RAM window of ${hex(id)}`, r.ramBase, hex(base));
         break;
       }
       case 'detach':
         try {
           spmc.detach(r.endpoint);
         } catch (e) {
-          return differ(r, `detach of ${hex(r.endpoint)}`, 'detached', `refused: ${(e as Error).message}`);
+          return differ(`detach of ${hex(r.endpoint)}`, 'detached', `refused: ${(e as Error).message}`);
         }
         break;
       case 'write':
@@ -134,45 +160,48 @@ export function replay(header: TraceHeader, records: TraceRecord[], partitions =
         try {
           spmc.writeMemory(r.endpoint, big(r.address), new Uint8Array(Buffer.from(r.data, 'base64')));
         } catch (e) {
-          return differ(r, `write of ${r.length} bytes at ${r.address}`, 'written', (e as Error).message);
+          return differ(`write of ${r.length} bytes at ${r.address}`, 'written', (e as Error).message);
         }
         break;
       case 'call': {
-        report.calls++;
+        this.calls++;
         let out: Registers | Pending;
+        const x = regs(r.x);
+        const before = this.onBuffers ? buffersBefore(spmc, r.endpoint, x) : [];
         try {
-          out = spmc.handle(r.endpoint, r.vcpu, regs(r.x));
+          out = spmc.handle(r.endpoint, r.vcpu, x);
         } catch (e) {
-          return differ(r, `${r.function} by ${hex(r.endpoint)}`, r.blocked ? 'blocked' : show(regs(r.result!.r)), `refused: ${(e as Error).message}`);
+          return differ(`${r.function} by ${hex(r.endpoint)}`, r.blocked ? 'blocked' : show(regs(r.result!.r)), `refused: ${(e as Error).message}`);
         }
+        if (this.onBuffers) this.onBuffers(r.seq, [...before, ...(isPending(out) ? [] : buffersAfter(spmc, r.endpoint, x, out))]);
         if (r.blocked) {
-          if (!isPending(out)) return differ(r, `${r.function} by ${hex(r.endpoint)} vCPU ${r.vcpu}`, 'blocked', show(out));
-          pendings.set(r.seq, out);
+          if (!isPending(out)) return differ(`${r.function} by ${hex(r.endpoint)} vCPU ${r.vcpu}`, 'blocked', show(out));
+          this.pendings.set(r.seq, out);
         } else {
-          if (isPending(out)) return differ(r, `${r.function} by ${hex(r.endpoint)} vCPU ${r.vcpu}`, show(regs(r.result!.r)), 'blocked');
-          if (!same(out, regs(r.result!.r))) return differ(r, `${r.function} by ${hex(r.endpoint)} vCPU ${r.vcpu}`, show(regs(r.result!.r)), show(out));
-          report.matched++;
+          if (isPending(out)) return differ(`${r.function} by ${hex(r.endpoint)} vCPU ${r.vcpu}`, show(regs(r.result!.r)), 'blocked');
+          if (!same(out, regs(r.result!.r))) return differ(`${r.function} by ${hex(r.endpoint)} vCPU ${r.vcpu}`, show(regs(r.result!.r)), show(out));
+          this.matched++;
         }
         break;
       }
       case 'return': {
-        const p = pendings.get(r.callSeq);
+        const p = this.pendings.get(r.callSeq);
         if (!p) throw new TraceFormatError(`seq ${r.seq}: answers call ${r.callSeq}, which is not in the trace`);
         const answer = peek(p);
-        if (!answer) return differ(r, `answer to ${r.function} (call ${r.callSeq})`, show(regs(r.result.r)), 'still blocked');
-        if (!same(answer, regs(r.result.r))) return differ(r, `answer to ${r.function} (call ${r.callSeq})`, show(regs(r.result.r)), show(answer));
-        pendings.delete(r.callSeq);
-        report.matched++;
+        if (!answer) return differ(`answer to ${r.function} (call ${r.callSeq})`, show(regs(r.result.r)), 'still blocked');
+        if (!same(answer, regs(r.result.r))) return differ(`answer to ${r.function} (call ${r.callSeq})`, show(regs(r.result.r)), show(answer));
+        this.pendings.delete(r.callSeq);
+        this.matched++;
         break;
       }
       case 'abandon':
-        pendings.get(r.callSeq)?.abandon();
+        this.pendings.get(r.callSeq)?.abandon();
         break;
       default:
         break; // faults and console lines are consequences, not inputs
     }
+    return undefined;
   }
-  return report;
 }
 
 /** What a settled Pending answered (the model settles synchronously, so this is known at once). */

@@ -462,6 +462,11 @@ export class Tracer {
    * a bounded queue and, when that overflows, a `lost` record (see feed.ts); call `feed.resume()`
    * when it drains. A plain function takes every line at once.
    */
+  /** The seq the next record will get (the dashboard's buffer capture keys its entries by it). */
+  get nextSeq(): number {
+    return this.seq + 1;
+  }
+
   /** Live subscribers now. */
   get subscriberCount(): number {
     return this.subscribers.size;

@@ -97,3 +97,55 @@ export function stateSnapshot(spmc: Spmc) {
     droppedAnswers: spmc.state.dropped,
   };
 }
+
+/** What a memory-map range is, for the endpoint that sees it. */
+export type MapState = 'owned' | 'shared-out' | 'lent-out' | 'donated-out' | 'borrowed-ro' | 'borrowed-rw' | 'tx' | 'rx';
+
+const ACCESS_TO_MAP: Record<string, (perm: string) => MapState> = {
+  owned: () => 'owned',
+  shared: () => 'shared-out',
+  borrowed: (perm) => (perm === 'rw' ? 'borrowed-rw' : 'borrowed-ro'),
+  'mailbox-tx': () => 'tx',
+  'mailbox-rx': () => 'rx',
+};
+
+/**
+ * The memory map of every endpoint: its RAM window and ranges coloured by state (lent and donated
+ * ranges are gaps in the owner's access table, so they come from the live transactions), each
+ * range sent or borrowed under a handle naming it, and the endpoint's recent faults.
+ */
+export function memoryMapView(spmc: Spmc) {
+  const shares = [...spmc.state.shares.byHandle.values()];
+  const spans = (s: MemShare) => s.constituents.map((c) => [c.address, c.address + BigInt(c.pageCount) * BigInt(FFA_PAGE_SIZE)] as const);
+  const handleOf = (base: bigint, limit: bigint, who: (s: MemShare) => boolean) =>
+    shares.find((s) => who(s) && spans(s).some(([b, l]) => base < l && b < limit))?.handle;
+  return {
+    endpoints: spmc.state.orderedEndpoints().map((ep) => {
+      const ranges: { base: string; limit: string; state: MapState; perm: string; handle?: string }[] = ep.access.list().map((r) => {
+        const state = ACCESS_TO_MAP[r.state]?.(r.perm) ?? 'owned';
+        const handle =
+          state === 'shared-out'
+            ? handleOf(r.base, r.limit, (s) => s.sender === ep.id)
+            : state.startsWith('borrowed')
+              ? handleOf(r.base, r.limit, (s) => s.borrowers.some((b) => b.id === ep.id))
+              : undefined;
+        return { base: hex(r.base), limit: hex(r.limit), state, perm: r.perm, ...(handle !== undefined ? { handle: hex(handle) } : {}) };
+      });
+      for (const s of shares) {
+        if (s.sender !== ep.id || s.type === 'share') continue;
+        for (const [base, limit] of spans(s)) ranges.push({ base: hex(base), limit: hex(limit), state: s.type === 'lend' ? 'lent-out' : 'donated-out', perm: 'none', handle: hex(s.handle) });
+      }
+      ranges.sort((a, b) => (BigInt(a.base) < BigInt(b.base) ? -1 : 1));
+      return {
+        id: ep.id,
+        idHex: hex(ep.id),
+        name: ep.name,
+        kind: ep.kind,
+        ram: { base: hex(ep.ram.base), limit: hex(ep.ram.base + ep.ram.size) },
+        ranges,
+        faults: spmc.state.faults.filter((f) => f.endpoint === ep.id).map((f) => ({ seq: f.seq, address: hex(f.address), length: f.length, access: f.access })),
+      };
+    }),
+    transactions: shares.map(transactionView),
+  };
+}

@@ -38,6 +38,9 @@ export const ADMIN_ROUTES = new Set([
   'GET /v1/endpoints/:id',
   'GET /v1/endpoints/:id/memory',
   'GET /v1/memory/access',
+  // The dashboard's memory map and decoded buffers (debugger).
+  'GET /v1/memory/map',
+  'GET /v1/trace/buffers',
   'GET /v1/trace',
   'GET /v1/trace/recent',
   'POST /v1/attach',
@@ -97,6 +100,6 @@ export async function buildHttpApp(opts: HttpOptions): Promise<FastifyInstance> 
   const sessions = new HttpSessions(opts.core, opts.maxHttpSessions);
   await app.register(smcccRoutes, { core: opts.core, sessions });
   await app.register(metricsRoutes, { core: opts.core, tracer: opts.tracer, httpSessions: sessions });
-  await app.register(dashboardRoutes);
+  await app.register(dashboardRoutes, { core: opts.core, tracer: opts.tracer, adminToken: tokens?.required('admin') ?? false });
   return app;
 }

@@ -1,7 +1,7 @@
 // The state API: endpoints, memory transactions, the access table, and bounded memory inspection.
 
 import type { FastifyPluginAsync } from 'fastify';
-import { accessView, endpointDetail, endpointSummary, transactionView } from '../debug/views.js';
+import { accessView, endpointDetail, endpointSummary, memoryMapView, transactionView } from '../debug/views.js';
 import type { Spmc } from '../spmc/spmc.js';
 
 /** Largest inspection read. */
@@ -69,6 +69,10 @@ export const stateRoutes: FastifyPluginAsync<{ spmc: Spmc }> = async (app, { spm
 
   app.get('/v1/memory/transactions', { schema: { summary: 'Live memory transactions: handle, type, sender, borrowers, ranges, flags' } }, async () =>
     [...spmc.state.shares.byHandle.values()].map(transactionView),
+  );
+
+  app.get('/v1/memory/map', { schema: { summary: 'Memory map of every endpoint: RAM window, ranges by state, handles, recent faults' } }, async () =>
+    memoryMapView(spmc),
   );
 
   app.get('/v1/memory/access', { schema: { summary: 'The access table of every endpoint, as ranges' } }, async () =>
