@@ -99,7 +99,10 @@ export function buffersBefore(spmc: Spmc, endpoint: EndpointId, x: Registers): D
           bytes: h.length,
           ...decodeOr(() => {
             const header = decodeIndirectMessageHeader(h);
-            const payload = header.offset < mb.pageCount * FFA_PAGE_SIZE ? read(spmc, mb.tx + BigInt(header.offset), Math.min(header.size, PAYLOAD_PREVIEW)) : new Uint8Array();
+            const payload =
+              header.offset < mb.pageCount * FFA_PAGE_SIZE
+                ? read(spmc, mb.tx + BigInt(header.offset), Math.min(header.size, PAYLOAD_PREVIEW))
+                : new Uint8Array();
             return { ...(jsonValue(header) as object), payload: Buffer.from(payload).toString('hex'), payloadShown: payload.length };
           }),
         },

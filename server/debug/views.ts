@@ -133,7 +133,8 @@ export function memoryMapView(spmc: Spmc) {
       });
       for (const s of shares) {
         if (s.sender !== ep.id || s.type === 'share') continue;
-        for (const [base, limit] of spans(s)) ranges.push({ base: hex(base), limit: hex(limit), state: s.type === 'lend' ? 'lent-out' : 'donated-out', perm: 'none', handle: hex(s.handle) });
+        for (const [base, limit] of spans(s))
+          ranges.push({ base: hex(base), limit: hex(limit), state: s.type === 'lend' ? 'lent-out' : 'donated-out', perm: 'none', handle: hex(s.handle) });
       }
       ranges.sort((a, b) => (BigInt(a.base) < BigInt(b.base) ? -1 : 1));
       return {

@@ -65,7 +65,7 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app,
       '/v1/trace/buffers',
       {
         schema: {
-          summary: "Decoded buffer content of recent calls by seq: descriptors, retrieve responses, partition-info lists, indirect-message headers",
+          summary: 'Decoded buffer content of recent calls by seq: descriptors, retrieve responses, partition-info lists, indirect-message headers',
           querystring: { type: 'object', additionalProperties: false, properties: { from: { type: 'integer', minimum: 0, default: 0 } } },
         },
       },
