@@ -3,10 +3,16 @@
 
 import { FfaDriver } from '../client-driver/driver.js';
 import { EmulatedVm } from '../client-driver/vm.js';
-import { FFA_PAGE_SIZE } from '../proto/ffa/index.js';
-import { MEM_PERM } from '../proto/ffa/index.js';
+import { FFA_PAGE_SIZE, MEM_PERM } from '../proto/ffa/index.js';
 import { PARTITION_COMMANDS as CMD } from '../server/partitions/commands.js';
-import type { InProcessConnector } from '../server/session/in-process.js';
+import { Tracer } from '../server/debug/tracer.js';
+import { buildHttpApp } from '../server/http/app.js';
+import { defaultManifest } from '../server/manifest.js';
+import { startBuiltinPartitions } from '../server/partitions/index.js';
+import { SessionCore } from '../server/session/core.js';
+import { InProcessConnector } from '../server/session/in-process.js';
+import type { Tokens } from '../server/session/tokens.js';
+import { Spmc } from '../server/spmc/spmc.js';
 
 export const SP1 = 0x8001;
 export const SP2 = 0x8002;
@@ -44,3 +50,24 @@ export async function finishScenario(s: Scenario): Promise<void> {
 }
 
 export const PAGE = BigInt(FFA_PAGE_SIZE);
+
+/** A model with the default manifest, traced from its first call (to `file` too, if given), served over HTTP. */
+export async function tracedServer(opts: { file?: string; tokens?: Tokens } = {}) {
+  const partitions = defaultManifest();
+  const handleSeed = 0x5eed5n;
+  const spmc = new Spmc({ partitions, handleSeed });
+  const core = SessionCore.for(spmc);
+  const tracer = new Tracer(core, { file: opts.file, session: { partitions, limits: spmc.state.limits, handleSeed } });
+  await startBuiltinPartitions(core);
+  const app = await buildHttpApp({ core, tracer, tokens: opts.tokens });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const addr = app.server.address();
+  const base = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+  const connector = new InProcessConnector(spmc);
+  const stop = async () => {
+    connector.close();
+    await app.close();
+    await tracer.close();
+  };
+  return { spmc, core, tracer, app, base, connector, stop };
+}
