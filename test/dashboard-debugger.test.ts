@@ -119,7 +119,9 @@ t.test('live: the known scenario as a sequence chart, a decoded lend, the memory
   const bar = page.locator(`#chart rect.bar[data-call="${found[0]!.seq}"]`);
   t.equal(await bar.count(), 1, 'an activation bar for the blocked request');
   t.notMatch((await bar.getAttribute('class')) ?? '', /open/, 'closed once answered');
-  await page.screenshot({ path: '/tmp/dashboard-chart.png', fullPage: false });
+  // The scenario's part of the chart (the page is tall here: every row is drawn).
+  const top = (await page.locator(`#chart g[data-seq="${found[0]!.seq}"]`).first().boundingBox())!.y;
+  await page.screenshot({ path: '/tmp/dashboard-chart.png', fullPage: true, clip: { x: 0, y: Math.max(0, top - 40), width: 1400, height: 720 } });
 
   // Filter by function: only the memory calls stay.
   await page.fill('#chart-function', 'MEM_');

@@ -35,6 +35,8 @@ export class ChartModel {
     /** Activation bars: { endpoint, callSeq, from: row, to: row | undefined (still open) }. */
     this.bars = [];
     this.openBars = new Map();
+    /** Call rows by seq (a return or a buffer finds its call). */
+    this.callRows = new Map();
     /** Memory handles: their owner and borrowers, from sends, buffers and retrieves. */
     this.handles = new Map();
     /** Decoded buffers by seq (filled as they come; a send's borrowers come from them). */
@@ -87,7 +89,7 @@ export class ChartModel {
   /** Buffers arrived for a seq: a send's or message's arrow may now point at its receivers. */
   addBuffers(seq, buffers) {
     this.buffers.set(Number(seq), buffers);
-    const row = this.rows.find((r) => r.seq === Number(seq) && r.kind === 'call');
+    const row = this.callRows.get(Number(seq));
     if (!row) return false;
     const fn = base(row.fn);
     if (/^MEM_(SHARE|LEND|DONATE)$/.test(fn)) {
@@ -192,10 +194,11 @@ export class ChartModel {
         Object.assign(row, { to: [num(a.target?.endpoint) ?? SPMC], label: `RUN vCPU ${a.target?.vcpu ?? 0}` });
         break;
       default:
-        Object.assign(row, { to: [SPMC], label: `${fn}${result ? ` → ${result}` : ''}` });
+        Object.assign(row, { to: [SPMC], label: `${fn}${result && !error ? ` → ${result}` : ''}` });
     }
     if (error) row.label += ` ✗ ${r.result.error}`;
     const added = this.push(row);
+    if (added) this.callRows.set(r.seq, row);
     // Blocked on someone (not parked waiting for its next message): an open bar until answered.
     if (r.blocked && !r.waiting && added) {
       const bar = { endpoint: r.endpoint, callSeq: r.seq, from: row.index, to: undefined };
@@ -231,9 +234,11 @@ export class ChartModel {
     const fn = base(r.function);
     const res = base(r.result?.function);
     const error = !!r.result?.error;
-    // FFA_RUN answered: the partition gave the CPU back (YIELD, INTERRUPT, MSG_WAIT ...).
-    if (fn === 'RUN') {
-      const call = this.rows.find((x) => x.seq === r.callSeq);
+    // The partition gave the CPU back to whoever ran it or asked it (YIELD, INTERRUPT, MSG_WAIT ...);
+    // a direct response as the answer is the partition's own arrow, already drawn.
+    const back = fn === 'RUN' ? !/^MSG_SEND_DIRECT_RESP/.test(res) : /^MSG_SEND_DIRECT_REQ/.test(fn) && /^(YIELD|INTERRUPT)$/.test(res);
+    if (back && !error) {
+      const call = this.callRows.get(r.callSeq);
       const from = call?.to[0] ?? SPMC;
       return this.push({
         seq: r.seq,
