@@ -15,9 +15,11 @@ import {
   type EndpointId,
   FFA_PAGE_SIZE,
   type FfaVersion,
+  fid,
   INDIRECT_MSG_HEADER_SIZE_V1_2,
   type Registers,
   RELINQUISH_HEADER_SIZE,
+  U32,
 } from '../../proto/ffa/index.js';
 import type { Interceptor } from '../session/interceptors.js';
 import { isPending } from '../spmc/pending.js';
@@ -157,6 +159,12 @@ export class BufferLog {
   }
 }
 
+/** Function IDs of the calls with a buffer to decode: every other call is passed over at once. */
+const WITH_BUFFERS = new Set([
+  ...(['MEM_SHARE', 'MEM_LEND', 'MEM_DONATE', 'MEM_RETRIEVE_REQ'] as const).flatMap((fn) => [fid(fn, 32), fid(fn, 64)]),
+  ...(['MEM_RELINQUISH', 'MSG_SEND2', 'PARTITION_INFO_GET'] as const).map((fn) => fid(fn, 32)),
+]);
+
 /**
  * The live capture: an interceptor added after the tracer's, so its `after` runs just before the
  * tracer's and `nextSeq()` is the seq the tracer is about to give this call.
@@ -166,11 +174,13 @@ export function bufferCapture(spmc: Spmc, log: BufferLog, nextSeq: () => number)
   return {
     name: 'dashboard-buffers',
     before(call) {
+      if (!WITH_BUFFERS.has(Number(call.x[0]! & U32))) return undefined;
       const b = buffersBefore(spmc, call.endpoint, call.x);
       if (b.length > 0) before.set(call.x, b);
       return undefined;
     },
     after(call, out) {
+      if (!WITH_BUFFERS.has(Number(call.x[0]! & U32))) return;
       const b = [...(before.get(call.x) ?? []), ...(isPending(out) ? [] : buffersAfter(spmc, call.endpoint, call.x, out))];
       log.add(nextSeq(), b);
     },
