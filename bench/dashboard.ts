@@ -14,7 +14,13 @@ import { EmulatedVm } from '../client-driver/vm.js';
 import { ReplaySession } from '../server/debug/replay-session.js';
 import { buildReplayApp } from '../server/http/replay.js';
 import { PARTITION_COMMANDS as CMD } from '../server/partitions/commands.js';
-import { tracedServer } from '../test/dashboard-scenario.js';
+import { Tracer } from '../server/debug/tracer.js';
+import { buildHttpApp } from '../server/http/app.js';
+import { defaultManifest } from '../server/manifest.js';
+import { startBuiltinPartitions } from '../server/partitions/index.js';
+import { SessionCore } from '../server/session/core.js';
+import { InProcessConnector } from '../server/session/in-process.js';
+import { Spmc } from '../server/spmc/spmc.js';
 
 const { values } = parseArgs({ options: { records: { type: 'string', default: '10000' } } });
 const RECORDS = Number(values.records);
@@ -24,7 +30,26 @@ const q = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs
 const ms = (n: number) => `${n.toFixed(1)} ms`;
 
 const file = join(mkdtempSync(join(tmpdir(), 'rspmc-dash-bench-')), 'session.jsonl');
-const srv = await tracedServer({ file });
+// A model traced from its first call into `file`, served as serve serves it.
+const partitions = defaultManifest();
+const spmc = new Spmc({ partitions, handleSeed: 0x5eed5n });
+const core = SessionCore.for(spmc);
+const tracer = new Tracer(core, { file, session: { partitions, limits: spmc.state.limits, handleSeed: 0x5eed5n } });
+await startBuiltinPartitions(core);
+const http = await buildHttpApp({ core, tracer });
+await http.listen({ host: '127.0.0.1', port: 0 });
+const httpAddr = http.server.address();
+const connector = new InProcessConnector(spmc);
+const srv = {
+  tracer,
+  connector,
+  base: `http://127.0.0.1:${typeof httpAddr === 'object' && httpAddr ? httpAddr.port : 0}`,
+  stop: async () => {
+    connector.close();
+    await http.close();
+    await tracer.close();
+  },
+};
 const vm = new FfaDriver(await EmulatedVm.attach(srv.connector, { name: 'bench-vm' }));
 await vm.init();
 // Direct requests to SP1 and SP2 (4 records each: two calls, two answers) until the ring is full.
