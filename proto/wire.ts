@@ -64,6 +64,8 @@ export interface CallMessage {
   session: string;
   vcpu: number;
   x: bigint[];
+  /** A Session stream call's number on its vCPU (0 or absent: not numbered); see the .proto. */
+  seq?: number;
 }
 
 const WT_VARINT = 0;
@@ -71,7 +73,7 @@ const WT_FIXED64 = 1;
 const WT_LEN = 2;
 const WT_FIXED32 = 5;
 
-let fields: { session: number; vcpu: number; x: number; replyX: number; replyReason: number; reasonCode: number; reasonText: number } | undefined;
+let fields: { session: number; vcpu: number; x: number; seq: number; replyX: number; replyReason: number; reasonCode: number; reasonText: number } | undefined;
 function fieldNumbers() {
   if (!fields) {
     const num = (list: { name: string; number: number }[], name: string) => list.find((f) => f.name === name)!.number;
@@ -82,6 +84,7 @@ function fieldNumbers() {
       session: num(req, 'session'),
       vcpu: num(req, 'vcpu'),
       x: num(req, 'x'),
+      seq: num(req, 'seq'),
       replyX: num(reply, 'x'),
       replyReason: num(reply, 'reason'),
       reasonCode: num(refusal, 'code'),
@@ -153,6 +156,8 @@ export function decodeCallRequest(buf: Buffer): CallMessage {
       m.vcpu = c.varint() >>> 0;
     } else if (field === f.x) {
       readFixed64s(c, wt, m.x);
+    } else if (field === f.seq && wt === WT_VARINT) {
+      m.seq = c.varint() >>> 0;
     } else {
       c.skip(wt);
     }
@@ -197,7 +202,8 @@ export function encodeCallRequest(m: CallMessage): Buffer {
   const size =
     (session ? varintLength((f.session << 3) | WT_LEN) + varintLength(session.length) + session.length : 0) +
     (m.vcpu ? varintLength((f.vcpu << 3) | WT_VARINT) + varintLength(m.vcpu) : 0) +
-    registersSize(f.x, n);
+    registersSize(f.x, n) +
+    (m.seq ? varintLength((f.seq << 3) | WT_VARINT) + varintLength(m.seq) : 0);
   const buf = Buffer.allocUnsafe(size);
   let at = 0;
   if (session) {
@@ -209,7 +215,11 @@ export function encodeCallRequest(m: CallMessage): Buffer {
     at = putVarint(buf, at, (f.vcpu << 3) | WT_VARINT);
     at = putVarint(buf, at, m.vcpu);
   }
-  putRegisters(buf, at, f.x, m.x, n);
+  at = putRegisters(buf, at, f.x, m.x, n);
+  if (m.seq) {
+    at = putVarint(buf, at, (f.seq << 3) | WT_VARINT);
+    putVarint(buf, at, m.seq);
+  }
   return buf;
 }
 

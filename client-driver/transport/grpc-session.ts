@@ -8,16 +8,27 @@ import { GrpcTransport, OrderedStream, replyRegisters } from './grpc-client.js';
 
 export class GrpcSessionTransport extends GrpcTransport {
   private readonly streams = new Map<number, OrderedStream<ReplyMessage, Answer>>();
+  /** The last call number per vCPU (CallRequest.seq). */
+  private readonly seqs: number[] = [];
 
   invoke(x: Registers, vcpu = 0): Promise<Answer> {
+    // Numbered, so a call resent after a dropped connection is answered once, not made twice.
+    const seq = (this.seqs[vcpu] = ((this.seqs[vcpu] ?? 0) % 0xffffffff) + 1);
+    return this.stream(vcpu).send({ vcpu, x, seq });
+  }
+
+  /**
+   * The vCPU's stream. One that failed (the connection dropped, or the server restarted) is replaced
+   * on the next call; the new stream's first request names the session, which resumes it if the
+   * server kept it. Calls a dropped connection left unanswered are resent on the new one at once.
+   */
+  private stream(vcpu: number): OrderedStream<ReplyMessage, Answer> {
     let s = this.streams.get(vcpu);
-    // A stream that failed (the connection dropped, or the server restarted) is replaced on the next
-    // call; the new stream's first request names the session, which resumes it if the server kept it.
     if (!s || s.broken) {
-      s = new OrderedStream(this.channel, 'Session', this.session, replyRegisters);
+      s = new OrderedStream(this.channel, 'Session', this.session, replyRegisters, (unanswered) => this.stream(vcpu).sendAgain(unanswered));
       this.streams.set(vcpu, s);
     }
-    return s.send({ vcpu, x });
+    return s;
   }
 
   /**

@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { hex, VM_ID_MAX } from '../../proto/ffa/index.js';
 import { DEFAULT_SUBSCRIBER_QUEUE, DEFAULT_SUBSCRIBER_STALL_MS, type FeedOptions } from '../debug/feed.js';
 import { DEFAULT_MAX_SUBSCRIBERS, Tracer } from '../debug/tracer.js';
-import { SpmcGrpcServer } from '../grpc/server.js';
+import { DEFAULT_KEEPALIVE_MS, SpmcGrpcServer } from '../grpc/server.js';
 import { buildHttpApp } from '../http/app.js';
 import { DEFAULT_MAX_HTTP_SESSIONS } from '../http/smccc.js';
 import { defaultManifest } from '../manifest.js';
@@ -123,6 +123,12 @@ const FLAGS: FlagSpec[] = [
     default: String(DEFAULT_GRACE_MS / 1000),
     help: 'keep a session whose last stream was cancelled this long, for its client to resume it by its token (0: release at once; 600 for a debugger pause), 0..86400',
   },
+  {
+    name: 'grpc-keepalive',
+    arg: 'SECONDS',
+    default: String(DEFAULT_KEEPALIVE_MS / 1000),
+    help: 'ping each gRPC client connection this often; one that leaves a ping unanswered for half as long is dropped (its sessions then wait out --session-grace), 1..3600',
+  },
   { name: 'strict', help: 'also refuse fields the spec calls MBZ or reserved that Hafnium never checks (default: as Hafnium)' },
 ];
 
@@ -143,6 +149,7 @@ interface ServeOptions {
   tokens: TokenOptions;
   leaseMs: number;
   graceMs: number;
+  keepaliveMs: number;
 }
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/i;
@@ -186,6 +193,7 @@ function parseServe(c: Command, args: string[]): ServeOptions {
     traceSubscribers: { queue: v.int('trace-subscriber-queue', 1, 1_000_000)!, stallMs: v.int('trace-subscriber-stall', 1, 86_400)! * 1000 },
     leaseMs: v.int('session-lease', 1, 86_400)! * 1000,
     graceMs: v.int('session-grace', 0, 86_400)! * 1000,
+    keepaliveMs: v.int('grpc-keepalive', 1, 3600)! * 1000,
   };
 }
 
@@ -219,7 +227,7 @@ async function serve(opts: ServeOptions): Promise<void> {
   });
   await startBuiltinPartitions(core, (id, e) => log.error({ partition: id, err: String(e) }, 'built-in partition failed'));
   const tokens = new Tokens(opts.tokens, core.attacks);
-  const grpcServer = new SpmcGrpcServer(core, { tls: opts.tls, tokens });
+  const grpcServer = new SpmcGrpcServer(core, { tls: opts.tls, tokens, keepaliveMs: opts.keepaliveMs });
   grpcServer.addDebug(tracer);
   let serving = true;
   const http = await buildHttpApp({ core, tracer, https: opts.tls, tokens, maxHttpSessions: opts.maxHttpSessions });

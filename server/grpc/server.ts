@@ -55,6 +55,9 @@ type AnyStream = NodeJS.EventEmitter & { end(): void };
 /** Requests a Session stream reads ahead while earlier ones wait to be answered. */
 export const SESSION_QUEUE = 64;
 
+/** How often the server pings an idle client's connection (ms), unless configured; the answer may take half that. */
+export const DEFAULT_KEEPALIVE_MS = 10_000;
+
 export interface SpmcGrpcOptions {
   /** Requests read ahead per Session stream (default SESSION_QUEUE); past it the stream is not read. */
   sessionQueue?: number;
@@ -62,6 +65,11 @@ export interface SpmcGrpcOptions {
   tls?: ServerTls;
   /** The join token Attach needs and the admin token the Debug service needs (none: not asked). */
   tokens?: Tokens;
+  /**
+   * Ping each client connection this often (ms, default DEFAULT_KEEPALIVE_MS); one whose ping goes
+   * unanswered for half as long is dropped, and its Session streams start their grace period.
+   */
+  keepaliveMs?: number;
 }
 
 export interface ServerTls {
@@ -88,6 +96,9 @@ export class SpmcGrpcServer {
 
   private readonly core: SessionCore;
 
+  /** Per session, per vCPU: the last numbered call and its answer (see numbered()). */
+  private readonly lastCalls = new WeakMap<Session, Map<number, { seq: number; reply?: ReplyMessage }>>();
+
   /** Requests a Session stream reads ahead of its answers (see sessionStream). */
   private readonly sessionQueue: number;
 
@@ -100,9 +111,10 @@ export class SpmcGrpcServer {
     this.sessionQueue = Math.max(1, opts.sessionQueue ?? SESSION_QUEUE);
     this.tls = opts.tls;
     this.tokens = opts.tokens ?? new Tokens({});
+    const keepaliveMs = Math.max(1, opts.keepaliveMs ?? DEFAULT_KEEPALIVE_MS);
     this.server = new grpc.Server({
-      'grpc.keepalive_time_ms': 10_000,
-      'grpc.keepalive_timeout_ms': 5_000,
+      'grpc.keepalive_time_ms': keepaliveMs,
+      'grpc.keepalive_timeout_ms': Math.max(1, Math.floor(keepaliveMs / 2)),
       'grpc.keepalive_permit_without_calls': 1,
     });
     this.server.addService(guardedDefinition(), this.handlers());
@@ -197,6 +209,29 @@ export class SpmcGrpcServer {
     const x = registerFile(req.x);
     if (!x) throw new SessionError('INVALID_ARGUMENT', `x: at most 18 registers, got ${req.x.length}`);
     return this.core.call(s, req.vcpu, x, via);
+  }
+
+  /**
+   * A numbered call (CallRequest.seq) of a session's vCPU: the record of its answer, to fill in or,
+   * when the call is one resent after its connection dropped and was answered, the answer to send
+   * again instead of making the call twice. Undefined for an unnumbered call. One record per vCPU
+   * (calls on a vCPU are in order, so only the last can be resent), kept as long as the session.
+   */
+  private numbered(s: Session, req: CallRequest): { seq: number; reply?: ReplyMessage } | undefined {
+    const seq = req.seq ?? 0;
+    if (seq === 0) return undefined;
+    let byVcpu = this.lastCalls.get(s);
+    if (!byVcpu) this.lastCalls.set(s, (byVcpu = new Map()));
+    const last = byVcpu.get(req.vcpu);
+    if (last && seq < last.seq) throw new SessionError('INVALID_ARGUMENT', `seq: call ${seq} of vCPU ${req.vcpu} comes after call ${last.seq}`);
+    if (last && seq === last.seq) {
+      if (last.reply) return last;
+      // It blocked, and was abandoned with its stream (or is still blocked on a stream not yet seen broken).
+      throw new SessionError('UNAVAILABLE', `seq: call ${seq} of vCPU ${req.vcpu} was abandoned when its stream broke`);
+    }
+    const next = { seq };
+    byVcpu.set(req.vcpu, next);
+    return next;
   }
 
   /** The reply message for answer registers: the reason rides along when it is a refusal. */
@@ -370,6 +405,11 @@ export class SpmcGrpcServer {
             bound = session;
             this.core.hold(bound, stream);
           }
+          const numbered = this.numbered(session, req);
+          if (numbered?.reply) {
+            paced.write(numbered.reply);
+            continue;
+          }
           const out = this.call(req, session, 'grpc-session');
           if (isPending(out)) {
             busy = out;
@@ -378,12 +418,16 @@ export class SpmcGrpcServer {
             out.whenComplete((r) =>
               queueMicrotask(() => {
                 busy = undefined;
-                if (!done) paced.write(this.reply(r));
+                const reply = this.reply(r);
+                if (numbered) numbered.reply = reply;
+                if (!done) paced.write(reply);
                 pump();
               }),
             );
           } else {
-            paced.write(this.reply(out));
+            const reply = this.reply(out);
+            if (numbered) numbered.reply = reply;
+            paced.write(reply);
           }
         } catch (e) {
           fail(e);
