@@ -5,7 +5,7 @@
 
 import t from 'tap';
 import { encodeCall, FFA_ERRORS, FFA_PAGE_SIZE, FFA_VERSION_1_2, type FfaCall, MEM_PERM, UUID_NIL } from '../proto/ffa/index.js';
-import type { ReplyMessage } from '../proto/wire.js';
+import { type ReplyMessage, u64ToWire } from '../proto/wire.js';
 import { FfaDriver } from '../client-driver/driver.js';
 import { OrderedStream, replyRegisters, SpmcChannel } from '../client-driver/transport/grpc-client.js';
 import type { Answer } from '../client-driver/transport/transport.js';
@@ -16,7 +16,7 @@ import { defaultManifest } from '../server/manifest.js';
 import { SessionCore } from '../server/session/core.js';
 import { Spmc } from '../server/spmc/spmc.js';
 import { startFixture, startServe } from './fixtures/child-process.js';
-import { codeOf, errorOfRegs } from './helpers.js';
+import { Arrivals, codeOf, errorOfRegs } from './helpers.js';
 
 t.test('SIGSTOP past the keepalive, SIGCONT within the grace period: the session resumes intact', async (t) => {
   const server = await startServe(['--grpc-keepalive', '1', '--session-grace', '600'], t.teardown);
@@ -100,4 +100,29 @@ t.test('a numbered call resent on a new stream is answered once, not made twice'
   const again = await call(second, { fn: 'PARTITION_INFO_GET', uuid: UUID_NIL, countOnly: false }, 4);
   t.equal(errorOfRegs(again), FFA_ERRORS.BUSY, 'a new number is a new call: BUSY, RX is still full');
   t.equal(await codeOf(call(second, { fn: 'ID_GET' }, 2)), 'INVALID_ARGUMENT', 'an older number is refused');
+});
+
+t.test('a Memory stream holds its session as a Session stream does', async (t) => {
+  const spmc = new Spmc({ partitions: defaultManifest() });
+  const clock = { now: 0 };
+  const said = new Arrivals<string>();
+  const logger = { info: (_: object, msg?: string) => said.push(msg ?? ''), warn: () => {} };
+  const core = SessionCore.for(spmc, { clock: () => clock.now, leaseMs: 1000, graceMs: 0, logger });
+  const server = new SpmcGrpcServer(core);
+  const ch = new SpmcChannel(`127.0.0.1:${await server.listen('127.0.0.1:0')}`);
+  t.teardown(async () => {
+    ch.close();
+    await server.stop(200);
+  });
+  // A unary client (no Session stream) whose guest accesses go over a Memory stream.
+  const vm = await ch.attach({ name: 'memory-only' });
+  const ram = spmc.endpoint(vm.endpointId)!.ram.base;
+  const memory = new OrderedStream<{ data: Buffer }, Buffer>(ch, 'Memory', vm.session, (r) => r.data);
+  t.equal((await memory.send({ address: u64ToWire(ram), read: 4 })).length, 4);
+  clock.now = 100_000;
+  core.sweep();
+  t.ok(spmc.endpoint(vm.endpointId), 'kept past its lease while its Memory stream is open');
+  memory.cancel();
+  await said.first((m) => m === 'endpoint released');
+  t.equal(spmc.endpoint(vm.endpointId), undefined, 'its cancel (no grace period) releases it, as a Session stream');
 });

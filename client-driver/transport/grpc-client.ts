@@ -315,6 +315,12 @@ export abstract class GrpcTransport implements Transport {
     await this.access(address, { write: Buffer.from(data.buffer, data.byteOffset, data.length) });
   }
 
+  /** Give the memory stream up, as a lost connection does (see GrpcSessionTransport.dropStreams). */
+  protected dropMemory(): void {
+    this.memory?.cancel();
+    this.memory = undefined;
+  }
+
   async detach(): Promise<void> {
     try {
       await this.channel.detach(this.session);

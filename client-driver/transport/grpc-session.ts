@@ -32,12 +32,13 @@ export class GrpcSessionTransport extends GrpcTransport {
   }
 
   /**
-   * Give up the open Session streams, as a lost connection does (calls waiting on them fail with
-   * CANCELLED, their answers dropped); the next call resumes the session on a new stream.
+   * Give up the open Session streams and the memory stream, as a lost connection does (calls waiting
+   * on them fail with CANCELLED, their answers dropped); the next call resumes the session on a new stream.
    */
   dropStreams(): void {
     for (const s of this.streams.values()) s.cancel();
     this.streams.clear();
+    this.dropMemory();
   }
 
   override async detach(): Promise<void> {

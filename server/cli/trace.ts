@@ -51,6 +51,9 @@ export function formatRecord(record: TraceRecord, colour: boolean): string {
       return `${head} ${c('dim', `write ${r.length} bytes at ${r.address}`)}`;
     case 'abandon':
       return `${head} v${r.vcpu} ${c('yellow', `abandoned #${r.callSeq} ${r.function}`)}`;
+    case 'lost':
+      // Not an endpoint's record: the server dropped records this client read too slowly to take.
+      return `${String(r.seq).padStart(6)} ${c('yellow', `lost ${r.count} record${r.count === 1 ? '' : 's'} (#${r.fromSeq}..#${r.seq}): this client read too slowly`)}`;
     default:
       return `${head} ${r.kind}`;
   }

@@ -303,21 +303,36 @@ export class SpmcGrpcServer {
   /**
    * A session's memory accesses on one stream, each answered at once and in order. A refused access
    * (fault, bad length) is answered with its status and the stream carries on; a stream that names
-   * no valid session, or another one, ends with the status.
+   * no valid session, or another one, ends with the status. While open, the stream holds its session
+   * as a Session stream does: its cancel (the client went away) starts the grace period once no other
+   * stream of the session remains.
    */
   private memoryStream(stream: grpc.ServerDuplexStream<MemoryRequest | Malformed, object>): void {
     let bound: Session | undefined;
     let done = false;
+    let cancelled = false;
     whileOpen(stream, this.openStreams, () => {});
+    stream.on('cancelled', () => {
+      cancelled = true;
+      if (bound) this.core.letGo(bound, stream, true);
+    });
+    // As for Session streams: a cancel arrives as 'close' too, so a clean end is decided after it.
+    stream.on('close', () =>
+      setImmediate(() => {
+        if (!cancelled && bound) this.core.letGo(bound, stream, false);
+      }),
+    );
     // A client that does not read its answers (up to 1 MiB each) is not read from either.
     const paced = pacedBy(stream, this.paused);
     stream.on('data', (req: MemoryRequest | Malformed) => {
       if (done) return;
       try {
         if (isMalformed(req)) throw malformed(req);
-        bound = this.core.streamSession(bound, req.session);
+        if (!bound) this.core.hold((bound = this.core.streamSession(bound, req.session)), stream);
+        else this.core.streamSession(bound, req.session);
       } catch (e) {
         done = true;
+        if (bound) this.core.letGo(bound, stream, false);
         stream.emit('error', toStatus(e));
         return;
       }
