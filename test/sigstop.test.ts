@@ -5,7 +5,7 @@
 
 import t from 'tap';
 import { encodeCall, FFA_ERRORS, FFA_PAGE_SIZE, FFA_VERSION_1_2, type FfaCall, MEM_PERM, UUID_NIL } from '../proto/ffa/index.js';
-import { type ReplyMessage, u64ToWire } from '../proto/wire.js';
+import { decodeCallRequest, encodeCallRequest, type ReplyMessage, spmcServiceDefinition, u64ToWire } from '../proto/wire.js';
 import { FfaDriver } from '../client-driver/driver.js';
 import { OrderedStream, replyRegisters, SpmcChannel } from '../client-driver/transport/grpc-client.js';
 import type { Answer } from '../client-driver/transport/transport.js';
@@ -125,4 +125,13 @@ t.test('a Memory stream holds its session as a Session stream does', async (t) =
   memory.cancel();
   await said.first((m) => m === 'endpoint released');
   t.equal(spmc.endpoint(vm.endpointId), undefined, 'its cancel (no grace period) releases it, as a Session stream');
+});
+
+t.test('CallRequest.seq: our bytes parse generically, and generic bytes parse here', async (t) => {
+  const generic = spmcServiceDefinition()['Session']!;
+  const x = [0x84000063n, 0x10002n];
+  const viaGeneric = generic.requestDeserialize(encodeCallRequest({ session: '', vcpu: 1, x, seq: 0xfffffffe })) as { seq: number };
+  t.equal(viaGeneric.seq, 0xfffffffe);
+  t.same(decodeCallRequest(generic.requestSerialize({ session: 's', vcpu: 0, x: x.map(u64ToWire), seq: 7 })), { session: 's', vcpu: 0, x, seq: 7 });
+  t.same(decodeCallRequest(encodeCallRequest({ session: 's', vcpu: 0, x })), { session: 's', vcpu: 0, x }, 'unnumbered: nothing on the wire');
 });
