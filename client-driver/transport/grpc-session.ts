@@ -12,8 +12,10 @@ export class GrpcSessionTransport extends GrpcTransport {
   private readonly seqs: number[] = [];
 
   invoke(x: Registers, vcpu = 0): Promise<Answer> {
-    // Numbered, so a call resent after a dropped connection is answered once, not made twice.
-    const seq = (this.seqs[vcpu] = ((this.seqs[vcpu] ?? 0) % 0xffffffff) + 1);
+    // Numbered, so a call resent after a dropped connection is answered once, not made twice. The
+    // numbers start anywhere: another client of the session (say this process before a restart)
+    // must not have used the same one last.
+    const seq = (this.seqs[vcpu] = ((this.seqs[vcpu] ?? Math.floor(Math.random() * 0x7fffffff)) % 0xffffffff) + 1);
     return this.stream(vcpu).send({ vcpu, x, seq });
   }
 

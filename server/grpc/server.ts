@@ -223,7 +223,8 @@ export class SpmcGrpcServer {
     let byVcpu = this.lastCalls.get(s);
     if (!byVcpu) this.lastCalls.set(s, (byVcpu = new Map()));
     const last = byVcpu.get(req.vcpu);
-    if (last && seq < last.seq) throw new SessionError('INVALID_ARGUMENT', `seq: call ${seq} of vCPU ${req.vcpu} comes after call ${last.seq}`);
+    // Any other number is a new call: a client that starts over (a restarted process resuming the
+    // session by its token) numbers from wherever it likes.
     if (last && seq === last.seq) {
       if (last.reply) return last;
       // It blocked, and was abandoned with its stream (or is still blocked on a stream not yet seen broken).
