@@ -14,6 +14,7 @@ import { defaultManifest } from '../manifest.js';
 import { startBuiltinPartitions } from '../partitions/index.js';
 import type { PartitionManifest } from '../spmc/spmc.js';
 import { DEFAULT_GRACE_MS, DEFAULT_LEASE_MS, SessionCore } from '../session/core.js';
+import { DEFAULT_PERSONALITY, installPersonality, personalityList, personalityOrThrow } from '../personalities/index.js';
 import type { LogicalPartition } from '../spmc/logical-partitions.js';
 import { MAX_VCPUS, Spmc } from '../spmc/spmc.js';
 import { DEFAULT_LIMITS, type SpmcLimits } from '../spmc/state.js';
@@ -124,6 +125,11 @@ const FLAGS: FlagSpec[] = [
     help: 'keep a session whose last stream was cancelled this long, for its client to resume it by its token (0: release at once; 600 for a debugger pause), 0..86400',
   },
   { name: 'strict', help: 'also refuse fields the spec calls MBZ or reserved that Hafnium never checks (default: as Hafnium)' },
+  {
+    name: 'personality',
+    arg: 'NAME',
+    help: 'answer as this partition manager: hafnium (default), hafnium-2.14, tf-a-el3-spmc, optee, physical, or a quirk; "list" prints them (default: the manifest\'s personality, else hafnium)',
+  },
 ];
 
 interface ServeOptions {
@@ -135,6 +141,8 @@ interface ServeOptions {
   maxTraceSubscribers: number;
   maxHttpSessions: number;
   strict: boolean;
+  /** The personality's name (`list`: print them and exit). */
+  personality: string;
   logLevel: string;
   traceSize: number;
   traceFile?: string;
@@ -169,8 +177,14 @@ function parseServe(c: Command, args: string[]): ServeOptions {
   const admin = tokenFlag(v, 'admin-token');
   if (join !== undefined) tokens.join = join;
   if (admin !== undefined) tokens.admin = admin;
-  const declared = manifest !== undefined ? readManifestWithLogical(manifest) : { partitions: defaultManifest(), logicalPartitions: [] };
+  const personality = v.string('personality');
+  if (personality === 'list') return { personality } as ServeOptions;
+  const { personality: declaredPersonality, ...declared } =
+    manifest !== undefined ? readManifestWithLogical(manifest) : { partitions: defaultManifest(), logicalPartitions: [], personality: undefined };
+  const chosen = personality ?? declaredPersonality ?? DEFAULT_PERSONALITY;
+  personalityOrThrow(chosen, personality !== undefined ? '--personality' : 'manifest personality');
   return {
+    personality: chosen,
     grpc: parseHostPort('--grpc', v.string('grpc')!),
     http: parseHostPort('--http', v.string('http')!),
     ...declared,
@@ -196,9 +210,17 @@ async function serve(opts: ServeOptions): Promise<void> {
   grpc.setLogger({ error: (...args: unknown[]) => log.debug({ grpc: format(...args) }, 'grpc-js') });
   // Memory handles start from a secret seed, so one VM cannot guess another's.
   const handleSeed = randomBytes(8).readBigUInt64LE();
+  const personality = personalityOrThrow(opts.personality);
   let spmc: Spmc;
   try {
-    spmc = new Spmc({ partitions: opts.partitions, logicalPartitions: opts.logicalPartitions, limits: opts.limits, handleSeed, strict: opts.strict });
+    spmc = new Spmc({
+      partitions: opts.partitions,
+      logicalPartitions: opts.logicalPartitions,
+      limits: opts.limits,
+      handleSeed,
+      strict: opts.strict,
+      profile: personality.profile,
+    });
   } catch (e) {
     throw asConfigError(e);
   }
@@ -213,6 +235,8 @@ async function serve(opts: ServeOptions): Promise<void> {
     maxSubscribers: opts.maxTraceSubscribers,
     session: { partitions: opts.partitions, limits: spmc.state.limits, handleSeed },
   });
+  // After the trace, so that the trace records the answers as the personality's hooks leave them.
+  installPersonality(core, personality);
   // Partitions' FFA_CONSOLE_LOG lines go to the log under the partition's name.
   spmc.observe({
     console: (id, line) => log.info({ partition: spmc.endpoint(id)?.name, endpoint: hex(id), console: line }, 'partition console'),
@@ -234,6 +258,7 @@ async function serve(opts: ServeOptions): Promise<void> {
       http: formatHostPort({ ...opts.http, port: httpPort }),
       tls: opts.tls ? (opts.tls.ca ? 'mtls' : 'tls') : 'off',
       partitions: opts.partitions.map((p) => `${p.name}@${hex(p.id)}`),
+      personality: personality.name,
       limits: Object.fromEntries(Object.entries(spmc.state.limits).map(([k, n]) => [k, typeof n === 'bigint' ? n.toString() : n])),
     },
     'listening',
@@ -265,7 +290,12 @@ export const serveCommand: Command = {
   more: `A bad flag or manifest exits with status 2; an address in use with status 1. SIGINT or SIGTERM stops
 the server cleanly.`,
   async run(args) {
-    await serve(parseServe(this, args));
+    const opts = parseServe(this, args);
+    if (opts.personality === 'list') {
+      process.stdout.write(personalityList());
+      return 0;
+    }
+    await serve(opts);
     return 0;
   },
 };
