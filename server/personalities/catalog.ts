@@ -5,6 +5,7 @@
 
 import {
   FEATURE_IDS,
+  FFA_VERSION_1_1,
   FFA_VERSION_1_2,
   FFA_VERSION_1_3,
   MEM_SEND_DYNAMIC_BUFFER,
@@ -122,7 +123,7 @@ export const PERSONALITIES: readonly Personality[] = [
     linux:
       'works at v1.1 (no DIRECT_REQ2, no register-form discovery); mem_ops_native comes from FEATURES(MEM_SHARE_64). MEM_SHARE’s dynamic-buffer bit is reported, but this model still takes descriptors only in TX',
     profile: {
-      version: FFA_VERSION_1_2,
+      version: FFA_VERSION_1_1,
       vmVersionRule: 'optee',
       rxtxReportMaxPages: false,
       rxtxDeniedFirst: false,
