@@ -1,11 +1,13 @@
 // `serve --personality` and the manifest's `personality` field.
 
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { FFA_VERSION_1_3, fid, toRegisters, U32 } from '../proto/ffa/index.js';
 import { GrpcConnector } from '../client-driver/transport/grpc.js';
 import { ManifestError, parseManifestFile } from '../server/manifest.js';
 import { PERSONALITY_NAMES } from '../server/personalities/index.js';
-import { file, run, startServer } from './fixtures/cli.js';
+import { file, run, startServer, tmpPath } from './fixtures/cli.js';
 
 const PARTITION = {
   name: 'sp',
@@ -62,4 +64,26 @@ t.test('serve answers as the manifest’s personality, and --personality overrid
   const v = await b.transport.invoke(toRegisters([fid('VERSION'), 0x10002]));
   t.equal(Number(v[0]! & U32), FFA_VERSION_1_3, 'FFA_VERSION answers 1.3');
   await b.transport.detach();
+});
+
+t.test('a trace records the personality and a replay answers as it did', async (t) => {
+  const traceFile = tmpPath('optee-trace.jsonl');
+  const server = await startServer(t, ['--personality', 'optee', '--trace-file', traceFile]);
+  const env = { REMOTE_SPMC_SERVER: server.grpc };
+  const direct = await run(['vm', 'direct', '0x8001', 'ECHO', '0x77'], env);
+  t.equal(direct.code, 0, direct.stdout + direct.stderr);
+  server.child.kill('SIGTERM');
+  await once(server.child, 'close');
+  const text = readFileSync(traceFile, 'utf8');
+  t.match(text.split('\n')[0], /"personality":"optee"/, 'the header names it');
+  const replayed = await run(['replay', traceFile]);
+  t.equal(replayed.code, 0, replayed.stdout + replayed.stderr);
+  t.match(replayed.stdout, /^all \d+ calls matched/);
+  // Without it the model answers as Hafnium: FFA_VERSION already differs.
+  const plain = file('plain-trace.jsonl', text.replace(',"personality":"optee"', ''));
+  const differs = await run(['replay', plain]);
+  t.not(differs.code, 0, 'the same calls against Hafnium do not match');
+  const unknown = await run(['replay', file('unknown-trace.jsonl', text.replace('"personality":"optee"', '"personality":"nope"'))]);
+  t.equal(unknown.code, 2);
+  t.match(unknown.stderr, /personality "nope" is not one this server knows/);
 });

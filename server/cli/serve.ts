@@ -233,7 +233,12 @@ async function serve(opts: ServeOptions): Promise<void> {
     file: opts.traceFile,
     subscribers: opts.traceSubscribers,
     maxSubscribers: opts.maxTraceSubscribers,
-    session: { partitions: opts.partitions, limits: spmc.state.limits, handleSeed },
+    session: {
+      partitions: opts.partitions,
+      limits: spmc.state.limits,
+      handleSeed,
+      ...(personality.name !== DEFAULT_PERSONALITY ? { personality: personality.name } : {}),
+    },
   });
   // After the trace, so that the trace records the answers as the personality's hooks leave them.
   installPersonality(core, personality);
