@@ -66,24 +66,34 @@ t.test('serve answers as the manifest’s personality, and --personality overrid
   await b.transport.detach();
 });
 
-t.test('a trace records the personality and a replay answers as it did', async (t) => {
-  const traceFile = tmpPath('optee-trace.jsonl');
-  const server = await startServer(t, ['--personality', 'optee', '--trace-file', traceFile]);
-  const env = { REMOTE_SPMC_SERVER: server.grpc };
-  const direct = await run(['vm', 'direct', '0x8001', 'ECHO', '0x77'], env);
-  t.equal(direct.code, 0, direct.stdout + direct.stderr);
+for (const name of ['optee', 'clobber-x8-x17']) {
+  t.test(`a trace records the personality (${name}) and a replay answers as it did`, async (t) => {
+    const traceFile = tmpPath(`${name}-trace.jsonl`);
+    const server = await startServer(t, ['--personality', name, '--trace-file', traceFile]);
+    const env = { REMOTE_SPMC_SERVER: server.grpc };
+    const direct = await run(['vm', 'direct', '0x8001', 'ECHO', '0x77'], env);
+    t.equal(direct.code, 0, direct.stdout + direct.stderr);
+    server.child.kill('SIGTERM');
+    await once(server.child, 'close');
+    const text = readFileSync(traceFile, 'utf8');
+    const field = `,"personality":"${name}"`;
+    t.ok(text.split('\n')[0]!.includes(field), 'the header names it');
+    const replayed = await run(['replay', traceFile]);
+    t.equal(replayed.code, 0, replayed.stdout + replayed.stderr);
+    t.match(replayed.stdout, /^all \d+ calls matched/);
+    // Without it the model answers as Hafnium, and the answers differ.
+    const differs = await run(['replay', file(`plain-${name}.jsonl`, text.replace(field, ''))]);
+    t.not(differs.code, 0, 'the same calls against Hafnium do not match');
+  });
+}
+
+t.test('a trace naming an unknown personality is refused', async (t) => {
+  const traceFile = tmpPath('unknown-trace.jsonl');
+  const server = await startServer(t, ['--personality', 'physical', '--trace-file', traceFile]);
   server.child.kill('SIGTERM');
   await once(server.child, 'close');
   const text = readFileSync(traceFile, 'utf8');
-  t.match(text.split('\n')[0], /"personality":"optee"/, 'the header names it');
-  const replayed = await run(['replay', traceFile]);
-  t.equal(replayed.code, 0, replayed.stdout + replayed.stderr);
-  t.match(replayed.stdout, /^all \d+ calls matched/);
-  // Without it the model answers as Hafnium: FFA_VERSION already differs.
-  const plain = file('plain-trace.jsonl', text.replace(',"personality":"optee"', ''));
-  const differs = await run(['replay', plain]);
-  t.not(differs.code, 0, 'the same calls against Hafnium do not match');
-  const unknown = await run(['replay', file('unknown-trace.jsonl', text.replace('"personality":"optee"', '"personality":"nope"'))]);
+  const unknown = await run(['replay', file('unknown-trace.jsonl', text.replace('"personality":"physical"', '"personality":"nope"'))]);
   t.equal(unknown.code, 2);
   t.match(unknown.stderr, /personality "nope" is not one this server knows/);
 });
