@@ -38,6 +38,7 @@ import type { Answer, Connector } from '../client-driver/transport/transport.js'
 import { GrpcConnector } from '../client-driver/transport/grpc.js';
 import { EmulatedVm } from '../client-driver/vm.js';
 import { SpmcGrpcServer } from '../server/grpc/server.js';
+import { buildHttpApp } from '../server/http/app.js';
 import { defaultManifest } from '../server/manifest.js';
 import { startBuiltinPartitions } from '../server/partitions/index.js';
 import { PARTITION_COMMANDS as CMD } from '../server/partitions/commands.js';
@@ -440,4 +441,26 @@ t.test('hafnium-2.14: FFA_ABORT from a partition answers ABORTED to the request 
   const again = await vm.regs([fid('MSG_SEND_DIRECT_REQ', 64), (BigInt(vm.vm.id) << 16n) | 0x8005n, 0, 1, 2, 3, 4, 5]);
   t.equal(again[0], ERROR, 'a later request to the aborted partition is refused');
   t.equal(Number(again[2]! & U32) | 0, FFA_ERRORS.BUSY, 'BUSY: its context never waits again');
+});
+
+t.test('http (JSON transport): physical attaches endpoint 0; hafnium-2.14 answers v1.3', async (t) => {
+  for (const [name, id, version] of [
+    ['physical', 0, FFA_VERSION_1_2],
+    ['hafnium-2.14', 1, FFA_VERSION_1_3],
+  ] as const) {
+    const { core, stop } = await serving(name, 'in-process');
+    const app = await buildHttpApp({ core });
+    t.teardown(async () => {
+      await app.close();
+      await stop();
+    });
+    const attached = await app.inject({ method: 'POST', url: '/v1/attach', payload: {} });
+    const a = attached.json<{ session: string; endpointId: number }>();
+    t.equal(a.endpointId, id, `${name}: endpoint ${id}`);
+    const call = async (x: (number | bigint)[]) =>
+      (await app.inject({ method: 'POST', url: '/v1/smccc', payload: { session: a.session, x: x.map((v) => `0x${v.toString(16)}`) } })).json<{ x: string[] }>()
+        .x;
+    t.equal(Number((await call([fid('VERSION'), FFA_VERSION_1_2]))[0]), version, `${name}: FFA_VERSION`);
+    t.equal(BigInt((await call([fid('ID_GET')]))[2]!), BigInt(id), `${name}: ID_GET`);
+  }
 });
