@@ -10,6 +10,7 @@ import {
   encodeCall,
   FEATURE_IDS,
   FFA_ERRORS,
+  FFA_FUNCTIONS,
   FFA_PAGE_SIZE,
   FFA_VERSION_1_0,
   FFA_VERSION_1_1,
@@ -43,7 +44,7 @@ import { defaultManifest } from '../server/manifest.js';
 import { startBuiltinPartitions } from '../server/partitions/index.js';
 import { PARTITION_COMMANDS as CMD } from '../server/partitions/commands.js';
 import { CLOBBER_PATTERN } from '../server/personalities/hooks.js';
-import { installPersonality, personalityOrThrow } from '../server/personalities/index.js';
+import { installPersonality, PERSONALITY_NAMES, personalityOrThrow } from '../server/personalities/index.js';
 import { SessionCore } from '../server/session/core.js';
 import { InProcessConnector } from '../server/session/in-process.js';
 import { isPending } from '../server/spmc/pending.js';
@@ -462,5 +463,31 @@ t.test('http (JSON transport): physical attaches endpoint 0; hafnium-2.14 answer
         .x;
     t.equal(Number((await call([fid('VERSION'), FFA_VERSION_1_2]))[0]), version, `${name}: FFA_VERSION`);
     t.equal(BigInt((await call([fid('ID_GET')]))[2]!), BigInt(id), `${name}: ID_GET`);
+  }
+});
+
+t.test('for VMs, FEATURES and the dispatcher agree on what each personality does not do, and differ where it hides a function', async (t) => {
+  for (const name of PERSONALITY_NAMES) {
+    const p = personalityOrThrow(name);
+    const spmc = new Spmc({ partitions: defaultManifest(), profile: p.profile, handleSeed: 1n });
+    const vm = spmc.attach({}).id;
+    const core = SessionCore.for(spmc);
+    const call = (x: (number | bigint)[]) => core.handle(vm, 0, toRegisters(x), 'test');
+    call([fid('VERSION'), FFA_VERSION_1_2]);
+    for (const fn of p.profile.vmUnsupported ?? []) {
+      for (const width of FFA_FUNCTIONS[fn].widths) {
+        const features = call([fid('FEATURES'), fid(fn, width)]) as Registers;
+        t.equal(Number(features[2]! & U32) | 0, NOT_SUPPORTED, `${name}: FEATURES(${fn}_${width}) is NOT_SUPPORTED`);
+        const out = call([fid(fn, width)]);
+        t.notOk(isPending(out), `${name}: ${fn}_${width} answers at once`);
+        t.equal(core.reasonFor(out as Registers)?.code, `${fn.toLowerCase()}.not_supported`, `${name}: calling ${fn}_${width} is NOT_SUPPORTED`);
+      }
+    }
+    for (const fn of p.profile.vmFeaturesHidden ?? []) {
+      const features = call([fid('FEATURES'), fid(fn)]) as Registers;
+      t.equal(core.reasonFor(features)?.code, 'features.not_reported', `${name}: FEATURES(${fn}) says NOT_SUPPORTED`);
+      const out = call([fid(fn)]);
+      t.not(isPending(out) ? undefined : Number((out as Registers)[2]! & U32) | 0, NOT_SUPPORTED, `${name}: but ${fn} is handled`);
+    }
   }
 });
