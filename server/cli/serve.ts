@@ -14,12 +14,12 @@ import { defaultManifest } from '../manifest.js';
 import { startBuiltinPartitions } from '../partitions/index.js';
 import type { PartitionManifest } from '../spmc/spmc.js';
 import { DEFAULT_GRACE_MS, DEFAULT_LEASE_MS, SessionCore } from '../session/core.js';
-import { DEFAULT_PERSONALITY, installPersonality, personalityList, personalityOrThrow } from '../personalities/index.js';
+import { DEFAULT_PERSONALITY, findPersonality, installPersonality, personalityList, personalityOrThrow, unknownPersonality } from '../personalities/index.js';
 import type { LogicalPartition } from '../spmc/logical-partitions.js';
 import { MAX_VCPUS, Spmc } from '../spmc/spmc.js';
 import { DEFAULT_LIMITS, type SpmcLimits } from '../spmc/state.js';
 import { type Command, type FlagSpec, Flags } from './command.js';
-import { checkLogLevel, formatHostPort, type HostPort, LOG_LEVELS, parseHostPort } from './flags.js';
+import { checkLogLevel, formatHostPort, type HostPort, LOG_LEVELS, parseHostPort, UsageError } from './flags.js';
 import { asConfigError, readManifestWithLogical } from './manifest-file.js';
 import { terminalSafeLog } from './terminal.js';
 import { type TlsFiles, tlsFiles, tokenFlag } from './tls-files.js';
@@ -182,7 +182,7 @@ function parseServe(c: Command, args: string[]): ServeOptions {
   const { personality: declaredPersonality, ...declared } =
     manifest !== undefined ? readManifestWithLogical(manifest) : { partitions: defaultManifest(), logicalPartitions: [], personality: undefined };
   const chosen = personality ?? declaredPersonality ?? DEFAULT_PERSONALITY;
-  personalityOrThrow(chosen, personality !== undefined ? '--personality' : 'manifest personality');
+  if (!findPersonality(chosen)) throw new UsageError(unknownPersonality(chosen, personality !== undefined ? '--personality' : 'manifest personality'));
   return {
     personality: chosen,
     grpc: parseHostPort('--grpc', v.string('grpc')!),

@@ -1,16 +1,19 @@
 // A personality applied: the model made with its parameters, its hooks on the core's chain.
 
-import { UsageError } from '../cli/flags.js';
 import type { SessionCore } from '../session/core.js';
 import { DEFAULT_PERSONALITY, findPersonality, type Personality, PERSONALITIES, PERSONALITY_NAMES } from './catalog.js';
 import { HOOKS } from './hooks.js';
 
 export { DEFAULT_PERSONALITY, findPersonality, type Personality, PERSONALITIES, PERSONALITY_NAMES } from './catalog.js';
 
-/** The personality `name`; an unknown one is a usage error that lists the known ones. */
-export function personalityOrThrow(name: string, flag = '--personality'): Personality {
+/** Why `name` is not a personality, naming where it came from and the known ones. */
+export const unknownPersonality = (name: string, where = '--personality'): string =>
+  `${where}: unknown personality "${name}"; one of ${PERSONALITY_NAMES.join(', ')} (or "list")`;
+
+/** The personality `name` (an unknown one throws, with the known ones in the message). */
+export function personalityOrThrow(name: string): Personality {
   const p = findPersonality(name);
-  if (!p) throw new UsageError(`${flag}: unknown personality "${name}"; one of ${PERSONALITY_NAMES.join(', ')} (or "list")`);
+  if (!p) throw new Error(unknownPersonality(name));
   return p;
 }
 
