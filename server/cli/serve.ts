@@ -14,11 +14,12 @@ import { defaultManifest } from '../manifest.js';
 import { startBuiltinPartitions } from '../partitions/index.js';
 import type { PartitionManifest } from '../spmc/spmc.js';
 import { DEFAULT_GRACE_MS, DEFAULT_LEASE_MS, SessionCore } from '../session/core.js';
+import { DEFAULT_PERSONALITY, findPersonality, installPersonality, personalityList, personalityOrThrow, unknownPersonality } from '../personalities/index.js';
 import type { LogicalPartition } from '../spmc/logical-partitions.js';
 import { MAX_VCPUS, Spmc } from '../spmc/spmc.js';
 import { DEFAULT_LIMITS, type SpmcLimits } from '../spmc/state.js';
 import { type Command, type FlagSpec, Flags } from './command.js';
-import { checkLogLevel, formatHostPort, type HostPort, LOG_LEVELS, parseHostPort } from './flags.js';
+import { checkLogLevel, formatHostPort, type HostPort, LOG_LEVELS, parseHostPort, UsageError } from './flags.js';
 import { asConfigError, readManifestWithLogical } from './manifest-file.js';
 import { terminalSafeLog } from './terminal.js';
 import { type TlsFiles, tlsFiles, tokenFlag } from './tls-files.js';
@@ -130,6 +131,11 @@ const FLAGS: FlagSpec[] = [
     help: 'ping each gRPC client connection this often; one that leaves a ping unanswered for half as long is dropped (its sessions then wait out --session-grace), 1..3600',
   },
   { name: 'strict', help: 'also refuse fields the spec calls MBZ or reserved that Hafnium never checks (default: as Hafnium)' },
+  {
+    name: 'personality',
+    arg: 'NAME',
+    help: 'answer as this partition manager: hafnium (default), hafnium-2.14, tf-a-el3-spmc, optee, physical, or a quirk; "list" prints them (default: the manifest\'s personality, else hafnium)',
+  },
 ];
 
 interface ServeOptions {
@@ -141,6 +147,8 @@ interface ServeOptions {
   maxTraceSubscribers: number;
   maxHttpSessions: number;
   strict: boolean;
+  /** The personality's name (`list`: print them and exit). */
+  personality: string;
   logLevel: string;
   traceSize: number;
   traceFile?: string;
@@ -176,8 +184,14 @@ function parseServe(c: Command, args: string[]): ServeOptions {
   const admin = tokenFlag(v, 'admin-token');
   if (join !== undefined) tokens.join = join;
   if (admin !== undefined) tokens.admin = admin;
-  const declared = manifest !== undefined ? readManifestWithLogical(manifest) : { partitions: defaultManifest(), logicalPartitions: [] };
+  const personality = v.string('personality');
+  if (personality === 'list') return { personality } as ServeOptions;
+  const { personality: declaredPersonality, ...declared } =
+    manifest !== undefined ? readManifestWithLogical(manifest) : { partitions: defaultManifest(), logicalPartitions: [], personality: undefined };
+  const chosen = personality ?? declaredPersonality ?? DEFAULT_PERSONALITY;
+  if (!findPersonality(chosen)) throw new UsageError(unknownPersonality(chosen, personality !== undefined ? '--personality' : 'manifest personality'));
   return {
+    personality: chosen,
     grpc: parseHostPort('--grpc', v.string('grpc')!),
     http: parseHostPort('--http', v.string('http')!),
     ...declared,
@@ -204,9 +218,17 @@ async function serve(opts: ServeOptions): Promise<void> {
   grpc.setLogger({ error: (...args: unknown[]) => log.debug({ grpc: format(...args) }, 'grpc-js') });
   // Memory handles start from a secret seed, so one VM cannot guess another's.
   const handleSeed = randomBytes(8).readBigUInt64LE();
+  const personality = personalityOrThrow(opts.personality);
   let spmc: Spmc;
   try {
-    spmc = new Spmc({ partitions: opts.partitions, logicalPartitions: opts.logicalPartitions, limits: opts.limits, handleSeed, strict: opts.strict });
+    spmc = new Spmc({
+      partitions: opts.partitions,
+      logicalPartitions: opts.logicalPartitions,
+      limits: opts.limits,
+      handleSeed,
+      strict: opts.strict,
+      profile: personality.profile,
+    });
   } catch (e) {
     throw asConfigError(e);
   }
@@ -219,8 +241,15 @@ async function serve(opts: ServeOptions): Promise<void> {
     file: opts.traceFile,
     subscribers: opts.traceSubscribers,
     maxSubscribers: opts.maxTraceSubscribers,
-    session: { partitions: opts.partitions, limits: spmc.state.limits, handleSeed },
+    session: {
+      partitions: opts.partitions,
+      limits: spmc.state.limits,
+      handleSeed,
+      ...(personality.name !== DEFAULT_PERSONALITY ? { personality: personality.name } : {}),
+    },
   });
+  // After the trace, so that the trace records the answers as the personality's hooks leave them.
+  installPersonality(core, personality);
   // Partitions' FFA_CONSOLE_LOG lines go to the log under the partition's name.
   spmc.observe({
     console: (id, line) => log.info({ partition: spmc.endpoint(id)?.name, endpoint: hex(id), console: line }, 'partition console'),
@@ -242,6 +271,7 @@ async function serve(opts: ServeOptions): Promise<void> {
       http: formatHostPort({ ...opts.http, port: httpPort }),
       tls: opts.tls ? (opts.tls.ca ? 'mtls' : 'tls') : 'off',
       partitions: opts.partitions.map((p) => `${p.name}@${hex(p.id)}`),
+      personality: personality.name,
       limits: Object.fromEntries(Object.entries(spmc.state.limits).map(([k, n]) => [k, typeof n === 'bigint' ? n.toString() : n])),
     },
     'listening',
@@ -273,7 +303,12 @@ export const serveCommand: Command = {
   more: `A bad flag or manifest exits with status 2; an address in use with status 1. SIGINT or SIGTERM stops
 the server cleanly.`,
   async run(args) {
-    await serve(parseServe(this, args));
+    const opts = parseServe(this, args);
+    if (opts.personality === 'list') {
+      process.stdout.write(personalityList());
+      return 0;
+    }
+    await serve(opts);
     return 0;
   },
 };

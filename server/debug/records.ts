@@ -109,6 +109,8 @@ export interface TraceHeader {
   partitions: unknown[];
   limits: SpmcLimits;
   handleSeed: string;
+  /** The personality served (server/personalities), when not the default. */
+  personality?: string;
 }
 
 export interface TraceFilter {

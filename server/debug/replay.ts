@@ -8,6 +8,8 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { type EndpointId, fidName, hex, parseUuid, type Registers, U32 } from '../../proto/ffa/index.js';
+import { findPersonality, installPersonality } from '../personalities/index.js';
+import { SessionCore } from '../session/core.js';
 import { isPending, type Pending } from '../spmc/pending.js';
 import { type PartitionManifest, Spmc } from '../spmc/spmc.js';
 import type { SpmcLimits } from '../spmc/state.js';
@@ -79,6 +81,9 @@ export function parseTrace(text: string, file = '<trace>'): { header: TraceHeade
   if (header?.kind !== 'session' || header.format !== 1 || !Array.isArray(header.partitions)) {
     throw new TraceFormatError(`${file}:1: not a remote-spmc trace (no session header; record with serve --trace-file)`);
   }
+  if (header.personality !== undefined && !findPersonality(header.personality)) {
+    throw new TraceFormatError(`${file}:1: personality "${String(header.personality)}" is not one this server knows`);
+  }
   const records = lines.slice(1).map((l, i) => parse(l, i + 1) as TraceRecord);
   records.forEach((r, i) => {
     const lost = r as unknown as { kind?: string; why?: string };
@@ -91,7 +96,11 @@ export function parseTrace(text: string, file = '<trace>'): { header: TraceHeade
 
 export function replay(header: TraceHeader, records: TraceRecord[], partitions = headerPartitions(header)): ReplayReport {
   const limits = Object.fromEntries(Object.entries(header.limits).map(([k, v]) => [k, typeof v === 'string' ? BigInt(v) : v])) as unknown as SpmcLimits;
-  const spmc = new Spmc({ partitions, limits, handleSeed: BigInt(header.handleSeed) });
+  const personality = header.personality !== undefined ? findPersonality(header.personality) : undefined;
+  const spmc = new Spmc({ partitions, limits, handleSeed: BigInt(header.handleSeed), ...(personality ? { profile: personality.profile } : {}) });
+  // Calls go through the core, so that a personality's hooks shape the answers as they did when recorded.
+  const core = SessionCore.for(spmc);
+  if (personality) installPersonality(core, personality);
   const pendings = new Map<number, Pending>();
   const report: ReplayReport = { records: records.length, calls: 0, matched: 0 };
   const differ = (r: TraceRecord, what: string, recorded: string, replayed: string): ReplayReport => ({
@@ -141,7 +150,7 @@ export function replay(header: TraceHeader, records: TraceRecord[], partitions =
         report.calls++;
         let out: Registers | Pending;
         try {
-          out = spmc.handle(r.endpoint, r.vcpu, regs(r.x));
+          out = core.handle(r.endpoint, r.vcpu, regs(r.x), 'replay');
         } catch (e) {
           return differ(r, `${r.function} by ${hex(r.endpoint)}`, r.blocked ? 'blocked' : show(regs(r.result!.r)), `refused: ${(e as Error).message}`);
         }

@@ -49,7 +49,7 @@ export interface TracerOptions {
   /** Live subscribers at once (default DEFAULT_MAX_SUBSCRIBERS); one more is RESOURCE_EXHAUSTED. */
   maxSubscribers?: number;
   /** What the header records (the server passes its manifest, limits and handle seed). */
-  session?: { partitions: PartitionManifest[]; limits: SpmcLimits; handleSeed: bigint };
+  session?: { partitions: PartitionManifest[]; limits: SpmcLimits; handleSeed: bigint; personality?: string };
 }
 
 /**
@@ -156,6 +156,7 @@ export class Tracer {
         partitions: (s?.partitions ?? spmc.partitions()).map(redactPartition).map((p) => jsonValue({ ...p, ramBytes: p.ramBytes, uuids: p.uuids })),
         limits: jsonValue(s?.limits ?? spmc.state.limits) as SpmcLimits,
         handleSeed: hex(s?.handleSeed ?? 0n),
+        ...(s?.personality !== undefined ? { personality: s.personality } : {}),
       };
       this.file.write(`${JSON.stringify(header)}\n`);
       this.startDecoder();

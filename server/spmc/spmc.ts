@@ -6,13 +6,13 @@ import {
   type EndpointId,
   errorRegisters,
   FFA_ERRORS,
+  FFA_FUNCTIONS,
   FFA_PAGE_SIZE,
   type FfaFunction,
   type FfaVersion,
   ffaSuccess,
   fidName,
   hex,
-  FFA_VERSION_IMPLEMENTED,
   isCompatible,
   isSecureId,
   isSpmdLogicalId,
@@ -66,6 +66,8 @@ import {
   wake,
 } from './state.js';
 import { versionAbis } from './versions.js';
+import { DEFAULT_PROFILE, PHYSICAL_NWD_ID, type SpmcProfile, versionFor } from './profile.js';
+import { v13Abis } from './v1-3.js';
 
 /** A secure partition as the manifest declares it (already validated). */
 export interface PartitionManifest {
@@ -96,6 +98,12 @@ export interface SpmcConfig {
    * attribute padding, unused registers of memory calls). Off by default: never stricter than Hafnium.
    */
   strict?: boolean;
+  /**
+   * Answer as another partition manager would where it differs (version, FEATURES, RX/TX rules,
+   * partition-info layout, the normal world's view); server/personalities names complete sets.
+   * Unset fields are Hafnium's, as this model answers by default.
+   */
+  profile?: Partial<SpmcProfile>;
 }
 
 export interface AttachParams {
@@ -155,6 +163,7 @@ export class Spmc {
   constructor(config: SpmcConfig) {
     this.state = new SpmcState({ ...DEFAULT_LIMITS, ...config.limits }, config.handleSeed ?? 0x5eed5eed5eed5eedn);
     this.state.strict = config.strict ?? false;
+    this.state.profile = { ...DEFAULT_PROFILE, ...config.profile };
     this.abis = {
       ...versionAbis,
       ...featuresAbis(() => this.abis),
@@ -166,6 +175,7 @@ export class Spmc {
       ...indirectMessagingAbis,
       ...notificationAbis,
       ...consoleAbis,
+      ...v13Abis,
     };
     // Every partition's absolute regions first, so that no RAM window lands on one.
     const absolute = config.partitions.map((p) => regionsOrThrow(p.name, reserveAbsolute(this.state, p.regions ?? [])));
@@ -190,7 +200,8 @@ export class Spmc {
   private addPartition(p: PartitionManifest, absolute: Window[]): void {
     if (!isSecureId(p.id) || p.id === SPMC_ID) throw new SpmcError('invalid-argument', `partition id ${hex(p.id)} is not an SP id`);
     if (this.state.endpoints.has(p.id)) throw new SpmcError('already-exists', `partition id ${hex(p.id)} declared twice`);
-    if (!isCompatible(p.ffaVersion, FFA_VERSION_IMPLEMENTED)) throw new SpmcError('invalid-argument', `partition ${p.name}: FF-A version not supported`);
+    if (!isCompatible(p.ffaVersion, versionFor(this.state.profile, 'sp')))
+      throw new SpmcError('invalid-argument', `partition ${p.name}: FF-A version not supported`);
     const ram = this.state.windows.allocate(roundUp(p.ramBytes, PAGE));
     if (!ram) throw new SpmcError('resource-exhausted', `no room for partition ${p.name}'s memory`);
     const ep = newEndpoint(
@@ -269,14 +280,24 @@ export class Spmc {
 
     const vms = [...this.state.endpoints.values()].filter((e) => e.kind === 'vm').length;
     if (vms >= this.state.limits.maxVms) throw new SpmcError('resource-exhausted', `at most ${this.state.limits.maxVms} VMs`);
+    const physical = this.state.profile.normalWorld === 'physical';
+    if (physical && requested !== PHYSICAL_NWD_ID) {
+      throw new SpmcError(
+        'invalid-argument',
+        `endpoint_id ${hex(requested)}: at the non-secure physical instance the one normal-world endpoint is ${PHYSICAL_NWD_ID}`,
+      );
+    }
+    if (physical && vms > 0) throw new SpmcError('resource-exhausted', 'the non-secure physical instance has one normal-world endpoint, and it is attached');
     let id = requested;
-    if (id === 0) {
+    if (physical) {
+      // No hypervisor: the one normal-world endpoint is ID 0 (TF-A's ns_ep_desc[0], OP-TEE's guest 0).
+    } else if (id === 0) {
       id = VM_ID_MIN;
       while (id <= VM_ID_MAX && this.state.endpoints.has(id)) id++;
     } else if (this.state.endpoints.has(id)) {
       throw new SpmcError('already-exists', `endpoint id ${hex(id)} is in use`);
     }
-    if (!isVmId(id)) throw new SpmcError('resource-exhausted', 'no free VM id');
+    if (!physical && !isVmId(id)) throw new SpmcError('resource-exhausted', 'no free VM id');
     const regions = params.regions ?? [];
     const absolute = reserveAbsolute(this.state, regions);
     if ('problem' in absolute) throw new SpmcError('invalid-argument', `regions: ${absolute.problem}`);
@@ -410,7 +431,9 @@ export class Spmc {
     }
     const fn: FfaFunction = decoded.ok ? decoded.call.fn : decoded.fn;
     const handler = this.abis[fn] as AbiHandler<FfaFunction> | undefined;
-    if (!handler) {
+    // Not handled at all, newer than the version this SPMC answers as, or one the profile's SPMC does not do for VMs.
+    const { profile } = this.state;
+    if (!handler || FFA_FUNCTIONS[fn].since > versionFor(profile, caller.kind) || (caller.kind === 'vm' && profile.vmUnsupported.includes(fn))) {
       const name = fidName(decoded.fid);
       return encodeAnswer(
         this.state,
