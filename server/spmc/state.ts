@@ -102,6 +102,8 @@ export class SpmcState {
   readonly reasons = new WeakMap<Registers, Reason>();
   /** Refuse what the spec calls MBZ but Hafnium never checks (SpmcConfig.strict). */
   strict = false;
+  /** Fault injection (server/faults): the largest retrieve-response fragment written to an RX buffer (0: no cap). */
+  fragmentCap = 0;
   /** RAM windows of endpoints that left while others still held pages in them. */
   private readonly orphanWindows: Window[] = [];
 
