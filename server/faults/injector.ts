@@ -273,7 +273,11 @@ export class FaultInjector {
       case 'yield': {
         // The responder yields instead of responding: its requester gets FFA_YIELD and must run it
         // again; then the response it was about to give goes out.
-        const y = spmc.handle(call.endpoint, call.vcpu, encodeCall({ fn: 'YIELD', target: { endpoint: call.endpoint, vcpu: call.vcpu }, timeout: 0n }, call.version));
+        const y = spmc.handle(
+          call.endpoint,
+          call.vcpu,
+          encodeCall({ fn: 'YIELD', target: { endpoint: call.endpoint, vcpu: call.vcpu }, timeout: 0n }, call.version),
+        );
         if (!isPending(y)) {
           call.injected = undefined;
           return undefined;
@@ -377,7 +381,10 @@ export class FaultInjector {
       const injected = this.before(call);
       let out = injected ? injected.x : this.spmc.handle(endpoint, vcpu, x);
       out = this.after(call, out) ?? out;
-      if (call.injected !== mark) throw new FaultRuleError(`the trace says rule ${JSON.stringify(mark)} acted on this call; in the replay ${call.injected ? `rule ${JSON.stringify(call.injected)} did` : 'no rule did'}`);
+      if (call.injected !== mark)
+        throw new FaultRuleError(
+          `the trace says rule ${JSON.stringify(mark)} acted on this call; in the replay ${call.injected ? `rule ${JSON.stringify(call.injected)} did` : 'no rule did'}`,
+        );
       this.drain();
       return out;
     } finally {

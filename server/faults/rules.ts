@@ -70,7 +70,7 @@ const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const MAX_DELAY_MS = 60_000;
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const show = (v: unknown) => (typeof v === 'bigint' ? hex(v) : JSON.stringify(v) ?? String(v));
+const show = (v: unknown) => (typeof v === 'bigint' ? hex(v) : (JSON.stringify(v) ?? String(v)));
 
 function fail(path: string, msg: string): never {
   throw new FaultRuleError(`${path}: ${msg}`);
@@ -120,7 +120,8 @@ export function functionFids(v: unknown, path: string): number[] {
     name = name.slice(0, -3);
     widths = [Number(w[1]) as Width];
   }
-  if (!FFA_FUNCTION_NAMES.includes(name as FfaFunction)) fail(path, `${show(v)} is not an FF-A function name (e.g. MSG_SEND_DIRECT_REQ, FFA_RUN, MEM_SHARE_64)`);
+  if (!FFA_FUNCTION_NAMES.includes(name as FfaFunction))
+    fail(path, `${show(v)} is not an FF-A function name (e.g. MSG_SEND_DIRECT_REQ, FFA_RUN, MEM_SHARE_64)`);
   const fn = name as FfaFunction;
   const exists: readonly Width[] = FFA_FUNCTIONS[fn].widths;
   const chosen = (widths ?? exists).filter((x) => exists.includes(x));
@@ -183,7 +184,8 @@ const ACTIONS = ['error', 'preempt', 'yield', 'delay', 'fragmentCap', 'holdRxFul
 function parseAction(v: unknown, path: string): FaultAction {
   if (!isObject(v)) fail(path, `must be an object with one of ${ACTIONS.join(', ')}`);
   const keys = Object.keys(v).filter((k) => k !== 'afterwards' && k !== 'interruptId');
-  if (keys.length !== 1 || !(ACTIONS as readonly string[]).includes(keys[0]!)) fail(path, `needs exactly one of ${ACTIONS.join(', ')} (got ${keys.join(', ') || 'none'})`);
+  if (keys.length !== 1 || !(ACTIONS as readonly string[]).includes(keys[0]!))
+    fail(path, `needs exactly one of ${ACTIONS.join(', ')} (got ${keys.join(', ') || 'none'})`);
   const kind = keys[0] as (typeof ACTIONS)[number];
   const val = v[kind];
   const at = `${path}.${kind}`;
@@ -210,7 +212,8 @@ function parseAction(v: unknown, path: string): FaultAction {
       return { kind, ...dropOrDelay(val, at) };
     case 'abort': {
       const after = v.afterwards === undefined ? errorCode('BUSY', '') : errorCode(v.afterwards, `${path}.afterwards`);
-      if (!['BUSY', 'INVALID_PARAMETERS', 'ABORTED'].includes(after.name)) fail(`${path}.afterwards`, `${after.name}: the lifecycle answers BUSY, INVALID_PARAMETERS or ABORTED`);
+      if (!['BUSY', 'INVALID_PARAMETERS', 'ABORTED'].includes(after.name))
+        fail(`${path}.afterwards`, `${after.name}: the lifecycle answers BUSY, INVALID_PARAMETERS or ABORTED`);
       return { kind, endpoint: val === 'target' || val === true ? 'target' : endpointId(val, at), afterwards: after.code, afterwardsName: after.name };
     }
     case 'clobber':

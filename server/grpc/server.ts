@@ -163,8 +163,7 @@ export class SpmcGrpcServer {
   /** FaultList, FaultAdd, FaultRemove: the rules as JSON (see server/faults/rules.ts), behind the admin token. */
   private faultHandlers(faults: FaultInjector | undefined): grpc.UntypedServiceImplementation {
     const unary =
-      (op: (req: Record<string, unknown>) => void) =>
-      (call: grpc.ServerUnaryCall<Record<string, unknown>, object>, cb: grpc.sendUnaryData<object>) => {
+      (op: (req: Record<string, unknown>) => void) => (call: grpc.ServerUnaryCall<Record<string, unknown>, object>, cb: grpc.sendUnaryData<object>) => {
         try {
           this.checkToken('admin', call);
           if (!faults) throw new SessionError('UNAVAILABLE', 'faults: this server has no fault injection');
@@ -172,7 +171,10 @@ export class SpmcGrpcServer {
         } catch (e) {
           if (e instanceof FaultRuleError) {
             const found = e.message.startsWith('id:');
-            return cb({ code: found ? grpc.status.NOT_FOUND : e.message.includes('exists already') ? grpc.status.ALREADY_EXISTS : grpc.status.INVALID_ARGUMENT, details: e.message });
+            return cb({
+              code: found ? grpc.status.NOT_FOUND : e.message.includes('exists already') ? grpc.status.ALREADY_EXISTS : grpc.status.INVALID_ARGUMENT,
+              details: e.message,
+            });
           }
           return cb(toStatus(e));
         }
