@@ -50,6 +50,7 @@ export type Stack = Awaited<ReturnType<typeof faultStack>>;
 /** A VM that makes raw calls over one transport (x0..x17 in and out). */
 export interface RawCaller {
   id: EndpointId;
+  ramBase: bigint;
   via: string;
   invoke(x: (bigint | number)[], vcpu?: number): Promise<Registers>;
 }
@@ -67,9 +68,10 @@ export async function rawVm(s: Stack, kind: TransportKind, name = `vm-${kind}`):
       if (r.status !== 200) throw new Error(`${path}: ${r.status} ${JSON.stringify(j)}`);
       return j;
     };
-    const a = (await post('/v1/attach', { name })) as { session: string; endpointId: number };
+    const a = (await post('/v1/attach', { name })) as { session: string; endpointId: number; ramBase: string };
     caller = {
       id: a.endpointId,
+      ramBase: BigInt(a.ramBase),
       via: 'http',
       invoke: async (x, vcpu = 0) => {
         const r = (await post('/v1/smccc', { session: a.session, vcpu, x: x.map((v) => `0x${BigInt(v).toString(16)}`) })) as { x: string[] };
@@ -78,7 +80,7 @@ export async function rawVm(s: Stack, kind: TransportKind, name = `vm-${kind}`):
     };
   } else {
     const a = await s.connector(kind).attach({ name });
-    caller = { id: a.endpointId, via: kind, invoke: (x, vcpu = 0) => a.transport.invoke(toRegisters(x), vcpu) };
+    caller = { id: a.endpointId, ramBase: a.ramBase, via: kind, invoke: (x, vcpu = 0) => a.transport.invoke(toRegisters(x), vcpu) };
   }
   const [w0] = await caller.invoke([fid('VERSION'), FFA_VERSION_1_2]);
   if (Number(w0! & U32) !== FFA_VERSION_1_2) throw new Error('version negotiation failed');

@@ -294,7 +294,7 @@ t.test('notification: dropped, or delivered later', async (t) => {
 
 t.test('SRI: held back, or raised later', async (t) => {
   const { spmc, faults, vm, call } = await setup();
-  t.equal(Number((await call([fid('NOTIFICATION_BIND'), (SP1 << 16) | vm.id, 0, 1, 0]))[0]! & U32), fid('SUCCESS'));
+  t.equal(Number((await call([fid('NOTIFICATION_BIND'), (BigInt(SP1) << 16n) | BigInt(vm.id), 0, 1, 0]))[0]! & U32), fid('SUCCESS'));
   const sris: number[] = [];
   spmc.observe({ interrupt: (id) => id === vm.id && sris.push(id) });
   faults.load({ rules: [{ id: 'no-sri', match: { caller: SP1, function: 'NOTIFICATION_SET' }, action: { sri: 'drop' }, times: 1 }] });
