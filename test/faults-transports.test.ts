@@ -194,6 +194,16 @@ t.test('gRPC Debug: FaultList, FaultAdd, FaultRemove', async (t) => {
   t.equal(bad.err?.code, grpc.status.INVALID_ARGUMENT);
   t.match(bad.err?.details, /rule.action.preempt: must be true/);
   t.equal((await rpc('FaultAdd', { rule_json: 'not json' })).err?.code, grpc.status.INVALID_ARGUMENT);
+  // Debug.Trace carries the mark in its own field.
+  const stream = (client as unknown as Record<string, (req: object) => grpc.ClientReadableStream<{ injected: string; function: string }>>)['Trace']!({
+    recent: 1000,
+  });
+  const marked = await new Promise<{ injected: string; function: string }>((resolve) =>
+    stream.on('data', (r: { injected: string; function: string }) => r.injected && resolve(r)),
+  );
+  stream.cancel();
+  stream.on('error', () => {});
+  t.same([marked.injected, marked.function], ['g', 'FFA_ID_GET']);
   t.equal((await rpc('FaultRemove', { id: 'nope' })).err?.code, grpc.status.NOT_FOUND);
   t.equal((await rpc('FaultRemove', { id: 'g' })).set!.rules.length, 0);
 });

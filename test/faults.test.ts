@@ -242,6 +242,16 @@ t.test('clobber: x8..x17 of answers to a v1.2 caller', async (t) => {
   t.equal(errorOf(e), DENIED, 'a refusal too');
   t.equal(e[9], CLOBBER_PATTERN | 9n);
   t.equal(spmc.reasonFor(e)?.code, 'rx_release.not_mapped', "keeping the model's reason");
+  const r64 = await call([fid('MSG_SEND_DIRECT_REQ', 64), (BigInt(vm.id) << 16n) | BigInt(SP1), 0, BigInt(CMD.ECHO), 0x77]);
+  t.equal(Number(r64[0]! & U32), fid('MSG_SEND_DIRECT_RESP', 64), 'a 64-bit response (answered later)');
+  t.equal(r64[4], 0x77n);
+  t.equal(r64[10], CLOBBER_PATTERN | 10n, 'its x8..x17 clobbered too');
+  const payload = Array.from({ length: 14 }, (_, i) => BigInt(0x100 + i));
+  const r2 = await call([fid('MSG_SEND_DIRECT_REQ2', 64), (BigInt(vm.id) << 16n) | BigInt(SP1), 0, 0, ...payload]);
+  t.equal(Number(r2[0]! & U32), fid('MSG_SEND_DIRECT_RESP2', 64));
+  t.same(r2.slice(4), payload, 'a RESP2 payload in x4..x17 is left alone');
+  const regs = await call([fid('PARTITION_INFO_GET_REGS', 64), 0, 0, 0]);
+  t.not(regs[8]! & 0xffffffff00000000n, CLOBBER_PATTERN, 'PARTITION_INFO_GET_REGS descriptors are left alone');
   const old = RawVm.attach(spmc, {}, 0x10001);
   faults.load({ rules: [{ id: 'x8', action: { clobber: true } }] });
   t.equal(old.regs([fid('ID_GET')])[8], 0n, 'a v1.1 caller is not clobbered');

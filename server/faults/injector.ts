@@ -291,14 +291,16 @@ export class FaultInjector {
       case 'delay':
         this.change = (out) => delayed(out, name, (run) => this.schedule(a.ms, run));
         return undefined;
-      case 'clobber':
+      case 'clobber': {
+        const callFid = normalizeFid(call.x[0]!);
         this.change = (out) => {
-          if (!isPending(out)) return clobbered(spmc, out, call.version);
+          if (!isPending(out)) return clobbered(spmc, out, call.version, callFid);
           const p = new Pending(name);
-          pipe(out, p, (r) => clobbered(spmc, r, call.version));
+          pipe(out, p, (r) => clobbered(spmc, r, call.version, callFid));
           return p;
         };
         return undefined;
+      }
       case 'fragment-cap': {
         const was = spmc.state.fragmentCap;
         spmc.state.fragmentCap = a.bytes;

@@ -1,7 +1,7 @@
 // Answers changed on their way back: later (a delay), or with x8..x17 clobbered. Each works on an
 // answer given now or on one that comes later (a Pending), and keeps the reason of a refusal.
 
-import { FFA_VERSION_1_2, type FfaVersion, lookupFid, normalizeFid, type Registers, registersUsed, REGISTER_COUNT } from '../../proto/ffa/index.js';
+import { FFA_VERSION_1_2, type FfaVersion, lookupFid, normalizeFid, type Registers, REGISTER_COUNT } from '../../proto/ffa/index.js';
 import { isPending, Pending } from '../spmc/pending.js';
 import type { Spmc } from '../spmc/spmc.js';
 import type { Outcome } from '../session/interceptors.js';
@@ -35,24 +35,22 @@ export function delayed(out: Outcome, fn: string, schedule: (run: () => void) =>
 /** A value no SPMC would leave in a register: the pattern names the register it was put in. */
 export const CLOBBER_PATTERN = 0xdeadbeef_00000000n;
 
-/** The registers of an answer that carry results (x8..x17 only for the functions that use them). */
-function resultRegisters(answer: Registers, version: FfaVersion): number {
-  const id = lookupFid(normalizeFid(answer[0] ?? 0n));
-  if (!id) return 8;
-  return registersUsed(id.fn, id.width, version);
+/** Answers that carry results in x8..x17: a REQ2/RESP2 payload, PARTITION_INFO_GET_REGS descriptors. */
+function usesHighRegisters(answer: Registers, callFid: number): boolean {
+  const fn = lookupFid(normalizeFid(answer[0] ?? 0n))?.fn;
+  if (fn === 'MSG_SEND_DIRECT_REQ2' || fn === 'MSG_SEND_DIRECT_RESP2') return true;
+  return fn === 'SUCCESS' && lookupFid(callFid)?.fn === 'PARTITION_INFO_GET_REGS';
 }
 
 /**
- * x8..x17 of an answer to a v1.2+ caller overwritten where the answer does not use them (SMCCC
- * v1.2 says they are preserved; rusted-firmware-a #96 caught an SPMC that did not).
+ * x8..x17 of an answer to a v1.2+ caller overwritten, unless the answer carries results there
+ * (SMCCC v1.2 says they are preserved; rusted-firmware-a #96 caught an SPMC that did not).
  */
-export function clobbered(spmc: Spmc, answer: Registers, version: FfaVersion): Registers {
-  if (version < FFA_VERSION_1_2) return answer;
-  const from = Math.max(8, resultRegisters(answer, version));
-  if (from >= REGISTER_COUNT) return answer;
+export function clobbered(spmc: Spmc, answer: Registers, version: FfaVersion, callFid: number): Registers {
+  if (version < FFA_VERSION_1_2 || usesHighRegisters(answer, callFid)) return answer;
   const out = [...answer];
   while (out.length < REGISTER_COUNT) out.push(0n);
-  for (let i = from; i < REGISTER_COUNT; i++) out[i] = CLOBBER_PATTERN | BigInt(i);
+  for (let i = 8; i < REGISTER_COUNT; i++) out[i] = CLOBBER_PATTERN | BigInt(i);
   const reason = spmc.reasonFor(answer);
   if (reason) spmc.state.reasons.set(out, reason);
   return out;
