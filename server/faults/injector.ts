@@ -9,6 +9,7 @@ import {
   errorName,
   errorRegisters,
   FFA_ERRORS,
+  ffaError,
   ffaSuccess,
   fidName,
   hex,
@@ -19,6 +20,7 @@ import {
 import type { SessionCore } from '../session/core.js';
 import { type InjectedAnswer, InterceptedCall, type Interceptor, type Outcome } from '../session/interceptors.js';
 import { isPending, Pending } from '../spmc/pending.js';
+import { abortRequests } from '../spmc/fault-hooks.js';
 import type { Spmc } from '../spmc/spmc.js';
 import { fires, RuleState, targetOf } from './matcher.js';
 import { clobbered, delayed, pipe } from './outcomes.js';
@@ -356,6 +358,12 @@ export class FaultInjector {
         }
         if (!this.aborted.has(id)) this.effects++;
         this.aborted.set(id, { rule: rule.id, code: a.afterwards });
+        // Requests it was serving end now: their requesters get ABORTED.
+        const ep = spmc.endpoint(id);
+        if (ep)
+          abortRequests(spmc.state, ep, () =>
+            ffaError(FFA_ERRORS.ABORTED, reason(rule.id, `MSG_SEND_DIRECT_REQ: partition ${hex(id)} aborted while handling it`)),
+          );
         if (target === id) return this.error(FFA_ERRORS.ABORTED, reason(rule.id, `${name}: partition ${hex(id)} aborted while handling it`));
         return undefined;
       }
