@@ -230,6 +230,11 @@ async function scriptedRun(seed: number, file?: string) {
   };
   await c.invoke([fid('NOTIFICATION_BIND'), pair(0x8002, c.id), 0, 1, 0]);
   for (let i = 0; i < 12; i++) {
+    // Rules change mid-run: the others keep their counters and what they did (the abort).
+    if (i === 6) {
+      s.faults.remove('x8');
+      s.faults.add({ id: 'late-busy', match: { function: 'SPM_ID_GET', every: 2 }, action: { error: 'BUSY' } });
+    }
     await c.invoke([fid('ID_GET')]);
     await loop(await c.invoke(req(c, SP1, CMD.ECHO, i)));
     await loop(await c.invoke(req(c, SP3, CMD.ECHO, i)));

@@ -106,13 +106,24 @@ export class FaultInjector {
     return { seed: this.seedValue, rules: this.states.map((s) => ({ rule: s.rule.source, seen: s.seen, fired: s.fired })) };
   }
 
-  /** Replace the whole set (a file, a replay's record). Throws FaultRuleError, leaving the set as it was, if any rule is bad. */
+  /**
+   * Replace the whole set (a file, an HTTP body, a replay's record). A rule that stays as it was
+   * (same id, same text, same seed) keeps its counters and what it did (an aborted partition, a
+   * held RX buffer); the others start afresh, and what removed ones did ends. Throws
+   * FaultRuleError, leaving the set as it was, if any rule is bad.
+   */
   load(input: unknown): FaultRuleSet {
     const set = parseRuleSet(input);
     const now = this.core.now();
-    for (const s of this.states) this.cleanUp(s.rule.id);
+    const old = new Map(set.seed === this.seedValue ? this.states.map((s) => [s.rule.id, s]) : []);
+    const same = (a: FaultRule, b: FaultRule) => JSON.stringify(a.source) === JSON.stringify(b.source);
+    const next = set.rules.map((r) => {
+      const was = old.get(r.id);
+      return was && same(was.rule, r) ? was : new RuleState(r, set.seed, now);
+    });
+    for (const s of this.states) if (!next.includes(s)) this.cleanUp(s.rule.id);
     this.seedValue = set.seed;
-    this.states = set.rules.map((r) => new RuleState(r, set.seed, now));
+    this.states = next;
     this.changed();
     return set;
   }
