@@ -94,6 +94,7 @@ t.test('bad rules are clear errors, never a crash', async (t) => {
     [{ rules: [{ id: 'a', action: { abort: 'target', afterwards: 'DENIED' } }] }, /the lifecycle answers BUSY, INVALID_PARAMETERS or ABORTED/],
     [{ rules: [{ id: 'a', action: { notification: 'lose' } }] }, /neither "drop" nor/],
     [{ rules: [{ id: 'a', action: { fragmentCap: 8 } }] }, /fragmentCap: 8 is not an integer 16\.\./],
+    [{ rules: Array.from({ length: 257 }, (_, i) => ({ id: `r${i}`, action: { delay: 1 } })) }, /faults.rules: 257 rules; at most 256/],
     [
       {
         rules: [
@@ -195,7 +196,7 @@ t.test('error: the model never sees the call; the answer carries a reason and th
 });
 
 t.test('preempt: FFA_INTERRUPT names the target; FFA_RUN of it carries the request on (Hafnium ffa_cpu_cycles_run)', async (t) => {
-  const { faults, vm, call, tracer } = await setup();
+  const { spmc, faults, vm, call, tracer } = await setup();
   faults.load({ rules: [{ id: 'ns-irq', match: { function: 'MSG_SEND_DIRECT_REQ', target: SP3 }, action: { preempt: true, interruptId: 42 }, times: 1 }] });
   const r = await call(directReq(vm, SP3, CMD.ECHO, 5));
   t.equal(Number(r[0]! & U32), fid('INTERRUPT'));
@@ -208,6 +209,12 @@ t.test('preempt: FFA_INTERRUPT names the target; FFA_RUN of it carries the reque
   t.equal(Number((await call(directReq(vm, SP3)))[0]! & U32), fid('MSG_SEND_DIRECT_RESP'), 'then requests pass again');
   const marks = tracer.recent({ endpoint: vm.id }).filter((x) => x.kind === 'call' && x.injected === 'ns-irq');
   t.equal(marks.length, 3, 'the INTERRUPT, the BUSY and the RUN that carried the request on');
+  // A caller that leaves without running the target again does not hold it.
+  faults.load({ rules: [{ id: 'ns-irq-2', match: { function: 'MSG_SEND_DIRECT_REQ', target: SP3 }, action: { preempt: true }, times: 1 }] });
+  const other = RawVm.attach(spmc);
+  t.equal(Number(other.regs(directReq(other, SP3))[0]! & U32), fid('INTERRUPT'));
+  spmc.detach(other.id);
+  t.equal(Number((await call(directReq(vm, SP3)))[0]! & U32), fid('MSG_SEND_DIRECT_RESP'), 'the target serves others again');
 });
 
 t.test('yield: the responder yields; FFA_YIELD names it; FFA_RUN gets the response', async (t) => {

@@ -24,7 +24,7 @@ import { abortRequests } from '../spmc/fault-hooks.js';
 import type { Spmc } from '../spmc/spmc.js';
 import { fires, RuleState, targetOf } from './matcher.js';
 import { clobbered, delayed, pipe } from './outcomes.js';
-import { type FaultRule, FaultRuleError, type FaultRuleSet, parseRule, parseRuleSet } from './rules.js';
+import { type FaultRule, FaultRuleError, type FaultRuleSet, MAX_RULES, parseRule, parseRuleSet } from './rules.js';
 
 /** The transport name of calls the injector makes itself (a delayed notification): it does not inject into them. */
 export const FAULTS_VIA = 'faults';
@@ -37,6 +37,7 @@ export interface FaultInjectorOptions {
 /** A direct request answered with FFA_INTERRUPT: sent on when its caller runs the target. */
 interface Preempted {
   rule: string;
+  caller: EndpointId;
   target: EndpointId;
   targetVcpu: number;
   x: Registers;
@@ -132,6 +133,7 @@ export class FaultInjector {
   add(input: unknown): FaultRule {
     const rule = parseRule(input);
     if (this.states.some((s) => s.rule.id === rule.id)) throw new FaultRuleError(`rule.id: a rule ${JSON.stringify(rule.id)} exists already (remove it first)`);
+    if (this.states.length >= MAX_RULES) throw new FaultRuleError(`rule: ${MAX_RULES} rules in force already, the most there may be`);
     this.states = [...this.states, new RuleState(rule, this.seedValue, this.core.now())];
     this.changed();
     return rule;
@@ -233,7 +235,12 @@ export class FaultInjector {
       const name = fidName(normalizeFid(call.x[0]!));
       return this.error(a.code, reason(a.rule, `${name}: partition ${hex(target)} was aborted; the lifecycle answers ${errorName(a.code)}`));
     }
-    for (const p of this.preempted.values()) {
+    for (const [k, p] of this.preempted) {
+      // Its caller left without running it again: nothing holds the target any more.
+      if (!this.spmc.endpoint(p.caller)) {
+        this.dropEffect(() => this.preempted.delete(k));
+        continue;
+      }
       if (p.target === target && (fn !== 'RUN' || d.call.target.vcpu === p.targetVcpu)) {
         // Hafnium: a target vCPU that is PREEMPTED is BUSY to anyone but the one it returns to.
         call.injected = p.rule;
@@ -277,7 +284,7 @@ export class FaultInjector {
         const target = targetOf(call)!;
         const ep = spmc.endpoint(target);
         const targetVcpu = ep && ep.vcpuCount > 1 ? call.vcpu : 0;
-        this.preempted.set(`${call.endpoint}:${call.vcpu}`, { rule: rule.id, target, targetVcpu, x: call.x });
+        this.preempted.set(`${call.endpoint}:${call.vcpu}`, { rule: rule.id, caller: call.endpoint, target, targetVcpu, x: call.x });
         this.effects++;
         return {
           x: encodeCall({ fn: 'INTERRUPT', target: { endpoint: target, vcpu: targetVcpu }, interruptId: a.interruptId }, call.version),

@@ -68,6 +68,8 @@ export interface FaultRuleSet {
 const ERROR_NAMES = Object.keys(FFA_ERRORS) as FfaErrorName[];
 const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const MAX_DELAY_MS = 60_000;
+/** Rules in force at once: every call is matched against each. */
+export const MAX_RULES = 256;
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const show = (v: unknown) => (typeof v === 'bigint' ? hex(v) : (JSON.stringify(v) ?? String(v)));
@@ -245,6 +247,7 @@ export function parseRuleSet(v: unknown, path = 'faults'): FaultRuleSet {
   only(obj, path, ['seed', 'rules']);
   const seed = obj.seed === undefined ? 0 : integer(obj.seed, `${path}.seed`, 0xffffffff);
   if (!Array.isArray(obj.rules)) fail(`${path}.rules`, 'must be a list of rules');
+  if (obj.rules.length > MAX_RULES) fail(`${path}.rules`, `${obj.rules.length} rules; at most ${MAX_RULES}`);
   const rules = obj.rules.map((r, i) => parseRule(r, `${path}.rules[${i}]`));
   const seen = new Set<string>();
   for (const r of rules) {
