@@ -468,6 +468,9 @@ export class FfaDriver {
     try {
       infos = await this.partitionProbe(parseUuid(uuidStr));
     } catch (e) {
+      // A busy RX buffer is not an absent partition: the caller may try again (Linux answers -ENOENT
+      // for every failure here, and its clients then give up on a partition that exists).
+      if (e instanceof FfaDriverError && e.ffaError === FFA_ERRORS.BUSY) throw e;
       if (e instanceof FfaDriverError && e.ffaError !== undefined) throw new FfaDriverError('ENOENT', `no partition serves ${uuidStr}`, e.ffaError);
       throw e;
     }

@@ -8,6 +8,7 @@ import { hex, VM_ID_MAX } from '../../proto/ffa/index.js';
 import { DEFAULT_SUBSCRIBER_QUEUE, DEFAULT_SUBSCRIBER_STALL_MS, type FeedOptions } from '../debug/feed.js';
 import { DEFAULT_MAX_SUBSCRIBERS, Tracer } from '../debug/tracer.js';
 import { DEFAULT_KEEPALIVE_MS, SpmcGrpcServer } from '../grpc/server.js';
+import { FaultInjector, FaultRuleError, readFaultsFile, traceFaults } from '../faults/index.js';
 import { buildHttpApp } from '../http/app.js';
 import { DEFAULT_MAX_HTTP_SESSIONS } from '../http/smccc.js';
 import { defaultManifest } from '../manifest.js';
@@ -20,6 +21,7 @@ import { MAX_VCPUS, Spmc } from '../spmc/spmc.js';
 import { DEFAULT_LIMITS, type SpmcLimits } from '../spmc/state.js';
 import { type Command, type FlagSpec, Flags } from './command.js';
 import { checkLogLevel, formatHostPort, type HostPort, LOG_LEVELS, parseHostPort, UsageError } from './flags.js';
+import { ConfigError } from './errors.js';
 import { asConfigError, readManifestWithLogical } from './manifest-file.js';
 import { terminalSafeLog } from './terminal.js';
 import { type TlsFiles, tlsFiles, tokenFlag } from './tls-files.js';
@@ -136,6 +138,11 @@ const FLAGS: FlagSpec[] = [
     arg: 'NAME',
     help: 'answer as this partition manager: hafnium (default), hafnium-2.14, tf-a-el3-spmc, optee, physical, or a quirk; "list" prints them (default: the manifest\'s personality, else hafnium)',
   },
+  {
+    name: 'faults',
+    arg: 'FILE',
+    help: 'fault injection rules, YAML or JSON (README "Fault injection"); also listed, added and removed at /v1/faults and by the Debug service',
+  },
 ];
 
 interface ServeOptions {
@@ -158,6 +165,8 @@ interface ServeOptions {
   leaseMs: number;
   graceMs: number;
   keepaliveMs: number;
+  /** The fault rules of --faults, checked. */
+  faults?: unknown;
 }
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/i;
@@ -208,7 +217,18 @@ function parseServe(c: Command, args: string[]): ServeOptions {
     leaseMs: v.int('session-lease', 1, 86_400)! * 1000,
     graceMs: v.int('session-grace', 0, 86_400)! * 1000,
     keepaliveMs: v.int('grpc-keepalive', 1, 3600)! * 1000,
+    faults: faultsFlag(v.string('faults')),
   };
+}
+
+/** --faults FILE, read and checked now: a bad rule is the user's mistake (exit 2), named. */
+function faultsFlag(file: string | undefined): unknown {
+  if (file === undefined) return undefined;
+  try {
+    return readFaultsFile(file).raw;
+  } catch (e) {
+    throw e instanceof FaultRuleError ? new ConfigError(`--faults: ${e.message}`) : e;
+  }
 }
 
 async function serve(opts: ServeOptions): Promise<void> {
@@ -257,9 +277,15 @@ async function serve(opts: ServeOptions): Promise<void> {
   await startBuiltinPartitions(core, (id, e) => log.error({ partition: id, err: String(e) }, 'built-in partition failed'));
   const tokens = new Tokens(opts.tokens, core.attacks);
   const grpcServer = new SpmcGrpcServer(core, { tls: opts.tls, tokens, keepaliveMs: opts.keepaliveMs });
-  grpcServer.addDebug(tracer);
+  // Fault injection: the rules go into the trace (for replay); the injector joins the chain last,
+  // so the trace and the metrics see its answers.
+  const faults = new FaultInjector(core);
+  if (opts.faults !== undefined) faults.load(opts.faults);
+  traceFaults(faults, tracer);
+  grpcServer.addDebug(tracer, faults);
   let serving = true;
-  const http = await buildHttpApp({ core, tracer, https: opts.tls, tokens, maxHttpSessions: opts.maxHttpSessions });
+  const http = await buildHttpApp({ core, tracer, https: opts.tls, tokens, maxHttpSessions: opts.maxHttpSessions, faults });
+  faults.install();
 
   const grpcPort = await grpcServer.listen(formatHostPort(opts.grpc));
   await http.listen({ host: opts.http.host, port: opts.http.port });
@@ -286,6 +312,7 @@ async function serve(opts: ServeOptions): Promise<void> {
     clearInterval(sweeper);
     await grpcServer.stop();
     await http.close();
+    faults.close();
     await tracer.close();
     log.info({}, 'stopped');
     log.flush?.();

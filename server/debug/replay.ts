@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { type EndpointId, fidName, hex, parseUuid, type Registers, U32 } from '../../proto/ffa/index.js';
 import { findPersonality, installPersonality } from '../personalities/index.js';
+import { FaultInjector } from '../faults/injector.js';
 import { SessionCore } from '../session/core.js';
 import { isPending, type Pending } from '../spmc/pending.js';
 import { type PartitionManifest, Spmc } from '../spmc/spmc.js';
@@ -102,6 +103,9 @@ export function replay(header: TraceHeader, records: TraceRecord[], partitions =
   const core = SessionCore.for(spmc);
   if (personality) installPersonality(core, personality);
   const pendings = new Map<number, Pending>();
+  // Calls a fault rule acted on (marked `injected`) go through the same rules again, on the same
+  // state; the rest go straight to the model.
+  const faults = new FaultInjector(core, { replay: true });
   const report: ReplayReport = { records: records.length, calls: 0, matched: 0 };
   const differ = (r: TraceRecord, what: string, recorded: string, replayed: string): ReplayReport => ({
     ...report,
@@ -150,7 +154,7 @@ export function replay(header: TraceHeader, records: TraceRecord[], partitions =
         report.calls++;
         let out: Registers | Pending;
         try {
-          out = core.handle(r.endpoint, r.vcpu, regs(r.x), 'replay');
+          out = faults.replayCall(r.endpoint, r.vcpu, regs(r.x), r.injected);
         } catch (e) {
           return differ(r, `${r.function} by ${hex(r.endpoint)}`, r.blocked ? 'blocked' : show(regs(r.result!.r)), `refused: ${(e as Error).message}`);
         }
@@ -176,6 +180,13 @@ export function replay(header: TraceHeader, records: TraceRecord[], partitions =
       }
       case 'abandon':
         pendings.get(r.callSeq)?.abandon();
+        break;
+      case 'faults':
+        try {
+          faults.load({ seed: r.seed, rules: r.rules });
+        } catch (e) {
+          throw new TraceFormatError(`seq ${r.seq}: the fault rules recorded here do not load (${(e as Error).message})`);
+        }
         break;
       default:
         break; // faults and console lines are consequences, not inputs

@@ -97,6 +97,8 @@ export class Tracer {
   private readonly callNames: string[];
   private readonly callVia: string[];
   private readonly callReasons: (Reason | undefined)[];
+  /** Per slot: the fault rule that injected the answer. */
+  private readonly callInjected: (string | undefined)[];
   private next = 0;
   private seq = 0;
   /**
@@ -143,6 +145,7 @@ export class Tracer {
     this.callNames = new Array<string>(this.ring.length).fill('');
     this.callVia = new Array<string>(this.ring.length).fill('');
     this.callReasons = new Array<Reason | undefined>(this.ring.length).fill(undefined);
+    this.callInjected = new Array<string | undefined>(this.ring.length).fill(undefined);
     this.maxBacklog = opts.decoderBacklog ?? Math.max(4096, this.ring.length);
     this.feedOptions = opts.subscribers ?? {};
     this.maxSubscribers = opts.maxSubscribers ?? DEFAULT_MAX_SUBSCRIBERS;
@@ -200,6 +203,11 @@ export class Tracer {
     this.stopObserving = on ? this.record() : () => {};
   }
 
+  /** Record an event that is not the model's (the fault rules in force): endpoint 0. */
+  note(event: { kind: string }): void {
+    this.event(0, event);
+  }
+
   private event(endpoint: EndpointId, event: object): void {
     this.push({ kind: 'event', seq: ++this.seq, t: Date.now(), endpoint, name: this.names.get(endpoint) ?? '', event });
   }
@@ -239,6 +247,7 @@ export class Tracer {
       this.callNames[slot] = ep?.name ?? '';
       this.callVia[slot] = c.via;
       this.callReasons[slot] = reason;
+      this.callInjected[slot] = c.injected;
       this.ring[slot] = PACKED;
       this.next = (slot + 1) % this.ring.length;
     } else {
@@ -257,6 +266,7 @@ export class Tracer {
         blocked,
         reason,
         waiting,
+        injected: c.injected,
       });
     }
     if (this.answers.length > 0) this.recordAnswers();
@@ -317,6 +327,7 @@ export class Tracer {
       blocked: (flags & BLOCKED) !== 0,
       reason: this.callReasons[slot],
       waiting: (flags & WAITING) !== 0,
+      injected: this.callInjected[slot],
     };
   }
 

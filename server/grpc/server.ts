@@ -26,6 +26,8 @@ import {
   u64ToWire,
 } from '../../proto/wire.js';
 import { stateSnapshot } from '../debug/views.js';
+import type { FaultInjector } from '../faults/injector.js';
+import { FaultRuleError } from '../faults/rules.js';
 import { type TraceFilter, type TraceLine, toLine } from '../debug/records.js';
 import type { Tracer } from '../debug/tracer.js';
 import { coreOf, type Session, type SessionCore } from '../session/core.js';
@@ -126,8 +128,8 @@ export class SpmcGrpcServer {
     return this.paused.size;
   }
 
-  /** Serve the Debug service (trace stream and state snapshot) beside Spmc. */
-  addDebug(tracer: Tracer): void {
+  /** Serve the Debug service (trace stream, state snapshot and, given an injector, the fault rules) beside Spmc. */
+  addDebug(tracer: Tracer, faults?: FaultInjector): void {
     this.server.addService(debugServiceDefinition(), {
       Trace: (stream: grpc.ServerWritableStream<TraceRequest, object>) => {
         try {
@@ -166,7 +168,45 @@ export class SpmcGrpcServer {
         }
         cb(null, { json: JSON.stringify(stateSnapshot(this.core.spmc)) });
       },
+      ...this.faultHandlers(faults),
     });
+  }
+
+  /** FaultList, FaultAdd, FaultRemove: the rules as JSON (see server/faults/rules.ts), behind the admin token. */
+  private faultHandlers(faults: FaultInjector | undefined): grpc.UntypedServiceImplementation {
+    const unary =
+      (op: (req: Record<string, unknown>) => void) => (call: grpc.ServerUnaryCall<Record<string, unknown>, object>, cb: grpc.sendUnaryData<object>) => {
+        try {
+          this.checkToken('admin', call);
+          if (!faults) throw new SessionError('UNAVAILABLE', 'faults: this server has no fault injection');
+          op(call.request);
+        } catch (e) {
+          if (e instanceof FaultRuleError) {
+            const found = e.message.startsWith('id:');
+            return cb({
+              code: found ? grpc.status.NOT_FOUND : e.message.includes('exists already') ? grpc.status.ALREADY_EXISTS : grpc.status.INVALID_ARGUMENT,
+              details: e.message,
+            });
+          }
+          return cb(toStatus(e));
+        }
+        cb(null, { json: JSON.stringify(faults.list()) });
+      };
+    return {
+      FaultList: unary(() => {}),
+      FaultAdd: unary((req) => {
+        let rule: unknown;
+        try {
+          rule = JSON.parse(String(req.rule_json ?? ''));
+        } catch (e) {
+          throw new FaultRuleError(`rule_json: not JSON (${(e as Error).message})`);
+        }
+        faults!.add(rule);
+      }),
+      FaultRemove: unary((req) => {
+        if (!faults!.remove(String(req.id ?? ''))) throw new FaultRuleError(`id: no fault rule ${JSON.stringify(req.id)}`);
+      }),
+    };
   }
 
   /** Bind and start; resolves to the port actually bound (for "host:0"). */

@@ -129,6 +129,11 @@ export class SessionCore {
     return this.sessions.size;
   }
 
+  /** The core's clock (ms): what time windows of interceptors (fault rules) are measured with. */
+  now(): number {
+    return this.clock();
+  }
+
   /** Whether a token names a session still attached (a look, not a call: renews no lease). */
   has(token: string): boolean {
     return this.sessions.has(token);
@@ -287,14 +292,20 @@ export class SessionCore {
       if (injected) {
         out = injected.x;
         call.answeredBy = i.name;
-        if (injected.reason) this.spmc.state.reasons.set(out, injected.reason);
+        if (injected.reason && !isPending(out)) this.spmc.state.reasons.set(out, injected.reason);
       }
     }
-    out ??= this.spmc.handle(endpoint, vcpu, x);
+    let answer: Outcome = out ?? this.spmc.handle(endpoint, vcpu, x);
     call.answered = performance.now();
-    const reason = isPending(out) ? undefined : this.spmc.reasonFor(out);
-    while (ran > 0) chain[--ran]!.after?.(call, out, reason);
-    return out;
+    let reason = isPending(answer) ? undefined : this.spmc.reasonFor(answer);
+    while (ran > 0) {
+      const instead: Outcome | void = chain[--ran]!.after?.(call, answer, reason);
+      if (instead) {
+        answer = instead;
+        reason = isPending(answer) ? undefined : this.spmc.reasonFor(answer);
+      }
+    }
+    return answer;
   }
 
   /** Why these answer registers are an FFA_ERROR (undefined for any other answer). */

@@ -12,7 +12,7 @@ const { INVALID_PARAMETERS, DENIED } = FFA_ERRORS;
 export const rxBufferSize = (ep: Endpoint): number => (ep.mailbox ? ep.mailbox.pageCount * FFA_PAGE_SIZE : 0);
 
 /** A producer finds RX busy when it is unmapped or still FULL. */
-export const rxBusy = (ep: Endpoint): boolean => !ep.mailbox || ep.mailbox.rxState !== 'empty';
+export const rxBusy = (ep: Endpoint): boolean => !ep.mailbox || ep.mailbox.rxState !== 'empty' || ep.rxHeld === true;
 
 /** Write `data` to an EMPTY RX buffer, zero its tail, and hand it to the endpoint (FULL). */
 export function fillRx(state: SpmcState, ep: Endpoint, data: Uint8Array, producer: EndpointId, fn: string): void {

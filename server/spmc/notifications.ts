@@ -119,6 +119,7 @@ export function flushDelayedSri(state: SpmcState, vcpu: Vcpu): void {
 export function signalReceiver(state: SpmcState, receiver: Endpoint): void {
   if (!anyPending(receiver.notifications)) return;
   if (receiver.kind === 'vm') {
+    if (receiver.sriHeld) return; // dropped by fault injection (server/faults)
     for (const o of state.observers) o.interrupt?.(receiver.id, SRI_INTID);
     return;
   }

@@ -105,6 +105,8 @@ export class SpmcState {
   strict = false;
   /** Where this SPMC answers as another partition manager would (SpmcConfig.profile; server/personalities). */
   profile: SpmcProfile = DEFAULT_PROFILE;
+  /** Fault injection (server/faults): the largest retrieve-response fragment written to an RX buffer (0: no cap). */
+  fragmentCap = 0;
   /** RAM windows of endpoints that left while others still held pages in them. */
   private readonly orphanWindows: Window[] = [];
 
