@@ -3,6 +3,7 @@
 
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { hex, REGISTER_COUNT, type Registers, toRegisters } from '../../proto/ffa/index.js';
+import { MAX_MEMORY_ACCESS } from '../../proto/wire.js';
 import type { SessionCore } from '../session/core.js';
 import { SessionError, statusOf, type TransportStatus } from '../session/status.js';
 import { peerAddress } from '../session/throttle.js';
@@ -111,6 +112,66 @@ export const smcccRoutes: FastifyPluginAsync<SmcccOptions> = async (app, { core,
     async (req, reply) => {
       try {
         core.detach(req.body.session);
+        return {};
+      } catch (e) {
+        return refuse(reply, e);
+      }
+    },
+  );
+
+  // Guest memory of a session, with the checks of gRPC ReadMemory/WriteMemory (the session core's):
+  // 1..MAX_MEMORY_ACCESS bytes, inside what the endpoint may read (or write); a fault is 403.
+  app.post<{ Body: { session: string; address: string; length: number } }>(
+    '/v1/memory/read',
+    {
+      schema: {
+        summary: "Read the session's guest memory: the bytes as hex",
+        body: {
+          type: 'object',
+          required: ['session', 'address', 'length'],
+          additionalProperties: false,
+          properties: {
+            session: { type: 'string', minLength: 1 },
+            address: { type: 'string', pattern: HEX64 },
+            length: { type: 'integer', minimum: 1, maximum: MAX_MEMORY_ACCESS },
+          },
+        },
+        response: { 200: { type: 'object', properties: { data: { type: 'string', description: 'the bytes, two hex digits each' } } } },
+      },
+    },
+    async (req, reply) => {
+      try {
+        const s = core.session(req.body.session);
+        return { data: Buffer.from(core.readMemory(s, BigInt(req.body.address), req.body.length)).toString('hex') };
+      } catch (e) {
+        return refuse(reply, e);
+      }
+    },
+  );
+
+  app.post<{ Body: { session: string; address: string; data: string } }>(
+    '/v1/memory/write',
+    {
+      // Hex doubles the bytes: room for the largest write and the rest of the body.
+      bodyLimit: 2 * MAX_MEMORY_ACCESS + 4096,
+      schema: {
+        summary: "Write the session's guest memory: data as hex (two digits a byte)",
+        body: {
+          type: 'object',
+          required: ['session', 'address', 'data'],
+          additionalProperties: false,
+          properties: {
+            session: { type: 'string', minLength: 1 },
+            address: { type: 'string', pattern: HEX64 },
+            data: { type: 'string', minLength: 2, maxLength: 2 * MAX_MEMORY_ACCESS, pattern: '^([0-9a-fA-F]{2})+$' },
+          },
+        },
+      },
+    },
+    async (req, reply) => {
+      try {
+        const s = core.session(req.body.session);
+        core.writeMemory(s, BigInt(req.body.address), Buffer.from(req.body.data, 'hex'));
         return {};
       } catch (e) {
         return refuse(reply, e);
