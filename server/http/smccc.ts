@@ -70,7 +70,18 @@ export const smcccRoutes: FastifyPluginAsync<SmcccOptions> = async (app, { core,
     return reason ? { x: x.map(hex), reason: reason.text, reasonCode: reason.code } : { x: x.map(hex) };
   };
 
-  app.post<{ Body: { endpointId?: number; name?: string; vcpuCount?: number; ramBytes?: string; properties?: number; uuids?: string[]; credential?: string } }>(
+  app.post<{
+    Body: {
+      endpointId?: number;
+      name?: string;
+      vcpuCount?: number;
+      ramBytes?: string;
+      ramBase?: string;
+      properties?: number;
+      uuids?: string[];
+      credential?: string;
+    };
+  }>(
     '/v1/attach',
     {
       schema: {
@@ -83,6 +94,7 @@ export const smcccRoutes: FastifyPluginAsync<SmcccOptions> = async (app, { core,
             name: { type: 'string', maxLength: 64 },
             vcpuCount: { type: 'integer', minimum: 0, maximum: 64 },
             ramBytes: { type: 'string', pattern: HEX64 },
+            ramBase: { type: 'string', pattern: HEX64, description: "where the VM's RAM window must lie (4 KiB aligned); default: the server places it" },
             properties: { type: 'integer', minimum: 0, maximum: 0xffffffff },
             uuids: { type: 'array', maxItems: 8, items: { type: 'string', format: 'uuid' } },
             credential: { type: 'string', maxLength: 256 },
@@ -93,7 +105,7 @@ export const smcccRoutes: FastifyPluginAsync<SmcccOptions> = async (app, { core,
     async (req, reply) => {
       try {
         const b = req.body ?? {};
-        const a = sessions.attach(() => core.attach({ ...b, ramBytes: BigInt(b.ramBytes ?? '0x0') }, peerAddress(req.ip)));
+        const a = sessions.attach(() => core.attach({ ...b, ramBytes: BigInt(b.ramBytes ?? '0x0'), ramBase: BigInt(b.ramBase ?? '0x0') }, peerAddress(req.ip)));
         return { session: a.session, endpointId: a.endpointId, ramBase: hex(a.ramBase), ramBytes: hex(a.ramBytes), ffaVersion: a.ffaVersion };
       } catch (e) {
         return refuse(reply, e);
