@@ -6,7 +6,9 @@
  * and checked through plain pointers, a write to lent memory caught as
  * SIGSEGV, notifications on the interrupt line.
  *
- * Usage: c_vm ADDRESS SP_ID
+ * Usage: c_vm ADDRESS SP_ID [builtin]
+ * With "builtin", SP_ID runs the built-in partitions' test service (in
+ * TypeScript, `remote-spmc partition`): echo, and memory through its MEM.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -147,6 +149,44 @@ static void to_sp1(int type)
 	   (unsigned long long)x[4]);
 }
 
+/* A partition running the built-in test service: its MEM writes a pattern. */
+static void test_service(void)
+{
+	uint64_t x[RSPMC_REGS];
+
+	direct(sp, CMD_ECHO, 11, 12, 13, 14, x);
+	ok(x[0] == FFA_MSG_SEND_DIRECT_RESP_64 && x[4] == 11 && x[7] == 14,
+	   "DIRECT_REQ to the TypeScript partition 0x%x", sp);
+	for (int type = MEM_SHARE; type <= MEM_DONATE; type++) {
+		uint8_t *page = ram[24 + type];
+		uint8_t pattern = 0x30 + type;
+		uint32_t len = mem_descriptor(tx, self, sp, type,
+					      (uintptr_t)page, 1);
+
+		memset(page, 0x01, PAGE_SIZE);
+		regs(x, type == MEM_SHARE ? FFA_MEM_SHARE_32 :
+		     type == MEM_LEND	  ? FFA_MEM_LEND_32 :
+					    FFA_MEM_DONATE_32,
+		     len, len, 0, 0, 0, 0, 0);
+		must_call(ep, 0, x);
+		uint64_t handle = x[2] | x[3] << 32;
+
+		ok(x[0] == FFA_SUCCESS_32, "MEM_%s to it", type_name(type));
+		direct(sp, CMD_MEM, handle & 0xffffffff, handle >> 32, pattern,
+		       type, x);
+		ok(x[4] == 0, "it retrieved the %s and wrote its pattern",
+		   type_name(type));
+		if (type == MEM_DONATE)
+			break;
+		regs(x, FFA_MEM_RECLAIM, handle & 0xffffffff, handle >> 32, 0,
+		     0, 0, 0, 0);
+		must_call(ep, 0, x);
+		ok(x[0] == FFA_SUCCESS_32 && page[0] == pattern &&
+			   page[PAGE_SIZE - 1] == pattern,
+		   "reclaimed: its pattern read through our pointer");
+	}
+}
+
 static void notifications(void)
 {
 	uint64_t x[RSPMC_REGS];
@@ -248,6 +288,11 @@ int main(int argc, char **argv)
 	ok(x[0] == FFA_SUCCESS_32, "RXTX_MAP of two pages of the static array");
 	ok(write_faults(rx), "writing our own RX buffer faults");
 
+	if (argc > 3 && !strcmp(argv[3], "builtin")) {
+		test_service();
+		ok(!rspmc_detach(ep), "detach");
+		return tap_done();
+	}
 	discovery();
 	messages();
 	for (int type = MEM_SHARE; type <= MEM_DONATE; type++)
