@@ -27,7 +27,7 @@ import { buildCClient, cClientMissing, cManifest } from './c-build.js';
 import { startEchoServer } from './servers.js';
 
 const SP = 0x8010;
-const CREDENTIAL = 'bench';
+const CREDENTIAL = 'c-bench-credential';
 
 if (process.argv[2] === 'servers') {
   // The servers, in their own process: the model with SP1 and the C partition's slot, and the echo.

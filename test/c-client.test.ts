@@ -73,6 +73,13 @@ if (why && root) {
       t.equal(vm.code, 0, 'c_vm exits 0');
     });
 
+    await t.test("the README's C example", async (t) => {
+      const hello = await program(join(dir, 'hello'), [server.grpc], env);
+      t.equal(hello.code, 0, 'exits 0');
+      t.ok(hello.out.includes('partition 0x8001'), 'read the partitions through the RX pointer');
+      t.ok(hello.out.includes('SP1 answered 42'), 'made a direct request');
+    });
+
     await t.test('four C VMs on threads contend for the C partition', async (t) => {
       const th = await program(join(dir, 'c_threads'), [server.grpc, String(SP)], env);
       t.ok(assertTap(t, 'c_threads', th.out) >= 17, 'c_threads made its checks');

@@ -58,6 +58,8 @@ struct area {
 
 /* A fixed table: the signal handler reads it without locks. */
 static const int MAX_AREAS = 256;
+/* Ranges without access kept mapped per endpoint, for when they return. */
+static const size_t KEEP_EMPTY_AREAS = 16;
 static area areas[MAX_AREAS];
 static std::mutex areas_lock;
 
@@ -385,10 +387,17 @@ int memory_apply(ep_memory *mem, const remote_spmc::v1::CoherenceUpdate &u,
 			if (!any && !a->ram)
 				empty.push_back(a);
 		}
-		std::lock_guard<std::mutex> ga(areas_lock);
+		/*
+		 * Ranges that went (relinquished) stay mapped without access
+		 * for a while: the same range often comes back (the next
+		 * retrieve), and unmapping costs every thread a TLB flush.
+		 */
+		if (empty.size() > KEEP_EMPTY_AREAS) {
+			std::lock_guard<std::mutex> ga(areas_lock);
 
-		for (area *a : empty)
-			area_destroy(a);
+			for (area *a : empty)
+				area_destroy(a);
+		}
 	}
 	for (const auto &p : u.pages()) {
 		area *a = area_at(p.address());

@@ -65,7 +65,7 @@ static void cycle(void)
 	uint32_t len = mem_descriptor(ram[0], self, sp, MEM_SHARE,
 				      (uintptr_t)page, 1);
 
-	page[0] = 1;
+	memset(page, 1, PAGE_SIZE);
 	regs(x, FFA_MEM_SHARE_32, len, len, 0, 0, 0, 0, 0);
 	must_call(ep, 0, x);
 	if (x[0] != FFA_SUCCESS_32)
@@ -74,7 +74,7 @@ static void cycle(void)
 
 	regs(x, FFA_MSG_SEND_DIRECT_REQ_64, (uint64_t)self << 16 | sp, 0,
 	     CMD_CHECK_MEM, handle & 0xffffffff, handle >> 32, MEM_SHARE,
-	     page[1] | 2 << 8);
+	     1 | 2 << 8);
 	must_call(ep, 0, x);
 	if (x[4] != 0)
 		exit(4);
@@ -83,7 +83,6 @@ static void cycle(void)
 	must_call(ep, 0, x);
 	if (x[0] != FFA_SUCCESS_32 || page[0] != 2)
 		exit(5);
-	memset(page, 0, PAGE_SIZE);
 }
 
 static void measure(const char *name, void (*op)(void), int n, int calls)
