@@ -3,8 +3,10 @@
 // A C VM and a C partition written as an SP is; four C VMs on threads; the mixed topologies (a
 // TypeScript VM with the C partition, a C VM with a TypeScript remote partition).
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { buildCClient as build, cClientMissing as missing, cManifest } from '../bench/c-build.js';
@@ -69,7 +71,7 @@ if (why && root) {
 
     await t.test('a C VM: discovery, messages, memory, faults, notifications, MSG_SEND2, its RAM base', async (t) => {
       const vm = await program(join(dir, 'c_vm'), [server.grpc, String(SP)], env);
-      t.ok(assertTap(t, 'c_vm', vm.out) >= 39, 'c_vm made all its checks');
+      t.ok(assertTap(t, 'c_vm', vm.out) >= 42, 'c_vm made all its checks');
       t.equal(vm.code, 0, 'c_vm exits 0');
     });
 
@@ -124,5 +126,45 @@ if (why && root) {
     const vm = await program(join(dir, 'c_vm'), [server.grpc, String(SP), 'builtin'], env);
     t.ok(assertTap(t, 'c_vm', vm.out) >= 16, 'c_vm made all its checks');
     t.equal(vm.code, 0, 'c_vm exits 0');
+  });
+
+  t.test('TLS, mTLS and the join token from C', { skip: spawnSync('openssl', ['version']).status === 0 ? false : 'openssl is not installed' }, async (t) => {
+    const dir = await build();
+    const env = { ...process.env, LD_LIBRARY_PATH: dir };
+    const certs = mkdtempSync(join(tmpdir(), 'rspmc-c-tls-'));
+    t.teardown(() => rmSync(certs, { recursive: true, force: true }));
+    const at = (f: string) => join(certs, f);
+    const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: certs, stdio: ['ignore', 'ignore', 'pipe'] });
+    const EC = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+    ssl('req', '-x509', ...EC, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=ca');
+    for (const [name, san] of [
+      ['server', 'DNS:localhost,IP:127.0.0.1'],
+      ['client', 'DNS:client'],
+    ]) {
+      writeFileSync(at(`${name}.ext`), `subjectAltName=${san}\n`);
+      ssl('req', ...EC, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
+      ssl(
+        'x509',
+        '-req',
+        '-in',
+        `${name}.csr`,
+        '-CA',
+        'ca.pem',
+        '-CAkey',
+        'ca.key',
+        '-CAcreateserial',
+        '-out',
+        `${name}.pem`,
+        '-days',
+        '1',
+        '-extfile',
+        `${name}.ext`,
+      );
+    }
+    const token = 'c-join-token-0123456789';
+    const server = await startServer(t, ['--tls-cert', at('server.pem'), '--tls-key', at('server.key'), '--tls-ca', at('ca.pem'), '--join-token', token]);
+    const r = await program(join(dir, 'c_tls'), [server.grpc, at('ca.pem'), at('client.pem'), at('client.key'), token], env);
+    t.ok(assertTap(t, 'c_tls', r.out) >= 5, 'c_tls made all its checks');
+    t.equal(r.code, 0, 'c_tls exits 0');
   });
 }

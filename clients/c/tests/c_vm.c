@@ -10,8 +10,10 @@
  * With "builtin", SP_ID runs the built-in partitions' test service (in
  * TypeScript, `remote-spmc partition`): echo, and memory through its MEM.
  */
+#include <semaphore.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "testlib.h"
@@ -187,6 +189,16 @@ static void test_service(void)
 	}
 }
 
+static sem_t irq_sem;
+static volatile uint32_t irq_seen;
+
+static void on_irq(struct rspmc_ep *e, uint32_t intid, uint32_t vcpu,
+		   void *arg)
+{
+	irq_seen = intid;
+	sem_post(&irq_sem);
+}
+
 static void notifications(void)
 {
 	uint64_t x[RSPMC_REGS];
@@ -222,6 +234,22 @@ static void notifications(void)
 	ok(x[0] == FFA_SUCCESS_32 && x[2] == 1 << 2,
 	   "NOTIFICATION_GET: notification 2 from partitions (0x%llx)",
 	   (unsigned long long)x[2]);
+
+	/* The same through a callback on the library's thread. */
+	struct timespec deadline;
+
+	sem_init(&irq_sem, 0, 0);
+	ok(!rspmc_set_interrupt_handler(ep, on_irq, NULL),
+	   "an interrupt callback instead");
+	direct(sp, CMD_NOTIFY, 1 << 2, 0, 0, 0, x);
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += 30;
+	ok(!sem_timedwait(&irq_sem, &deadline) && irq_seen == 8,
+	   "the callback runs for the SRI (intid %u)", irq_seen);
+	regs(x, FFA_NOTIFICATION_GET, self, 1 << 0, 0, 0, 0, 0, 0);
+	must_call(ep, 0, x);
+	ok(x[0] == FFA_SUCCESS_32 && x[2] == 1 << 2,
+	   "and NOTIFICATION_GET gets it again");
 }
 
 static void indirect(void)
