@@ -51,57 +51,59 @@ export function decodePage(buf: Buffer): WirePage {
   return page;
 }
 
-/** A growable protobuf writer, enough for the update's few field kinds. */
+const varintSize = (v: number | bigint): number => {
+  let n = 1;
+  for (let x = BigInt(v); x > 0x7fn; x >>= 7n) n++;
+  return n;
+};
+
+/** Writes into one buffer sized beforehand (an update may carry many pages: no copies but the bytes). */
 class Writer {
-  private parts: Buffer[] = [];
-  length = 0;
-  private push(b: Buffer) {
-    this.parts.push(b);
-    this.length += b.length;
-  }
-  varint(v: bigint): this {
-    const bytes: number[] = [];
-    let n = BigInt.asUintN(64, v);
-    while (n > 0x7fn) {
-      bytes.push(Number(n & 0x7fn) | 0x80);
-      n >>= 7n;
+  at = 0;
+  constructor(readonly buf: Buffer) {}
+  varint(v: number | bigint): this {
+    let x = BigInt.asUintN(64, BigInt(v));
+    while (x > 0x7fn) {
+      this.buf[this.at++] = Number(x & 0x7fn) | 0x80;
+      x >>= 7n;
     }
-    bytes.push(Number(n));
-    this.push(Buffer.from(bytes));
+    this.buf[this.at++] = Number(x);
     return this;
   }
   key(field: number, wt: number): this {
-    return this.varint(BigInt((field << 3) | wt));
+    return this.varint((field << 3) | wt);
   }
   fixed64(field: number, v: bigint): this {
-    const b = Buffer.allocUnsafe(8);
-    b.writeBigUInt64LE(BigInt.asUintN(64, v));
-    this.key(field, WT_FIXED64).push(b);
+    this.key(field, WT_FIXED64);
+    this.buf.writeBigUInt64LE(BigInt.asUintN(64, v), this.at);
+    this.at += 8;
     return this;
   }
   bytes(field: number, data: Uint8Array): this {
-    this.key(field, WT_LEN).varint(BigInt(data.length));
-    this.push(Buffer.from(data.buffer, data.byteOffset, data.length));
+    this.key(field, WT_LEN).varint(data.length);
+    this.buf.set(data, this.at);
+    this.at += data.length;
     return this;
-  }
-  message(field: number, inner: Writer): this {
-    return this.bytes(field, inner.finish());
-  }
-  finish(): Buffer {
-    return Buffer.concat(this.parts, this.length);
   }
 }
 
-/** CoherenceUpdate: sequence = 1, map_changed = 2, map = 3 (CoherenceRange: base 1, limit 2, writable 3), pages = 4. */
+/** CoherenceRange: base 1, limit 2 (fixed64), writable 3. */
+const rangeSize = (writable: boolean) => 9 + 9 + (writable ? 2 : 0);
+/** CoherencePage: address 1 (fixed64), data 2. */
+const pageSize = (n: number) => 9 + 1 + varintSize(n) + n;
+
+/** CoherenceUpdate: sequence = 1, map_changed = 2, map = 3 (CoherenceRange), pages = 4 (CoherencePage). */
 export function encodeUpdate(u: WireUpdate): Buffer {
-  const w = new Writer();
+  let size = (u.sequence !== 0n ? 1 + varintSize(u.sequence) : 0) + (u.mapChanged ? 2 : 0);
+  for (const r of u.map) size += 1 + varintSize(rangeSize(r.writable)) + rangeSize(r.writable);
+  for (const p of u.pages) size += 1 + varintSize(pageSize(p.data.length)) + pageSize(p.data.length);
+  const w = new Writer(Buffer.allocUnsafe(size));
   if (u.sequence !== 0n) w.key(1, WT_VARINT).varint(u.sequence);
-  if (u.mapChanged) w.key(2, WT_VARINT).varint(1n);
+  if (u.mapChanged) w.key(2, WT_VARINT).varint(1);
   for (const r of u.map) {
-    const inner = new Writer().fixed64(1, r.base).fixed64(2, r.limit);
-    if (r.writable) inner.key(3, WT_VARINT).varint(1n);
-    w.message(3, inner);
+    w.key(3, WT_LEN).varint(rangeSize(r.writable)).fixed64(1, r.base).fixed64(2, r.limit);
+    if (r.writable) w.key(3, WT_VARINT).varint(1);
   }
-  for (const p of u.pages) w.message(4, new Writer().fixed64(1, p.address).bytes(2, p.data));
-  return w.finish();
+  for (const p of u.pages) w.key(4, WT_LEN).varint(pageSize(p.data.length)).fixed64(1, p.address).bytes(2, p.data);
+  return w.buf;
 }

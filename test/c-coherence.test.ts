@@ -129,8 +129,14 @@ t.test('the coherence fields on the wire agree with the generic codec', async (t
   const bytes = encodeCallReply([1n], undefined, {
     sequence: 3n,
     mapChanged: true,
-    map: [{ base: 0x4000_0000n, limit: 0x4001_0000n, writable: true }],
-    pages: [{ address: 0x4000_0000n, data: Uint8Array.of(1, 2) }],
+    map: [
+      { base: 0x4000_0000n, limit: 0x4001_0000n, writable: true },
+      { base: 0x4001_0000n, limit: 0x4001_1000n, writable: false },
+    ],
+    pages: [
+      { address: 0x4000_0000n, data: Uint8Array.of(1, 2) },
+      { address: 0x4001_0000n, data: new Uint8Array(FFA_PAGE_SIZE).fill(7) },
+    ],
   });
   const r = generic.responseDeserialize(bytes) as {
     coherence: { sequence: unknown; map_changed: boolean; map: { base: never; limit: never; writable: boolean }[]; pages: { address: never; data: Buffer }[] };
@@ -139,9 +145,14 @@ t.test('the coherence fields on the wire agree with the generic codec', async (t
   t.equal(r.coherence.map_changed, true);
   t.same(
     r.coherence.map.map((x) => [u64FromWire(x.base), u64FromWire(x.limit), x.writable]),
-    [[0x4000_0000n, 0x4001_0000n, true]],
+    [
+      [0x4000_0000n, 0x4001_0000n, true],
+      [0x4001_0000n, 0x4001_1000n, false],
+    ],
   );
   t.same([...r.coherence.pages[0]!.data], [1, 2]);
+  t.equal(u64FromWire(r.coherence.pages[1]!.address), 0x4001_0000n);
+  t.ok(r.coherence.pages[1]!.data.length === FFA_PAGE_SIZE && r.coherence.pages[1]!.data.every((b) => b === 7), 'a whole page');
 });
 
 t.test('a VM may choose its RAM base; an overlapping or unaligned one is refused with why', async (t) => {

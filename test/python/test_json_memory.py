@@ -42,6 +42,13 @@ ok(status == 200, "attach")
 s, ram = a["session"], int(a["ramBase"], 16)
 tx, rx = ram, ram + 0x1000
 
+# A chosen RAM base is honoured; one overlapping another window is refused with why.
+status, b = post("/v1/attach", {"name": "py2", "ramBase": "0x7000000000", "ramBytes": "0x10000"})
+ok(status == 200 and b["ramBase"] == "0x7000000000", "a chosen ramBase is honoured")
+status, r = post("/v1/attach", {"name": "py3", "ramBase": hex(ram), "ramBytes": "0x1000"})
+ok(status == 409 and "overlaps" in r["message"], "an overlapping ramBase is refused (409): " + r.get("message", ""))
+post("/v1/detach", {"session": b["session"]})
+
 # Guest memory write then read back, through the JSON transport.
 status, _ = post("/v1/memory/write", {"session": s, "address": hex(tx), "data": "deadbeef"})
 ok(status == 200, "memory/write answers 200")
