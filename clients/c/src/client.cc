@@ -326,7 +326,10 @@ extern "C" int rspmc_call(struct rspmc_ep *ep, uint32_t vcpu,
 
 		vs->stream.reset();
 		vs->ctx.reset();
-		return fail_status("call", s.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream ended") : s);
+		if (s.ok())
+			s = grpc::Status(grpc::StatusCode::UNAVAILABLE,
+					 "the stream ended");
+		return fail_status("call", s);
 	}
 	if (rep.has_coherence()) {
 		std::string why;
