@@ -30,6 +30,7 @@ import type { FaultInjector } from '../faults/injector.js';
 import { FaultRuleError } from '../faults/rules.js';
 import { type TraceFilter, type TraceLine, toLine } from '../debug/records.js';
 import type { Tracer } from '../debug/tracer.js';
+import { acceptDirty, isEmptyUpdate } from '../session/coherence.js';
 import { coreOf, type Session, type SessionCore } from '../session/core.js';
 import type { Outcome } from '../session/interceptors.js';
 import { SessionError, statusOf } from '../session/status.js';
@@ -248,6 +249,7 @@ export class SpmcGrpcServer {
   private call(req: CallRequest, s: Session, via: string): Outcome {
     const x = registerFile(req.x);
     if (!x) throw new SessionError('INVALID_ARGUMENT', `x: at most 18 registers, got ${req.x.length}`);
+    if (req.coherent || req.dirty) acceptDirty(this.core, s, req.dirty ?? []);
     return this.core.call(s, req.vcpu, x, via);
   }
 
@@ -275,10 +277,18 @@ export class SpmcGrpcServer {
     return next;
   }
 
-  /** The reply message for answer registers: the reason rides along when it is a refusal. */
-  private reply(x: Registers): ReplyMessage {
+  /**
+   * The reply message for answer registers: the reason rides along when it is a refusal, and what
+   * changed in guest memory when the call asked for coherence (nothing when nothing changed).
+   */
+  private reply(x: Registers, req?: CallRequest, s?: Session): ReplyMessage {
     const reason = this.core.reasonFor(x);
-    return reason ? { x, reason } : { x };
+    const m: ReplyMessage = reason ? { x, reason } : { x };
+    if (req?.coherent && s?.coherence) {
+      const update = s.coherence.update();
+      if (!isEmptyUpdate(update)) m.coherence = update;
+    }
+    return m;
   }
 
   private handlers(): grpc.UntypedServiceImplementation {
@@ -312,6 +322,7 @@ export class SpmcGrpcServer {
             uuids: req.uuids,
             credential: req.credential,
             regions: regionsFromWire(req.regions),
+            ramBase: u64FromWire(req.ram_base),
           },
           peerAddress(call.getPeer()),
         );
@@ -323,10 +334,11 @@ export class SpmcGrpcServer {
       }),
       // A client that gives up on a blocked call leaves the model as it is; the answer is dropped.
       Call: unary<CallRequest>((req, call) => {
-        const out = this.call(req, this.core.session(req.session), 'grpc-unary');
-        if (!isPending(out)) return this.reply(out);
+        const s = this.core.session(req.session);
+        const out = this.call(req, s, 'grpc-unary');
+        if (!isPending(out)) return this.reply(out, req, s);
         call.on('cancelled', () => out.abandon());
-        return out.answer.then((r) => this.reply(r));
+        return out.answer.then((r) => this.reply(r, req, s));
       }),
       ReadMemory: unary<ReadMemoryRequest>((req) => ({
         data: Buffer.from(this.core.readMemory(this.core.session(req.session), u64FromWire(req.address), req.length)),
@@ -474,14 +486,14 @@ export class SpmcGrpcServer {
             out.whenComplete((r) =>
               queueMicrotask(() => {
                 busy = undefined;
-                const reply = this.reply(r);
+                const reply = this.reply(r, req, session);
                 if (numbered) numbered.reply = reply;
                 if (!done) paced.write(reply);
                 pump();
               }),
             );
           } else {
-            const reply = this.reply(out);
+            const reply = this.reply(out, req, session);
             if (numbered) numbered.reply = reply;
             paced.write(reply);
           }

@@ -10,6 +10,7 @@ import { type EndpointId, hex, isSecureId, isUuidString, parseUuid, type Reason,
 import { MAX_MEMORY_ACCESS } from '../../proto/wire.js';
 import { isPending } from '../spmc/pending.js';
 import { type AttachParams, MemoryFault, type Spmc, SpmcError } from '../spmc/spmc.js';
+import type { Coherence } from './coherence.js';
 import { AttackWatch, type AttackWatchOptions } from './attacks.js';
 import { type Interceptor, InterceptedCall, type Outcome } from './interceptors.js';
 import { SessionError } from './status.js';
@@ -45,6 +46,8 @@ export interface Session {
   lastActive: number;
   /** Set when its last stream was cancelled (the client went away): released at this time unless resumed. */
   graceUntil?: number;
+  /** Set once a call asks for coherent guest memory (see coherence.ts). */
+  coherence?: Coherence;
 }
 
 /** How long a session with no open stream is kept after its last call (ms), unless configured. */
@@ -252,6 +255,7 @@ export class SessionCore {
 
   private release(s: Session, why: string): void {
     if (!this.sessions.delete(s.token)) return;
+    s.coherence?.close();
     for (const end of [...s.lines]) end();
     s.lines.clear();
     try {

@@ -116,6 +116,8 @@ export interface AttachParams {
   credential?: string;
   /** A VM's memory and device regions (its memory is all non-secure). */
   regions?: MemoryRegionDecl[];
+  /** Where a VM's RAM window must lie (4 KiB aligned; IPA == PA); unset or 0: the SPMC places it. */
+  ramBase?: bigint;
 }
 
 export type SpmcErrorKind = 'invalid-argument' | 'already-exists' | 'permission-denied' | 'not-found' | 'resource-exhausted';
@@ -301,10 +303,10 @@ export class Spmc {
     const regions = params.regions ?? [];
     const absolute = reserveAbsolute(this.state, regions);
     if ('problem' in absolute) throw new SpmcError('invalid-argument', `regions: ${absolute.problem}`);
-    const ram = this.state.windows.allocate(ramBytes);
-    if (!ram) {
+    const ram = this.placeRam(ramBytes, params.ramBase ?? 0n);
+    if (!ram.window) {
       for (const w of absolute) this.state.windows.free(w);
-      throw new SpmcError('resource-exhausted', 'no room for the RAM window');
+      throw new SpmcError(ram.kind, ram.problem);
     }
     const ep = newEndpoint(
       {
@@ -315,13 +317,13 @@ export class Spmc {
         properties,
         uuids,
         version: VM_DEFAULT_VERSION,
-        ram,
+        ram: ram.window,
       },
       true,
     ); // the server, as hypervisor, creates every VM's notification bitmap
     const windows = mapRegions(this.state, ep, regions, absolute);
     if ('problem' in windows) {
-      this.state.windows.free(ram);
+      this.state.windows.free(ram.window);
       throw new SpmcError('invalid-argument', `regions: ${windows.problem}`);
     }
     this.regionWindows.set(id, windows);
@@ -329,6 +331,20 @@ export class Spmc {
     this.state.endpoints.set(id, ep);
     for (const o of this.state.observers) o.attach?.(ep);
     return ep;
+  }
+
+  /** The RAM window: where the attach asks for it (if free), or the first that fits. */
+  private placeRam(size: bigint, base: bigint): { window: Window } | { window?: undefined; kind: SpmcErrorKind; problem: string } {
+    if (base === 0n) {
+      const window = this.state.windows.allocate(size);
+      return window ? { window } : { kind: 'resource-exhausted', problem: 'no room for the RAM window' };
+    }
+    if (base < 0n || base % PAGE !== 0n) return { kind: 'invalid-argument', problem: `ram_base ${hex(base)} is not 4 KiB aligned` };
+    if (base + size > PA_SPACE) return { kind: 'invalid-argument', problem: `ram_base ${hex(base)}+${hex(size)} is beyond the 48-bit physical address space` };
+    const window = this.state.windows.reserve(base, size);
+    return window
+      ? { window }
+      : { kind: 'already-exists', problem: `ram_base ${hex(base)}+${hex(size)} overlaps memory already given to an endpoint or region` };
   }
 
   private attachRemotePartition(id: EndpointId, credential: string): Endpoint {
