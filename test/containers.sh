@@ -147,7 +147,8 @@ build() {
   rm -f "$log"
   say "build time: $((SECONDS - t0)) s"
   # The build stage and replaced images are left untagged: gigabytes after a few runs.
-  podman image prune -f >/dev/null 2>&1
+  # Only what is older than this build: what it made is the cache of the next one.
+  podman image prune -f --filter "until=$((SECONDS - t0 + 60))s" >/dev/null 2>&1
   say "image size: $(podman image inspect --format '{{.Size}}' "$IMAGE") bytes ($IMAGE)"
 }
 
