@@ -9,6 +9,8 @@
 #   test/containers.sh up      podman-compose up --no-start, then start in depends_on order
 #   test/containers.sh wait    wait (bounded) for vm1..vm3; their logs and exit codes
 #   test/containers.sh down    podman-compose down, remove containers and the project's volume
+#   test/containers.sh project the compose project name (one per checkout: a rerun cleans up after
+#                              an interrupted one)
 #
 # Exit status: 0 done, 1 failed, 77 skipped (no root, or no podman and no way to install it; the
 # reason is printed).
@@ -138,17 +140,18 @@ build() {
   local t0=$SECONDS log
   log=$(mktemp)
   # --format docker keeps HEALTHCHECK (the OCI format has no field for it). --pull=never: the base
-  # image is local (see the top of this file).
-  if ! podman build --format docker --pull=never -t "$IMAGE" -f Dockerfile . >"$log" 2>&1; then
+  # image is local (see the top of this file). The build stage is tagged too, so that pruning
+  # keeps it as the next build's cache (its `npm ci` takes most of a cold build).
+  if ! { podman build --format docker --pull=never --target build -t "$IMAGE-build-cache" -f Dockerfile . &&
+    podman build --format docker --pull=never -t "$IMAGE" -f Dockerfile .; } >"$log" 2>&1; then
     tail -n 40 "$log"
     rm -f "$log"
     die "podman build failed"
   fi
   rm -f "$log"
   say "build time: $((SECONDS - t0)) s"
-  # The build stage and replaced images are left untagged: gigabytes after a few runs.
-  # Only what is older than this build: what it made is the cache of the next one.
-  podman image prune -f --filter "until=$((SECONDS - t0 + 60))s" >/dev/null 2>&1
+  # What earlier builds left untagged: gigabytes after a few runs.
+  podman image prune -f >/dev/null 2>&1
   say "image size: $(podman image inspect --format '{{.Size}}' "$IMAGE") bytes ($IMAGE)"
 }
 
@@ -242,6 +245,7 @@ case ${1:-all} in
   up) up ;;
   wait) wait_vms ;;
   down) down ;;
+  project) echo "$PROJECT" ;;
   push | login) die "refusing: the base image here is a CI stand-in for $BASE and must never be pushed" ;;
   *)
     sed -n '2,/^set -uo/p' "$0" | sed '$d'
