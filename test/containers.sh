@@ -139,6 +139,9 @@ build() {
   command -v podman >/dev/null || skip "no podman (run test/containers.sh setup as root)"
   local t0=$SECONDS log
   log=$(mktemp)
+  # One build at a time on this machine: another checkout's prune must not take this build's
+  # untagged layers from under it. (Released when the script exits.)
+  exec 9>/run/lock/remote-spmc-podman-build.lock && flock 9
   # --format docker keeps HEALTHCHECK (the OCI format has no field for it). --pull=never: the base
   # image is local (see the top of this file). The build stage is tagged too, so that pruning
   # keeps it as the next build's cache (its `npm ci` takes most of a cold build).
