@@ -165,13 +165,13 @@ state() { podman inspect --format '{{.State.Status}}' "$(ctr "$1")" 2>/dev/null;
 # its health check here (podman has no systemd here to run it on its interval, so nothing else
 # would), service_completed_successfully by its exit status.
 start_service() {
-  local name=$1 wait=$2 deadline=$((SECONDS + 90))
+  local name=$1 wait=$2 deadline=$((SECONDS + 180))
   podman start "$(ctr "$name")" >/dev/null || die "podman start $name"
   case $wait in
     healthy)
       until healthy "$name"; do
         [ "$(state "$name")" = running ] || { podman logs "$(ctr "$name")" 2>&1 | tail -n 20; die "$name stopped before it was healthy"; }
-        [ $SECONDS -lt $deadline ] || die "$name not healthy within 90 s"
+        [ $SECONDS -lt $deadline ] || die "$name not healthy within 180 s"
         sleep 1
       done
       say "$name healthy" ;;

@@ -118,8 +118,12 @@ t.test('the real topology in containers', { skip, timeout: 15 * 60_000 }, async 
   const server = ['--server', 'spmc:50051', '--tls-ca', '/tls/ca.pem'];
 
   await t.test('the health check reports healthy', async (t) => {
-    const check = await podman('healthcheck', 'run', ctr('spmc'));
-    t.equal(check.code, 0, `podman healthcheck run spmc: ${check.stdout.trim() || 'healthy'}`);
+    // One run may exceed the check's 5 s timeout on a loaded machine; as the retries do in Compose.
+    const check = await until('podman healthcheck run spmc passes', async () => {
+      const r = await podman('healthcheck', 'run', ctr('spmc'));
+      return r.code === 0 ? r : undefined;
+    });
+    t.equal(check.code, 0, 'podman healthcheck run spmc: healthy');
     const status = await podman('inspect', '--format', '{{.State.Healthcheck.Status}}', ctr('spmc'));
     t.equal(status.stdout.trim(), 'healthy', 'podman inspect: healthy');
   });
