@@ -6,7 +6,8 @@
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
@@ -21,6 +22,8 @@ export interface ComposeService {
   environment: Record<string, string>;
   dependsOn: Record<string, { condition: string }>;
   healthcheck?: string[];
+  /** Named volumes as [volume, path in the container]: the runner gives each volume a directory. */
+  volumes: [string, string][];
 }
 
 /** ${VAR:-default} and ${VAR} as Compose interpolates them. */
@@ -40,7 +43,9 @@ export function readCompose(file?: string, env: NodeJS.ProcessEnv = process.env)
     const environment: Record<string, string> = {};
     for (const [k, v] of Object.entries((s.environment as Record<string, string>) ?? {})) environment[k] = interpolate(String(v), env);
     const hc = (s.healthcheck as { test?: string[] } | undefined)?.test;
-    out[name] = { command, environment, dependsOn: (s.depends_on as ComposeService['dependsOn']) ?? {}, healthcheck: hc?.slice(1) };
+    // Short syntax "VOLUME:/path[:ro]"; bind mounts (a VOLUME with a slash) are not used here.
+    const volumes = ((s.volumes as string[] | undefined) ?? []).map((v) => v.split(':')).map(([vol, path]) => [vol!, path!] as [string, string]);
+    out[name] = { command, environment, dependsOn: (s.depends_on as ComposeService['dependsOn']) ?? {}, healthcheck: hc?.slice(1), volumes };
   }
   return out;
 }
@@ -126,6 +131,8 @@ export class NetnsTopology {
   private readonly hostVeth = new Map<string, string>();
   private readonly running: RunningService[] = [];
   private up = false;
+  /** A directory per named volume, made on first use. */
+  private readonly volumeDirs = new Map<string, string>();
 
   constructor(
     readonly services: Record<string, ComposeService>,
@@ -166,9 +173,24 @@ export class NetnsTopology {
     });
   }
 
-  /** The service's command, as the remote-spmc CLI inside its namespace (image paths mapped to this checkout). */
+  /** A container path as this host sees it: the image's files in this checkout, a named volume in its directory. */
+  hostPath(service: string, arg: string): string {
+    if (arg.startsWith(IMAGE_ROOT)) return join(REPO, arg.slice(IMAGE_ROOT.length));
+    for (const [volume, path] of this.services[service]?.volumes ?? []) {
+      if (arg !== path && !arg.startsWith(`${path}/`)) continue;
+      let dir = this.volumeDirs.get(volume);
+      if (!dir) {
+        dir = mkdtempSync(join(tmpdir(), `rspmc-vol-${volume}-`));
+        this.volumeDirs.set(volume, dir);
+      }
+      return dir + arg.slice(path.length);
+    }
+    return arg;
+  }
+
+  /** The service's command, as the remote-spmc CLI inside its namespace (image and volume paths mapped to this host's). */
   start(name: string, command = this.services[name]!.command, extraEnv: Record<string, string> = {}): RunningService {
-    const args = command.map((a) => (a.startsWith(IMAGE_ROOT) ? join(REPO, a.slice(IMAGE_ROOT.length)) : a));
+    const args = command.map((a) => this.hostPath(name, a));
     const proc = spawn('ip', ['netns', 'exec', this.ns(name), process.execPath, MAIN_JS, ...args], {
       env: { ...process.env, ...this.services[name]?.environment, ...extraEnv },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -190,9 +212,13 @@ export class NetnsTopology {
   }
 
   /** Run a command to completion inside a namespace. */
-  exec(name: string, args: string[]): { code: number; output: string } {
+  exec(name: string, args: string[], extraEnv: Record<string, string> = {}): { code: number; output: string } {
     try {
-      const out = execFileSync('ip', ['netns', 'exec', this.ns(name), process.execPath, MAIN_JS, ...args], { stdio: 'pipe', timeout: 20000 });
+      const out = execFileSync('ip', ['netns', 'exec', this.ns(name), process.execPath, MAIN_JS, ...args.map((a) => this.hostPath(name, a))], {
+        stdio: 'pipe',
+        timeout: 20000,
+        env: { ...process.env, ...this.services[name]?.environment, ...extraEnv },
+      });
       return { code: 0, output: out.toString() };
     } catch (e) {
       const err = e as { status?: number; stdout?: Buffer; stderr?: Buffer };
@@ -229,6 +255,11 @@ export class NetnsTopology {
           if (condition === 'service_healthy' && !healthy.has(dep)) {
             await this.waitHealthy(dep);
             healthy.add(dep);
+          }
+          if (condition === 'service_completed_successfully') {
+            const done = started.get(dep)!;
+            const code = await done.exited;
+            if (code !== 0) throw new Error(`${dep} exited ${code}: ${done.output}`);
           }
         }
         started.set(n, this.start(n));
@@ -279,5 +310,6 @@ export class NetnsTopology {
       if (host) quiet('link', 'del', host);
     }
     quiet('link', 'del', this.bridge);
+    for (const dir of this.volumeDirs.values()) rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -4,7 +4,7 @@
 //   npm run bench [-- --samples N] [--rounds N] [--only SECTION[,SECTION...]]
 //
 // Sections, in the order they run: latency, parallel, in-process, memory, messaging, trace, chain,
-// topology. --only runs just those named.
+// faults, topology. --only runs just those named.
 
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
@@ -27,7 +27,7 @@ import { Spmc } from '../server/spmc/spmc.js';
 import { FLUSH_MS } from '../server/debug/tracer.js';
 import { topologyBench } from './topology.js';
 
-const SECTIONS = ['latency', 'parallel', 'in-process', 'memory', 'messaging', 'trace', 'chain', 'topology'] as const;
+const SECTIONS = ['latency', 'parallel', 'in-process', 'memory', 'messaging', 'trace', 'chain', 'faults', 'topology'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const { values } = parseArgs({
@@ -448,6 +448,38 @@ async function chainBench(): Promise<void> {
   );
 }
 
+// Fault injection with an empty rule set: FFA_VERSION through the driver over grpc-session on one
+// server, with the injector in the core's chain against without it (the metrics interceptor on in
+// both), alternating by round.
+async function faultsBench(): Promise<void> {
+  const modes = { without: async () => tell('faults off'), with: async () => tell('faults on') };
+  for (const mode of Object.values(modes)) {
+    await mode();
+    for (let i = 0; i < 500; i++) await ffaVersion(); // warm up either way
+  }
+  const slices: Record<'without' | 'with', number[][]> = { without: [], with: [] };
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const name of r % 2 === 0 ? (['without', 'with'] as const) : (['with', 'without'] as const)) {
+      await modes[name]();
+      for (let i = 0; i < 50; i++) await ffaVersion();
+      const xs: number[] = [];
+      for (let i = 0; i < PER_ROUND; i++) {
+        const t0 = process.hrtime.bigint();
+        await ffaVersion();
+        xs.push(Number(process.hrtime.bigint() - t0) / 1000);
+      }
+      slices[name].push(xs);
+    }
+  }
+  await tell('faults off');
+  const ratio = median(Array.from({ length: ROUNDS }, (_, r) => pct(slices.with[r]!, 50) / pct(slices.without[r]!, 50)));
+  const without = slices.without.flat();
+  const withFaults = slices.with.flat();
+  console.log(
+    `FFA_VERSION via driver, grpc-session, p50 (p99): no fault injector ${pct(without, 50).toFixed(1)} us (${pct(without, 99).toFixed(1)}), injector with no rules ${pct(withFaults, 50).toFixed(1)} us (${pct(withFaults, 99).toFixed(1)}); median per-round p50 ratio ${ratio.toFixed(3)}x  target <= 1.03x: ${ratio <= 1.03 ? 'met' : 'MISSED'}`,
+  );
+}
+
 const sections: Record<Section, () => Promise<void>> = {
   latency: latencyBench,
   parallel: parallelBench,
@@ -456,6 +488,7 @@ const sections: Record<Section, () => Promise<void>> = {
   messaging: messagingBench,
   trace: traceBench,
   chain: chainBench,
+  faults: faultsBench,
   topology: () => topologyBench(SAMPLES),
 };
 for (const name of SECTIONS) if (name !== 'topology' && wanted(name)) await sections[name]();

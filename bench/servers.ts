@@ -5,6 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { fastSpmcServiceDefinition } from '../proto/wire.js';
 import { createInterface } from 'node:readline';
 import { Tracer } from '../server/debug/tracer.js';
+import { FaultInjector } from '../server/faults/index.js';
 import { SpmcGrpcServer } from '../server/grpc/server.js';
 import { buildHttpApp } from '../server/http/app.js';
 import { defaultManifest } from '../server/manifest.js';
@@ -34,7 +35,8 @@ if (process.argv[1]?.endsWith('servers.js')) {
   // As `serve` runs it: the trace and the HTTP side (for an SSE subscriber; its metrics are a core
   // interceptor, always on). The trace starts off so the other figures match earlier runs. Commands
   // on stdin, each answered "ok": "trace on" / "trace off" switch the trace's recording; "chain bare"
-  // lets calls skip the core's interceptor chain, "chain full" puts them through it again.
+  // lets calls skip the core's interceptor chain, "chain full" puts them through it again; "faults
+  // on" / "faults off" add and remove the fault injector (no rules).
   const model = new Spmc({ partitions: defaultManifest(), limits: { maxVms: 1024 } });
   const tracer = new Tracer(model);
   tracer.setRecording(false);
@@ -49,7 +51,15 @@ if (process.argv[1]?.endsWith('servers.js')) {
   await app.listen({ host: '127.0.0.1', port: 0 });
   const a = app.server.address();
   const http = `127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`;
+  // Fault injection with an empty rule set: "faults on" puts the injector in the chain, "faults off" takes it out.
+  const faults = new FaultInjector(core);
+  let removeFaults: (() => void) | undefined;
   const commands: Record<string, () => void> = {
+    'faults on': () => void (removeFaults ??= faults.install()),
+    'faults off': () => {
+      removeFaults?.();
+      removeFaults = undefined;
+    },
     'trace on': () => tracer.setRecording(true),
     'trace off': () => tracer.setRecording(false),
     'chain bare': () => core.bypassInterceptors(true),

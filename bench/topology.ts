@@ -1,7 +1,9 @@
 // The compose topology's benchmarks: the three VM scenarios with every endpoint in one process
-// versus each in its own network namespace (wall time of each), and DIRECT_REQ round trips across
-// the namespace network next to the bare echo across the same network. Needs root (ip netns).
+// versus each in its own network namespace versus each in its own container (podman, through
+// test/containers.sh), wall time of each in the same run; and DIRECT_REQ round trips across the
+// namespace network next to the bare echo across the same network. Needs root (ip netns, podman).
 
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FfaDriver } from '../client-driver/driver.js';
@@ -62,6 +64,40 @@ async function inNamespaces(): Promise<[number, number]> {
   }
 }
 
+/** A step of test/containers.sh (the podman CI script): its exit status and output. */
+function containersStep(step: string): Promise<{ code: number; output: string }> {
+  return new Promise((resolve) =>
+    execFile('bash', [join(REPO, 'test/containers.sh'), step], { cwd: REPO, timeout: 900_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, output: `${stdout}${stderr}` }),
+    ),
+  );
+}
+
+/**
+ * The same scenarios in real containers (the compose file with podman-compose): [wall time in ms
+ * from the VMs' start, from `up`], or why not. Setup and the image build are not timed.
+ */
+async function inContainers(): Promise<[number, number] | string> {
+  for (const step of ['setup', 'build']) {
+    const r = await containersStep(step);
+    if (r.code === 77) return /skipped: (.*)/.exec(r.output)?.[1] ?? 'unavailable';
+    if (r.code !== 0) return `test/containers.sh ${step} failed: ${r.output.trim().split('\n').at(-1)}`;
+  }
+  try {
+    const t0 = performance.now();
+    const up = await containersStep('up');
+    if (up.code !== 0) return `compose up failed: ${up.output.trim().split('\n').at(-1)}`;
+    // `up` returns once vm3 is started: certs ran, spmc healthy, the partition and the VMs started.
+    const t1 = performance.now();
+    const waited = await containersStep('wait');
+    const t2 = performance.now();
+    if (waited.code !== 0) throw new Error(`a scenario failed in the containers:\n${waited.output}`);
+    return [t2 - t1, t2 - t0];
+  } finally {
+    await containersStep('down');
+  }
+}
+
 /** p50 round trips from a VM namespace to the SPMC namespace: the bare echo and DIRECT_REQ ECHO. */
 async function acrossTheNetwork(samples: number): Promise<{ echo: number; req: number }> {
   const compose = readCompose();
@@ -90,8 +126,14 @@ export async function topologyBench(samples: number): Promise<void> {
   }
   const oneProcess = await inOneProcess();
   const [namespaces, withSetup] = await inNamespaces();
+  const containers = await inContainers();
   console.log(
     `compose scenarios (3 VMs, remote SP): one process ${oneProcess.toFixed(0)} ms; namespaces ${namespaces.toFixed(0)} ms from the VMs' start (${withSetup.toFixed(0)} ms with namespaces, server and partition start-up); ${(namespaces / oneProcess).toFixed(1)}x`,
+  );
+  console.log(
+    typeof containers === 'string'
+      ? `compose scenarios in containers: skipped: ${containers}`
+      : `compose scenarios in containers (podman): ${containers[0].toFixed(0)} ms from the last VM's start (${containers[1].toFixed(0)} ms from \`up\`: certs, server healthy, partition and VMs started); ${(containers[0] / oneProcess).toFixed(1)}x one process`,
   );
   const net = await acrossTheNetwork(Math.min(samples, 4000));
   console.log(

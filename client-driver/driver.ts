@@ -53,6 +53,7 @@ import {
   PARTITION_PROPERTIES,
   type PartitionInfo,
   partitionInfoFromRegs,
+  partitionInfoSize,
   parseUuid,
   type Registers,
   rxtxMaxPages,
@@ -356,11 +357,14 @@ export class FfaDriver {
     let size = pageAlign(Math.max(min, this.opts.rxtxBufferSize ?? 0));
     if (max !== 0) size = Math.min(size, max);
     const pages = size / FFA_PAGE_SIZE;
+    // The minimum is also the alignment (FEATURES(RXTX_MAP) w2[1:0]): a 64 KiB minimum wants 64 KiB
+    // aligned buffers, as alloc_pages_exact gives Linux.
+    const align = min / FFA_PAGE_SIZE;
 
-    const rx = this.vm.pages.alloc(pages);
+    const rx = this.vm.pages.alloc(pages, align);
     if (rx === undefined) throw new FfaDriverError('ENOMEM', 'no memory for the RX buffer');
     this.onUnwind('free RX buffer', async () => this.vm.pages.release(rx, pages));
-    const tx = this.vm.pages.alloc(pages);
+    const tx = this.vm.pages.alloc(pages, align);
     if (tx === undefined) throw new FfaDriverError('ENOMEM', 'no memory for the TX buffer');
     this.onUnwind('free TX buffer', async () => this.vm.pages.release(tx, pages));
 
@@ -464,6 +468,9 @@ export class FfaDriver {
     try {
       infos = await this.partitionProbe(parseUuid(uuidStr));
     } catch (e) {
+      // A busy RX buffer is not an absent partition: the caller may try again (Linux answers -ENOENT
+      // for every failure here, and its clients then give up on a partition that exists).
+      if (e instanceof FfaDriverError && e.ffaError === FFA_ERRORS.BUSY) throw e;
       if (e instanceof FfaDriverError && e.ffaError !== undefined) throw new FfaDriverError('ENOENT', `no partition serves ${uuidStr}`, e.ffaError);
       throw e;
     }
@@ -493,7 +500,10 @@ export class FfaDriver {
       const countOnly = capacity === undefined && this.version > FFA_VERSION_1_0;
       const [w2 = 0n, w3 = 0n] = await this.success({ fn: 'PARTITION_INFO_GET', uuid, countOnly });
       const count = Number(w2 & U32);
-      const size = this.version > FFA_VERSION_1_0 ? Number(w3 & U32) : PARTITION_INFO_SIZE_V1_0;
+      // w3 = 0 after a fill is an SPMC bug (OP-TEE before PR #6531): its descriptors are then the
+      // negotiated version's own, which Linux would not know, taking 0 as the stride.
+      const told = Number(w3 & U32);
+      const size = this.version > FFA_VERSION_1_0 ? told || partitionInfoSize(this.version) : PARTITION_INFO_SIZE_V1_0;
       try {
         if (capacity === undefined || count > capacity) return { count };
         if (size < PARTITION_INFO_SIZE_V1_0 || count * size > this.rxtxBufSize) {

@@ -18,16 +18,27 @@ export class PageAllocator {
     this.free = [[0, Number(bytes / PAGE)]];
   }
 
-  /** Base address of `count` contiguous pages, or undefined when none are left (-ENOMEM). */
-  alloc(count: number): bigint | undefined {
+  /**
+   * Base address of `count` contiguous pages, aligned to `alignPages` pages (a power of two, as
+   * alloc_pages_exact aligns to the order it allocates), or undefined when none are left (-ENOMEM).
+   */
+  alloc(count: number, alignPages = 1): bigint | undefined {
     if (!Number.isInteger(count) || count < 1) throw new RangeError(`page count ${count}`);
-    const i = this.free.findIndex(([a, b]) => b - a >= count);
-    if (i < 0) return undefined;
-    const run = this.free[i]!;
-    const first = run[0];
-    run[0] += count;
-    if (run[0] === run[1]) this.free.splice(i, 1);
-    return this.base + BigInt(first) * PAGE;
+    if (!Number.isInteger(alignPages) || alignPages < 1) throw new RangeError(`alignment ${alignPages}`);
+    const align = BigInt(alignPages);
+    const basePage = this.base / PAGE;
+    for (let i = 0; i < this.free.length; i++) {
+      const run = this.free[i]!;
+      // The first page of the run whose absolute page number is a multiple of the alignment.
+      const first = Number(((basePage + BigInt(run[0]) + align - 1n) / align) * align - basePage);
+      if (first + count > run[1]) continue;
+      const pieces: [number, number][] = [];
+      if (first > run[0]) pieces.push([run[0], first]);
+      if (first + count < run[1]) pieces.push([first + count, run[1]]);
+      this.free.splice(i, 1, ...pieces);
+      return this.base + BigInt(first) * PAGE;
+    }
+    return undefined;
   }
 
   release(address: bigint, count: number): void {

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { Long } from '@grpc/proto-loader';
+import { decodePage, encodeUpdate, type WirePage, type WireUpdate } from './coherence-wire.js';
 import { joinU64, type Reason, REGISTER_COUNT, type Registers, splitU64 } from './ffa/index.js';
 
 /** The .proto beside the package root (this file runs from dist/proto/). */
@@ -64,6 +65,11 @@ export interface CallMessage {
   session: string;
   vcpu: number;
   x: bigint[];
+  /** A Session stream call's number on its vCPU (0 or absent: not numbered); see the .proto. */
+  seq?: number;
+  /** Coherent guest memory asked for (cclient fields; see coherence-wire.ts). */
+  coherent?: boolean;
+  dirty?: WirePage[];
 }
 
 const WT_VARINT = 0;
@@ -71,7 +77,21 @@ const WT_FIXED64 = 1;
 const WT_LEN = 2;
 const WT_FIXED32 = 5;
 
-let fields: { session: number; vcpu: number; x: number; replyX: number; replyReason: number; reasonCode: number; reasonText: number } | undefined;
+let fields:
+  | {
+      session: number;
+      vcpu: number;
+      x: number;
+      seq: number;
+      coherent: number;
+      dirty: number;
+      replyX: number;
+      replyReason: number;
+      replyCoherence: number;
+      reasonCode: number;
+      reasonText: number;
+    }
+  | undefined;
 function fieldNumbers() {
   if (!fields) {
     const num = (list: { name: string; number: number }[], name: string) => list.find((f) => f.name === name)!.number;
@@ -82,8 +102,12 @@ function fieldNumbers() {
       session: num(req, 'session'),
       vcpu: num(req, 'vcpu'),
       x: num(req, 'x'),
+      seq: num(req, 'seq'),
+      coherent: num(req, 'coherent'),
+      dirty: num(req, 'dirty'),
       replyX: num(reply, 'x'),
       replyReason: num(reply, 'reason'),
+      replyCoherence: num(reply, 'coherence'),
       reasonCode: num(refusal, 'code'),
       reasonText: num(refusal, 'text'),
     };
@@ -153,6 +177,15 @@ export function decodeCallRequest(buf: Buffer): CallMessage {
       m.vcpu = c.varint() >>> 0;
     } else if (field === f.x) {
       readFixed64s(c, wt, m.x);
+    } else if (field === f.seq && wt === WT_VARINT) {
+      m.seq = c.varint() >>> 0;
+    } else if (field === f.coherent && wt === WT_VARINT) {
+      m.coherent = c.varint() !== 0;
+    } else if (field === f.dirty && wt === WT_LEN) {
+      const n = c.varint();
+      c.need(n);
+      (m.dirty ??= []).push(decodePage(buf.subarray(c.pos, c.pos + n)));
+      c.pos += n;
     } else {
       c.skip(wt);
     }
@@ -197,7 +230,8 @@ export function encodeCallRequest(m: CallMessage): Buffer {
   const size =
     (session ? varintLength((f.session << 3) | WT_LEN) + varintLength(session.length) + session.length : 0) +
     (m.vcpu ? varintLength((f.vcpu << 3) | WT_VARINT) + varintLength(m.vcpu) : 0) +
-    registersSize(f.x, n);
+    registersSize(f.x, n) +
+    (m.seq ? varintLength((f.seq << 3) | WT_VARINT) + varintLength(m.seq) : 0);
   const buf = Buffer.allocUnsafe(size);
   let at = 0;
   if (session) {
@@ -209,7 +243,11 @@ export function encodeCallRequest(m: CallMessage): Buffer {
     at = putVarint(buf, at, (f.vcpu << 3) | WT_VARINT);
     at = putVarint(buf, at, m.vcpu);
   }
-  putRegisters(buf, at, f.x, m.x, n);
+  at = putRegisters(buf, at, f.x, m.x, n);
+  if (m.seq) {
+    at = putVarint(buf, at, (f.seq << 3) | WT_VARINT);
+    putVarint(buf, at, m.seq);
+  }
   return buf;
 }
 
@@ -217,6 +255,8 @@ export function encodeCallRequest(m: CallMessage): Buffer {
 export interface ReplyMessage {
   x: bigint[];
   reason?: Reason;
+  /** What changed in a coherent caller's view of guest memory (cclient). */
+  coherence?: WireUpdate;
 }
 
 const stringFieldSize = (field: number, b: Buffer) => varintLength((field << 3) | WT_LEN) + varintLength(b.length) + b.length;
@@ -227,7 +267,17 @@ function putString(buf: Buffer, at: number, field: number, b: Buffer): number {
   return at + b.copy(buf, at);
 }
 
-export function encodeCallReply(x: readonly bigint[], reason?: Reason): Buffer {
+export function encodeCallReply(x: readonly bigint[], reason?: Reason, coherence?: WireUpdate): Buffer {
+  const base = encodeCallReplyRegisters(x, reason);
+  if (!coherence) return base;
+  const update = encodeUpdate(coherence);
+  const key = (fieldNumbers().replyCoherence << 3) | WT_LEN;
+  const head = Buffer.allocUnsafe(varintLength(key) + varintLength(update.length));
+  putVarint(head, putVarint(head, 0, key), update.length);
+  return Buffer.concat([base, head, update]);
+}
+
+function encodeCallReplyRegisters(x: readonly bigint[], reason?: Reason): Buffer {
   const f = fieldNumbers();
   const n = significant(x);
   let size = registersSize(f.replyX, n);
@@ -295,7 +345,7 @@ export function fastSpmcServiceDefinition(): grpc.ServiceDefinition {
       ...def[name]!,
       requestSerialize: (m: CallMessage) => encodeCallRequest(m),
       requestDeserialize: decodeCallRequest,
-      responseSerialize: (m: ReplyMessage) => encodeCallReply(m.x, m.reason),
+      responseSerialize: (m: ReplyMessage) => encodeCallReply(m.x, m.reason, m.coherence),
       responseDeserialize: decodeCallReply,
     } as grpc.MethodDefinition<unknown, unknown>;
   }

@@ -20,6 +20,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   state: async () => (await import('./cli/state.js')).stateCommand,
   health: async () => (await import('./cli/health.js')).healthCommand,
   replay: async () => (await import('./cli/replay.js')).replayCommand,
+  certs: async () => (await import('./cli/certs.js')).certsCommand,
 };
 const allCommands = () => Promise.all(Object.values(COMMANDS).map((load) => load()));
 const HELP = new Set(['-h', '--help', 'help']);

@@ -23,6 +23,8 @@ import {
   DIRECT_MSG_ARGS,
   isNilUuid,
 } from '../proto/ffa/index.js';
+import { findPersonality, PERSONALITY_NAMES } from './personalities/catalog.js';
+import { DEFAULT_PROFILE, versionFor } from './spmc/profile.js';
 import type { LogicalAnswer, LogicalPartition } from './spmc/logical-partitions.js';
 import { MAX_REGIONS, regionProblem } from './spmc/regions.js';
 import type { PartitionManifest } from './spmc/spmc.js';
@@ -82,6 +84,8 @@ const schema = {
   required: ['partitions'],
   properties: {
     'logical-partitions': logicalPartitionsSchema,
+    // Which partition manager the server answers as (server/personalities; `serve --personality` wins).
+    personality: { enum: [...PERSONALITY_NAMES] },
     partitions: {
       type: 'array',
       minItems: 1,
@@ -185,6 +189,9 @@ export function parseManifest(text: string, file = '<manifest>', env: NodeJS.Pro
     throw new ManifestError(file, field, problem);
   }
   const raw = (doc as { partitions: RawPartition[] }).partitions;
+  // A v1.3 personality lets partitions declare v1.3.
+  const personality = findPersonality((doc as { personality?: string }).personality ?? '');
+  const newest = versionFor({ ...DEFAULT_PROFILE, ...personality?.profile }, 'sp');
   const absolute: { base: bigint; limit: bigint; field: string }[] = [];
   const seenIds = new Set<number>();
   const seenNames = new Set<string>();
@@ -205,8 +212,9 @@ export function parseManifest(text: string, file = '<manifest>', env: NodeJS.Pro
       return parseUuid(u);
     });
     const version = parseVersion(p['ffa-version']);
-    if (version === undefined || !isCompatible(version, FFA_VERSION_IMPLEMENTED)) {
-      throw new ManifestError(file, at('ffa-version'), `must be 1.0, 1.1 or ${formatVersion(FFA_VERSION_IMPLEMENTED)}`);
+    if (version === undefined || !isCompatible(version, newest)) {
+      const older = newest > FFA_VERSION_IMPLEMENTED ? `, ${formatVersion(FFA_VERSION_IMPLEMENTED)}` : '';
+      throw new ManifestError(file, at('ffa-version'), `must be 1.0, 1.1${older} or ${formatVersion(newest)}`);
     }
     const method = p['messaging-method'];
     if ((method & ~MESSAGING_METHOD_BITS) !== 0) {
@@ -292,9 +300,10 @@ export function parseManifestFile(
   text: string,
   file = '<manifest>',
   env: NodeJS.ProcessEnv = process.env,
-): { partitions: PartitionManifest[]; logicalPartitions: LogicalPartition[] } {
+): { partitions: PartitionManifest[]; logicalPartitions: LogicalPartition[]; personality?: string } {
   const partitions = parseManifest(text, file, env);
-  return { partitions, logicalPartitions: parseLogicalPartitions(text, partitions, file) };
+  const { personality } = parseYaml(text, { intAsBigInt: false, uniqueKeys: true }) as { personality?: string };
+  return { partitions, logicalPartitions: parseLogicalPartitions(text, partitions, file), ...(personality !== undefined ? { personality } : {}) };
 }
 
 /**

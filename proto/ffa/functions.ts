@@ -91,7 +91,7 @@ export const FFA_FUNCTIONS = {
   EL3_INTR_HANDLE: { num: 0x8c, widths: w32, since: FFA_VERSION_1_2 },
   MSG_SEND_DIRECT_REQ2: { num: 0x8d, widths: w64, since: FFA_VERSION_1_2 },
   MSG_SEND_DIRECT_RESP2: { num: 0x8e, widths: w64, since: FFA_VERSION_1_2 },
-  // v1.3 drafts: named so a trace of a newer caller reads well; never implemented here.
+  // v1.3: answered only under a v1.3 personality (server/personalities: hafnium-2.14).
   NS_RES_INFO_GET: { num: 0x8f, widths: w64, since: FFA_VERSION_1_3 },
   ABORT: { num: 0x90, widths: both, since: FFA_VERSION_1_3 },
 } as const satisfies Record<string, FunctionSpec>;

@@ -12,3 +12,4 @@ export * from './memory.js';
 export * from './regions.js';
 export * from './notifications.js';
 export * from './indirect-message.js';
+export * from './ns-res-info.js';

@@ -1,5 +1,6 @@
-// Partition-info descriptors: 8 bytes for v1.0 callers, 24 bytes for v1.1/v1.2 callers
-// (in RX after FFA_PARTITION_INFO_GET), and the 3-register form of FFA_PARTITION_INFO_GET_REGS.
+// Partition-info descriptors: 8 bytes for v1.0 callers, 24 bytes for v1.1/v1.2 callers, 48 bytes in
+// the v1.3 layout (in RX after FFA_PARTITION_INFO_GET), and the register form of
+// FFA_PARTITION_INFO_GET_REGS (3 registers per 24-byte descriptor, 6 per 48-byte one).
 
 import type { EndpointId } from './endpoints.js';
 import { type Uuid, UUID_NIL, uuidFromPair, uuidToPair } from './uuid.js';
@@ -11,10 +12,15 @@ export interface PartitionInfo {
   properties: number;
   /** Nil when not reported (v1.0, or a specific UUID was asked). */
   uuid: Uuid;
+  /** v1.3 layout only: the partition's FF-A version (0 when not told). */
+  ffaVersion?: FfaVersion;
 }
 
 export const PARTITION_INFO_SIZE_V1_0 = 8;
 export const PARTITION_INFO_SIZE_V1_1 = 24;
+/** v1.3: protocol UUID at 8, image UUID at 24, the partition's FF-A version at 40, 4 reserved bytes. */
+export const PARTITION_INFO_SIZE_V1_3 = 48;
+const FFA_VERSION_OFFSET = 40;
 
 /** PARTITION_INFO_GET w5 flag: return the count only. */
 export const PARTITION_INFO_FLAG_COUNT_ONLY = 0x1;
@@ -32,6 +38,8 @@ export function encodePartitionInfo(entries: readonly PartitionInfo[], descSize:
     dv.setUint16(o + 2, e.execContexts, true);
     dv.setUint32(o + 4, e.properties >>> 0, true);
     if (descSize >= PARTITION_INFO_SIZE_V1_1) out.set(e.uuid, o + 8);
+    // The image UUID stays Nil: a partition here has protocol UUIDs only.
+    if (descSize >= PARTITION_INFO_SIZE_V1_3) dv.setUint32(o + FFA_VERSION_OFFSET, (e.ffaVersion ?? 0) >>> 0, true);
   });
   return out;
 }
@@ -49,6 +57,7 @@ export function decodePartitionInfo(buf: Uint8Array, count: number, descSize: nu
       execContexts: dv.getUint16(o + 2, true),
       properties: dv.getUint32(o + 4, true),
       uuid: descSize >= PARTITION_INFO_SIZE_V1_1 ? buf.slice(o + 8, o + 24) : UUID_NIL,
+      ...(descSize >= PARTITION_INFO_SIZE_V1_3 ? { ffaVersion: dv.getUint32(o + FFA_VERSION_OFFSET, true) } : {}),
     });
   }
   return out;
@@ -57,6 +66,11 @@ export function decodePartitionInfo(buf: Uint8Array, count: number, descSize: nu
 // FFA_PARTITION_INFO_GET_REGS: x2 packing and three registers per v1.2 descriptor.
 export const PARTITION_INFO_REGS_PER_DESC = 3;
 export const PARTITION_INFO_REGS_MAX_PER_CALL = 5; // x3..x17
+/** Registers x3..x17 that carry descriptors. */
+export const PARTITION_INFO_REGS_PAYLOAD = 15;
+
+/** How many descriptors of `descSize` bytes one FFA_PARTITION_INFO_GET_REGS answer carries (5 of 24 bytes, 2 of 48). */
+export const partitionInfoRegsPerCall = (descSize: number): number => Math.floor(PARTITION_INFO_REGS_PAYLOAD / (descSize / 8));
 
 export interface PartitionInfoRegsHeader {
   lastIndex: number;
@@ -82,6 +96,13 @@ export function partitionInfoToRegs(e: PartitionInfo): [bigint, bigint, bigint] 
   const a = BigInt(e.id & 0xffff) | (BigInt(e.execContexts & 0xffff) << 16n) | (BigInt(e.properties >>> 0) << 32n);
   const [lo, hi] = uuidToPair(e.uuid);
   return [a, lo, hi];
+}
+
+/** The registers of one descriptor of `descSize` bytes: the 24-byte three, then (v1.3) the Nil image UUID and the version. */
+export function partitionInfoToRegsSized(e: PartitionInfo, descSize: number): bigint[] {
+  const regs: bigint[] = partitionInfoToRegs(e);
+  if (descSize >= PARTITION_INFO_SIZE_V1_3) regs.push(0n, 0n, BigInt((e.ffaVersion ?? 0) >>> 0));
+  return regs;
 }
 
 export function partitionInfoFromRegs(a: bigint, lo: bigint, hi: bigint): PartitionInfo {

@@ -13,7 +13,10 @@ export function readManifestFile(file: string, flag = '--manifest'): PartitionMa
 }
 
 /** A manifest file's partitions and the SPMD's logical partitions it declares. */
-export function readManifestWithLogical(file: string, flag = '--manifest'): { partitions: PartitionManifest[]; logicalPartitions: LogicalPartition[] } {
+export function readManifestWithLogical(
+  file: string,
+  flag = '--manifest',
+): { partitions: PartitionManifest[]; logicalPartitions: LogicalPartition[]; personality?: string } {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');

@@ -7,18 +7,21 @@ import { pino } from 'pino';
 import { hex, VM_ID_MAX } from '../../proto/ffa/index.js';
 import { DEFAULT_SUBSCRIBER_QUEUE, DEFAULT_SUBSCRIBER_STALL_MS, type FeedOptions } from '../debug/feed.js';
 import { DEFAULT_MAX_SUBSCRIBERS, Tracer } from '../debug/tracer.js';
-import { SpmcGrpcServer } from '../grpc/server.js';
+import { DEFAULT_KEEPALIVE_MS, SpmcGrpcServer } from '../grpc/server.js';
+import { FaultInjector, FaultRuleError, readFaultsFile, traceFaults } from '../faults/index.js';
 import { buildHttpApp } from '../http/app.js';
 import { DEFAULT_MAX_HTTP_SESSIONS } from '../http/smccc.js';
 import { defaultManifest } from '../manifest.js';
 import { startBuiltinPartitions } from '../partitions/index.js';
 import type { PartitionManifest } from '../spmc/spmc.js';
 import { DEFAULT_GRACE_MS, DEFAULT_LEASE_MS, SessionCore } from '../session/core.js';
+import { DEFAULT_PERSONALITY, findPersonality, installPersonality, personalityList, personalityOrThrow, unknownPersonality } from '../personalities/index.js';
 import type { LogicalPartition } from '../spmc/logical-partitions.js';
 import { MAX_VCPUS, Spmc } from '../spmc/spmc.js';
 import { DEFAULT_LIMITS, type SpmcLimits } from '../spmc/state.js';
 import { type Command, type FlagSpec, Flags } from './command.js';
-import { checkLogLevel, formatHostPort, type HostPort, LOG_LEVELS, parseHostPort } from './flags.js';
+import { checkLogLevel, formatHostPort, type HostPort, LOG_LEVELS, parseHostPort, UsageError } from './flags.js';
+import { ConfigError } from './errors.js';
 import { asConfigError, readManifestWithLogical } from './manifest-file.js';
 import { terminalSafeLog } from './terminal.js';
 import { type TlsFiles, tlsFiles, tokenFlag } from './tls-files.js';
@@ -123,7 +126,23 @@ const FLAGS: FlagSpec[] = [
     default: String(DEFAULT_GRACE_MS / 1000),
     help: 'keep a session whose last stream was cancelled this long, for its client to resume it by its token (0: release at once; 600 for a debugger pause), 0..86400',
   },
+  {
+    name: 'grpc-keepalive',
+    arg: 'SECONDS',
+    default: String(DEFAULT_KEEPALIVE_MS / 1000),
+    help: 'ping each gRPC client connection this often; one that leaves a ping unanswered for half as long is dropped (its sessions then wait out --session-grace), 1..3600',
+  },
   { name: 'strict', help: 'also refuse fields the spec calls MBZ or reserved that Hafnium never checks (default: as Hafnium)' },
+  {
+    name: 'personality',
+    arg: 'NAME',
+    help: 'answer as this partition manager: hafnium (default), hafnium-2.14, tf-a-el3-spmc, optee, physical, or a quirk; "list" prints them (default: the manifest\'s personality, else hafnium)',
+  },
+  {
+    name: 'faults',
+    arg: 'FILE',
+    help: 'fault injection rules, YAML or JSON (README "Fault injection"); also listed, added and removed at /v1/faults and by the Debug service',
+  },
 ];
 
 interface ServeOptions {
@@ -135,6 +154,8 @@ interface ServeOptions {
   maxTraceSubscribers: number;
   maxHttpSessions: number;
   strict: boolean;
+  /** The personality's name (`list`: print them and exit). */
+  personality: string;
   logLevel: string;
   traceSize: number;
   traceFile?: string;
@@ -143,6 +164,9 @@ interface ServeOptions {
   tokens: TokenOptions;
   leaseMs: number;
   graceMs: number;
+  keepaliveMs: number;
+  /** The fault rules of --faults, checked. */
+  faults?: unknown;
 }
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/i;
@@ -169,8 +193,14 @@ function parseServe(c: Command, args: string[]): ServeOptions {
   const admin = tokenFlag(v, 'admin-token');
   if (join !== undefined) tokens.join = join;
   if (admin !== undefined) tokens.admin = admin;
-  const declared = manifest !== undefined ? readManifestWithLogical(manifest) : { partitions: defaultManifest(), logicalPartitions: [] };
+  const personality = v.string('personality');
+  if (personality === 'list') return { personality } as ServeOptions;
+  const { personality: declaredPersonality, ...declared } =
+    manifest !== undefined ? readManifestWithLogical(manifest) : { partitions: defaultManifest(), logicalPartitions: [], personality: undefined };
+  const chosen = personality ?? declaredPersonality ?? DEFAULT_PERSONALITY;
+  if (!findPersonality(chosen)) throw new UsageError(unknownPersonality(chosen, personality !== undefined ? '--personality' : 'manifest personality'));
   return {
+    personality: chosen,
     grpc: parseHostPort('--grpc', v.string('grpc')!),
     http: parseHostPort('--http', v.string('http')!),
     ...declared,
@@ -186,7 +216,19 @@ function parseServe(c: Command, args: string[]): ServeOptions {
     traceSubscribers: { queue: v.int('trace-subscriber-queue', 1, 1_000_000)!, stallMs: v.int('trace-subscriber-stall', 1, 86_400)! * 1000 },
     leaseMs: v.int('session-lease', 1, 86_400)! * 1000,
     graceMs: v.int('session-grace', 0, 86_400)! * 1000,
+    keepaliveMs: v.int('grpc-keepalive', 1, 3600)! * 1000,
+    faults: faultsFlag(v.string('faults')),
   };
+}
+
+/** --faults FILE, read and checked now: a bad rule is the user's mistake (exit 2), named. */
+function faultsFlag(file: string | undefined): unknown {
+  if (file === undefined) return undefined;
+  try {
+    return readFaultsFile(file).raw;
+  } catch (e) {
+    throw e instanceof FaultRuleError ? new ConfigError(`--faults: ${e.message}`) : e;
+  }
 }
 
 async function serve(opts: ServeOptions): Promise<void> {
@@ -196,9 +238,17 @@ async function serve(opts: ServeOptions): Promise<void> {
   grpc.setLogger({ error: (...args: unknown[]) => log.debug({ grpc: format(...args) }, 'grpc-js') });
   // Memory handles start from a secret seed, so one VM cannot guess another's.
   const handleSeed = randomBytes(8).readBigUInt64LE();
+  const personality = personalityOrThrow(opts.personality);
   let spmc: Spmc;
   try {
-    spmc = new Spmc({ partitions: opts.partitions, logicalPartitions: opts.logicalPartitions, limits: opts.limits, handleSeed, strict: opts.strict });
+    spmc = new Spmc({
+      partitions: opts.partitions,
+      logicalPartitions: opts.logicalPartitions,
+      limits: opts.limits,
+      handleSeed,
+      strict: opts.strict,
+      profile: personality.profile,
+    });
   } catch (e) {
     throw asConfigError(e);
   }
@@ -211,18 +261,31 @@ async function serve(opts: ServeOptions): Promise<void> {
     file: opts.traceFile,
     subscribers: opts.traceSubscribers,
     maxSubscribers: opts.maxTraceSubscribers,
-    session: { partitions: opts.partitions, limits: spmc.state.limits, handleSeed },
+    session: {
+      partitions: opts.partitions,
+      limits: spmc.state.limits,
+      handleSeed,
+      ...(personality.name !== DEFAULT_PERSONALITY ? { personality: personality.name } : {}),
+    },
   });
+  // After the trace, so that the trace records the answers as the personality's hooks leave them.
+  installPersonality(core, personality);
   // Partitions' FFA_CONSOLE_LOG lines go to the log under the partition's name.
   spmc.observe({
     console: (id, line) => log.info({ partition: spmc.endpoint(id)?.name, endpoint: hex(id), console: line }, 'partition console'),
   });
   await startBuiltinPartitions(core, (id, e) => log.error({ partition: id, err: String(e) }, 'built-in partition failed'));
   const tokens = new Tokens(opts.tokens, core.attacks);
-  const grpcServer = new SpmcGrpcServer(core, { tls: opts.tls, tokens });
-  grpcServer.addDebug(tracer);
+  const grpcServer = new SpmcGrpcServer(core, { tls: opts.tls, tokens, keepaliveMs: opts.keepaliveMs });
+  // Fault injection: the rules go into the trace (for replay); the injector joins the chain last,
+  // so the trace and the metrics see its answers.
+  const faults = new FaultInjector(core);
+  if (opts.faults !== undefined) faults.load(opts.faults);
+  traceFaults(faults, tracer);
+  grpcServer.addDebug(tracer, faults);
   let serving = true;
-  const http = await buildHttpApp({ core, tracer, https: opts.tls, tokens, maxHttpSessions: opts.maxHttpSessions });
+  const http = await buildHttpApp({ core, tracer, https: opts.tls, tokens, maxHttpSessions: opts.maxHttpSessions, faults });
+  faults.install();
 
   const grpcPort = await grpcServer.listen(formatHostPort(opts.grpc));
   await http.listen({ host: opts.http.host, port: opts.http.port });
@@ -234,6 +297,7 @@ async function serve(opts: ServeOptions): Promise<void> {
       http: formatHostPort({ ...opts.http, port: httpPort }),
       tls: opts.tls ? (opts.tls.ca ? 'mtls' : 'tls') : 'off',
       partitions: opts.partitions.map((p) => `${p.name}@${hex(p.id)}`),
+      personality: personality.name,
       limits: Object.fromEntries(Object.entries(spmc.state.limits).map(([k, n]) => [k, typeof n === 'bigint' ? n.toString() : n])),
     },
     'listening',
@@ -248,6 +312,7 @@ async function serve(opts: ServeOptions): Promise<void> {
     clearInterval(sweeper);
     await grpcServer.stop();
     await http.close();
+    faults.close();
     await tracer.close();
     log.info({}, 'stopped');
     log.flush?.();
@@ -265,7 +330,12 @@ export const serveCommand: Command = {
   more: `A bad flag or manifest exits with status 2; an address in use with status 1. SIGINT or SIGTERM stops
 the server cleanly.`,
   async run(args) {
-    await serve(parseServe(this, args));
+    const opts = parseServe(this, args);
+    if (opts.personality === 'list') {
+      process.stdout.write(personalityList());
+      return 0;
+    }
+    await serve(opts);
     return 0;
   },
 };

@@ -34,10 +34,12 @@ export function formatRecord(record: TraceRecord, colour: boolean): string {
   switch (r.kind) {
     case 'call': {
       const call = `${r.function} ${brief(r.args)}`.trim();
-      if (r.blocked) return `${head} v${r.vcpu} ${call} ${r.waiting ? c('dim', '... waiting') : c('yellow', '... blocked')}`;
+      // A fault rule answered (or changed the answer): say which.
+      const mark = r.injected ? ` ${c('yellow', `[injected: ${r.injected}]`)}` : '';
+      if (r.blocked) return `${head} v${r.vcpu} ${call} ${r.waiting ? c('dim', '... waiting') : c('yellow', '... blocked')}${mark}`;
       const res = r.result!;
       const ans = res.error ? c('red', `FFA_ERROR ${res.error}`) + because(r.reason) : `${res.function} ${brief(res.values)}`.trim();
-      return `${head} v${r.vcpu} ${call} -> ${ans}`;
+      return `${head} v${r.vcpu} ${call} -> ${ans}${mark}`;
     }
     case 'return': {
       const ans = r.result.error ? c('red', `FFA_ERROR ${r.result.error}`) + because(r.reason) : `${r.result.function} ${brief(r.result.values)}`.trim();
@@ -51,6 +53,11 @@ export function formatRecord(record: TraceRecord, colour: boolean): string {
       return `${head} ${c('dim', `write ${r.length} bytes at ${r.address}`)}`;
     case 'abandon':
       return `${head} v${r.vcpu} ${c('yellow', `abandoned #${r.callSeq} ${r.function}`)}`;
+    case 'lost':
+      // Not an endpoint's record: the server dropped records this client read too slowly to take.
+      return `${String(r.seq).padStart(6)} ${c('yellow', `lost ${r.count} record${r.count === 1 ? '' : 's'} (#${r.fromSeq}..#${r.seq}): this client read too slowly`)}`;
+    case 'faults':
+      return `${head} ${c('yellow', `fault rules: ${r.rules.length} (seed ${r.seed})`)}`;
     default:
       return `${head} ${r.kind}`;
   }

@@ -61,7 +61,7 @@ export interface FeedStats {
 /** The `lost` record: `count` records matching the subscriber's filter, seq `fromSeq`..`seq`, were dropped. */
 export function lostLine(count: number, fromSeq: number, toSeq: number): TraceLine {
   const rec: TraceRecord = { kind: 'lost', count, fromSeq, seq: toSeq, time: new Date().toISOString(), endpoint: 0, name: '' };
-  return { seq: toSeq, kind: 'lost', endpoint: 0, function: '', error: '', json: JSON.stringify(rec), reason: '', reason_code: '' };
+  return { seq: toSeq, kind: 'lost', endpoint: 0, function: '', error: '', json: JSON.stringify(rec), reason: '', reason_code: '', injected: '' };
 }
 
 export class TraceFeed implements FeedStats {

@@ -60,6 +60,8 @@ export type TraceRecord =
       /** Why the call was refused (the answer is FFA_ERROR): the check that failed, with its values. */
       reason?: string;
       reasonCode?: string;
+      /** The fault rule that answered for the model or changed its answer (server/faults); replay applies it again. */
+      injected?: string;
     })
   | (Common & {
       kind: 'return';
@@ -78,6 +80,8 @@ export type TraceRecord =
   | (Common & { kind: 'write'; address: string; length: number; data?: string })
   | (Common & { kind: 'fault'; address: string; length: number; access: 'read' | 'write' })
   | (Common & { kind: 'console'; line: string })
+  /** The fault rules from here on (the whole set, as given, and its seed): endpoint 0, name ''. */
+  | (Common & { kind: 'faults'; seed: number; rules: unknown[] })
   /**
    * Only in a live stream: `count` records matching the subscriber's filter (seq `fromSeq`..`seq`)
    * were dropped because it read too slowly. Endpoint 0, name ''.
@@ -100,6 +104,8 @@ export interface TraceLine {
   /** Why it was refused, when `error` is set ('' otherwise), and the reason's stable code. */
   reason: string;
   reason_code: string;
+  /** The fault rule that injected or changed the answer ('' for none). */
+  injected: string;
 }
 
 /** The first line of a trace file: what a replay needs to rebuild the same SPMC. */
@@ -109,6 +115,8 @@ export interface TraceHeader {
   partitions: unknown[];
   limits: SpmcLimits;
   handleSeed: string;
+  /** The personality served (server/personalities), when not the default. */
+  personality?: string;
 }
 
 export interface TraceFilter {
@@ -139,6 +147,7 @@ export type RawRecord =
       waiting: boolean;
       slot: number;
       reason?: Reason;
+      injected?: string;
     }
   | {
       kind: 'return';
@@ -264,6 +273,7 @@ export function toRecord(raw: RawRecord, regs: BigUint64Array): TraceRecord {
           rec.reasonCode = raw.reason.code;
         }
       }
+      if (raw.injected) rec.injected = raw.injected;
       return rec;
     }
     case 'return': {
@@ -304,6 +314,7 @@ export const toLine = (rec: TraceRecord, json = JSON.stringify(rec)): TraceLine 
   json,
   reason: ('reason' in rec && rec.reason) || '',
   reason_code: ('reasonCode' in rec && rec.reasonCode) || '',
+  injected: ('injected' in rec && rec.injected) || '',
 });
 
 /**
@@ -319,8 +330,8 @@ export interface RawBatch {
 const KINDS = ['call', 'return', 'abandon', 'event'] as const;
 /** Numbers per record: kind, seq, t, endpoint, vcpu, version, us, outVersion or callSeq, flag, slot. */
 const NUMS = 10;
-/** Strings per record: name, via or function, reason code, reason text ('' where none). */
-const STRS = 4;
+/** Strings per record: name, via or function, reason code, reason text, injected ('' where none). */
+const STRS = 5;
 
 /** Pack records; `slots[i]` is where raws[i]'s registers are in `regs` (the batch's own copy). */
 export function packBatch(raws: readonly RawRecord[], slots: readonly number[], regs: BigUint64Array): RawBatch {
@@ -336,18 +347,18 @@ export function packBatch(raws: readonly RawRecord[], slots: readonly number[], 
       case 'call':
         // flag: 0 answered, 1 blocked, 2 blocked waiting for its next message.
         nums.set([r.vcpu, r.version, r.handledUs, r.outVersion, r.blocked ? (r.waiting ? 2 : 1) : 0, slots[i]!], n + 4);
-        strs.push(r.name, r.via, r.reason?.code ?? '', r.reason?.text ?? '');
+        strs.push(r.name, r.via, r.reason?.code ?? '', r.reason?.text ?? '', r.injected ?? '');
         break;
       case 'return':
         nums.set([r.vcpu, r.version, r.latencyUs, r.callSeq, r.dropped ? 1 : 0, slots[i]!], n + 4);
-        strs.push(r.name, r.fn, r.reason?.code ?? '', r.reason?.text ?? '');
+        strs.push(r.name, r.fn, r.reason?.code ?? '', r.reason?.text ?? '', '');
         break;
       case 'abandon':
         nums.set([r.vcpu, 0, 0, r.callSeq], n + 4);
-        strs.push(r.name, r.fn, '', '');
+        strs.push(r.name, r.fn, '', '', '');
         break;
       case 'event':
-        strs.push(r.name, JSON.stringify(r.event), '', '');
+        strs.push(r.name, JSON.stringify(r.event), '', '', '');
     }
   });
   return { nums, strs, regs };
@@ -378,6 +389,7 @@ export function unpackBatch({ nums, strs }: RawBatch): RawRecord[] {
           waiting: flag === 2,
           slot,
           reason,
+          injected: strs[i + 4] || undefined,
         });
         break;
       case 'return':

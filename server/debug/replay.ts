@@ -8,6 +8,9 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { type EndpointId, fidName, hex, parseUuid, type Registers, U32 } from '../../proto/ffa/index.js';
+import { findPersonality, installPersonality } from '../personalities/index.js';
+import { FaultInjector } from '../faults/injector.js';
+import { SessionCore } from '../session/core.js';
 import { isPending, type Pending } from '../spmc/pending.js';
 import { type PartitionManifest, Spmc } from '../spmc/spmc.js';
 import type { SpmcLimits } from '../spmc/state.js';
@@ -80,6 +83,9 @@ export function parseTrace(text: string, file = '<trace>'): { header: TraceHeade
   if (header?.kind !== 'session' || header.format !== 1 || !Array.isArray(header.partitions)) {
     throw new TraceFormatError(`${file}:1: not a remote-spmc trace (no session header; record with serve --trace-file)`);
   }
+  if (header.personality !== undefined && !findPersonality(header.personality)) {
+    throw new TraceFormatError(`${file}:1: personality "${String(header.personality)}" is not one this server knows`);
+  }
   const records = lines.slice(1).map((l, i) => parse(l, i + 1) as TraceRecord);
   records.forEach((r, i) => {
     const lost = r as unknown as { kind?: string; why?: string };
@@ -106,6 +112,11 @@ export function replay(header: TraceHeader, records: TraceRecord[], partitions =
 export class ReplayCursor {
   readonly spmc: Spmc;
   private readonly pendings = new Map<number, Pending>();
+  /**
+   * Calls a fault rule acted on (marked `injected`) go through the same rules again, on the same
+   * state; the rest go straight to the model (through the core, so a personality's hooks shape them).
+   */
+  private readonly faults: FaultInjector;
   calls = 0;
   matched = 0;
   /** The seq of the last record applied (0: none). */
@@ -118,7 +129,11 @@ export class ReplayCursor {
     private readonly onBuffers?: (seq: number, buffers: DecodedBuffer[]) => void,
   ) {
     const limits = Object.fromEntries(Object.entries(header.limits).map(([k, v]) => [k, typeof v === 'string' ? BigInt(v) : v])) as unknown as SpmcLimits;
-    this.spmc = new Spmc({ partitions, limits, handleSeed: BigInt(header.handleSeed) });
+    const personality = header.personality !== undefined ? findPersonality(header.personality) : undefined;
+    this.spmc = new Spmc({ partitions, limits, handleSeed: BigInt(header.handleSeed), ...(personality ? { profile: personality.profile } : {}) });
+    const core = SessionCore.for(this.spmc);
+    if (personality) installPersonality(core, personality);
+    this.faults = new FaultInjector(core, { replay: true });
   }
 
   /** Apply one record; the difference, if the model answers otherwise than recorded. */
@@ -169,7 +184,7 @@ export class ReplayCursor {
         const x = regs(r.x);
         const before = this.onBuffers ? buffersBefore(spmc, r.endpoint, x) : [];
         try {
-          out = spmc.handle(r.endpoint, r.vcpu, x);
+          out = this.faults.replayCall(r.endpoint, r.vcpu, x, r.injected);
         } catch (e) {
           return differ(`${r.function} by ${hex(r.endpoint)}`, r.blocked ? 'blocked' : show(regs(r.result!.r)), `refused: ${(e as Error).message}`);
         }
@@ -196,6 +211,13 @@ export class ReplayCursor {
       }
       case 'abandon':
         this.pendings.get(r.callSeq)?.abandon();
+        break;
+      case 'faults':
+        try {
+          this.faults.load({ seed: r.seed, rules: r.rules });
+        } catch (e) {
+          throw new TraceFormatError(`seq ${r.seq}: the fault rules recorded here do not load (${(e as Error).message})`);
+        }
         break;
       default:
         break; // faults and console lines are consequences, not inputs

@@ -49,7 +49,7 @@ export interface TracerOptions {
   /** Live subscribers at once (default DEFAULT_MAX_SUBSCRIBERS); one more is RESOURCE_EXHAUSTED. */
   maxSubscribers?: number;
   /** What the header records (the server passes its manifest, limits and handle seed). */
-  session?: { partitions: PartitionManifest[]; limits: SpmcLimits; handleSeed: bigint };
+  session?: { partitions: PartitionManifest[]; limits: SpmcLimits; handleSeed: bigint; personality?: string };
 }
 
 /**
@@ -97,6 +97,8 @@ export class Tracer {
   private readonly callNames: string[];
   private readonly callVia: string[];
   private readonly callReasons: (Reason | undefined)[];
+  /** Per slot: the fault rule that injected the answer. */
+  private readonly callInjected: (string | undefined)[];
   private next = 0;
   private seq = 0;
   /**
@@ -143,6 +145,7 @@ export class Tracer {
     this.callNames = new Array<string>(this.ring.length).fill('');
     this.callVia = new Array<string>(this.ring.length).fill('');
     this.callReasons = new Array<Reason | undefined>(this.ring.length).fill(undefined);
+    this.callInjected = new Array<string | undefined>(this.ring.length).fill(undefined);
     this.maxBacklog = opts.decoderBacklog ?? Math.max(4096, this.ring.length);
     this.feedOptions = opts.subscribers ?? {};
     this.maxSubscribers = opts.maxSubscribers ?? DEFAULT_MAX_SUBSCRIBERS;
@@ -156,6 +159,7 @@ export class Tracer {
         partitions: (s?.partitions ?? spmc.partitions()).map(redactPartition).map((p) => jsonValue({ ...p, ramBytes: p.ramBytes, uuids: p.uuids })),
         limits: jsonValue(s?.limits ?? spmc.state.limits) as SpmcLimits,
         handleSeed: hex(s?.handleSeed ?? 0n),
+        ...(s?.personality !== undefined ? { personality: s.personality } : {}),
       };
       this.file.write(`${JSON.stringify(header)}\n`);
       this.startDecoder();
@@ -199,6 +203,11 @@ export class Tracer {
     this.stopObserving = on ? this.record() : () => {};
   }
 
+  /** Record an event that is not the model's (the fault rules in force): endpoint 0. */
+  note(event: { kind: string }): void {
+    this.event(0, event);
+  }
+
   private event(endpoint: EndpointId, event: object): void {
     this.push({ kind: 'event', seq: ++this.seq, t: Date.now(), endpoint, name: this.names.get(endpoint) ?? '', event });
   }
@@ -238,6 +247,7 @@ export class Tracer {
       this.callNames[slot] = ep?.name ?? '';
       this.callVia[slot] = c.via;
       this.callReasons[slot] = reason;
+      this.callInjected[slot] = c.injected;
       this.ring[slot] = PACKED;
       this.next = (slot + 1) % this.ring.length;
     } else {
@@ -256,6 +266,7 @@ export class Tracer {
         blocked,
         reason,
         waiting,
+        injected: c.injected,
       });
     }
     if (this.answers.length > 0) this.recordAnswers();
@@ -316,6 +327,7 @@ export class Tracer {
       blocked: (flags & BLOCKED) !== 0,
       reason: this.callReasons[slot],
       waiting: (flags & WAITING) !== 0,
+      injected: this.callInjected[slot],
     };
   }
 

@@ -49,6 +49,8 @@ export function endpointDetail(ep: Endpoint) {
           rxOwner: mb.rxState === 'full' ? 'endpoint' : 'spmc',
           rxProducer: mb.rxProducer !== undefined ? hex(mb.rxProducer) : undefined,
           rxFunction: mb.rxFunction ? `FFA_${mb.rxFunction}` : undefined,
+          // A fault rule holds it full: producers find it busy.
+          rxHeld: ep.rxHeld ? true : undefined,
         }
       : null,
     notifications: {

@@ -26,8 +26,11 @@ import {
   u64ToWire,
 } from '../../proto/wire.js';
 import { stateSnapshot } from '../debug/views.js';
+import type { FaultInjector } from '../faults/injector.js';
+import { FaultRuleError } from '../faults/rules.js';
 import { type TraceFilter, type TraceLine, toLine } from '../debug/records.js';
 import type { Tracer } from '../debug/tracer.js';
+import { acceptDirty, isEmptyUpdate } from '../session/coherence.js';
 import { coreOf, type Session, type SessionCore } from '../session/core.js';
 import type { Outcome } from '../session/interceptors.js';
 import { SessionError, statusOf } from '../session/status.js';
@@ -55,6 +58,9 @@ type AnyStream = NodeJS.EventEmitter & { end(): void };
 /** Requests a Session stream reads ahead while earlier ones wait to be answered. */
 export const SESSION_QUEUE = 64;
 
+/** How often the server pings an idle client's connection (ms), unless configured; the answer may take half that. */
+export const DEFAULT_KEEPALIVE_MS = 10_000;
+
 export interface SpmcGrpcOptions {
   /** Requests read ahead per Session stream (default SESSION_QUEUE); past it the stream is not read. */
   sessionQueue?: number;
@@ -62,6 +68,11 @@ export interface SpmcGrpcOptions {
   tls?: ServerTls;
   /** The join token Attach needs and the admin token the Debug service needs (none: not asked). */
   tokens?: Tokens;
+  /**
+   * Ping each client connection this often (ms, default DEFAULT_KEEPALIVE_MS); one whose ping goes
+   * unanswered for half as long is dropped, and its Session streams start their grace period.
+   */
+  keepaliveMs?: number;
 }
 
 export interface ServerTls {
@@ -88,6 +99,9 @@ export class SpmcGrpcServer {
 
   private readonly core: SessionCore;
 
+  /** Per session, per vCPU: the last numbered call and its answer (see numbered()). */
+  private readonly lastCalls = new WeakMap<Session, Map<number, { seq: number; reply?: ReplyMessage }>>();
+
   /** Requests a Session stream reads ahead of its answers (see sessionStream). */
   private readonly sessionQueue: number;
 
@@ -100,9 +114,10 @@ export class SpmcGrpcServer {
     this.sessionQueue = Math.max(1, opts.sessionQueue ?? SESSION_QUEUE);
     this.tls = opts.tls;
     this.tokens = opts.tokens ?? new Tokens({});
+    const keepaliveMs = Math.max(1, opts.keepaliveMs ?? DEFAULT_KEEPALIVE_MS);
     this.server = new grpc.Server({
-      'grpc.keepalive_time_ms': 10_000,
-      'grpc.keepalive_timeout_ms': 5_000,
+      'grpc.keepalive_time_ms': keepaliveMs,
+      'grpc.keepalive_timeout_ms': Math.max(1, Math.floor(keepaliveMs / 2)),
       'grpc.keepalive_permit_without_calls': 1,
     });
     this.server.addService(guardedDefinition(), this.handlers());
@@ -114,8 +129,8 @@ export class SpmcGrpcServer {
     return this.paused.size;
   }
 
-  /** Serve the Debug service (trace stream and state snapshot) beside Spmc. */
-  addDebug(tracer: Tracer): void {
+  /** Serve the Debug service (trace stream, state snapshot and, given an injector, the fault rules) beside Spmc. */
+  addDebug(tracer: Tracer, faults?: FaultInjector): void {
     this.server.addService(debugServiceDefinition(), {
       Trace: (stream: grpc.ServerWritableStream<TraceRequest, object>) => {
         try {
@@ -154,7 +169,45 @@ export class SpmcGrpcServer {
         }
         cb(null, { json: JSON.stringify(stateSnapshot(this.core.spmc)) });
       },
+      ...this.faultHandlers(faults),
     });
+  }
+
+  /** FaultList, FaultAdd, FaultRemove: the rules as JSON (see server/faults/rules.ts), behind the admin token. */
+  private faultHandlers(faults: FaultInjector | undefined): grpc.UntypedServiceImplementation {
+    const unary =
+      (op: (req: Record<string, unknown>) => void) => (call: grpc.ServerUnaryCall<Record<string, unknown>, object>, cb: grpc.sendUnaryData<object>) => {
+        try {
+          this.checkToken('admin', call);
+          if (!faults) throw new SessionError('UNAVAILABLE', 'faults: this server has no fault injection');
+          op(call.request);
+        } catch (e) {
+          if (e instanceof FaultRuleError) {
+            const found = e.message.startsWith('id:');
+            return cb({
+              code: found ? grpc.status.NOT_FOUND : e.message.includes('exists already') ? grpc.status.ALREADY_EXISTS : grpc.status.INVALID_ARGUMENT,
+              details: e.message,
+            });
+          }
+          return cb(toStatus(e));
+        }
+        cb(null, { json: JSON.stringify(faults.list()) });
+      };
+    return {
+      FaultList: unary(() => {}),
+      FaultAdd: unary((req) => {
+        let rule: unknown;
+        try {
+          rule = JSON.parse(String(req.rule_json ?? ''));
+        } catch (e) {
+          throw new FaultRuleError(`rule_json: not JSON (${(e as Error).message})`);
+        }
+        faults!.add(rule);
+      }),
+      FaultRemove: unary((req) => {
+        if (!faults!.remove(String(req.id ?? ''))) throw new FaultRuleError(`id: no fault rule ${JSON.stringify(req.id)}`);
+      }),
+    };
   }
 
   /** Bind and start; resolves to the port actually bound (for "host:0"). */
@@ -196,13 +249,46 @@ export class SpmcGrpcServer {
   private call(req: CallRequest, s: Session, via: string): Outcome {
     const x = registerFile(req.x);
     if (!x) throw new SessionError('INVALID_ARGUMENT', `x: at most 18 registers, got ${req.x.length}`);
+    if (req.coherent || req.dirty) acceptDirty(this.core, s, req.dirty ?? []);
     return this.core.call(s, req.vcpu, x, via);
   }
 
-  /** The reply message for answer registers: the reason rides along when it is a refusal. */
-  private reply(x: Registers): ReplyMessage {
+  /**
+   * A numbered call (CallRequest.seq) of a session's vCPU: the record of its answer, to fill in or,
+   * when the call is one resent after its connection dropped and was answered, the answer to send
+   * again instead of making the call twice. Undefined for an unnumbered call. One record per vCPU
+   * (calls on a vCPU are in order, so only the last can be resent), kept as long as the session.
+   */
+  private numbered(s: Session, req: CallRequest): { seq: number; reply?: ReplyMessage } | undefined {
+    const seq = req.seq ?? 0;
+    if (seq === 0) return undefined;
+    let byVcpu = this.lastCalls.get(s);
+    if (!byVcpu) this.lastCalls.set(s, (byVcpu = new Map()));
+    const last = byVcpu.get(req.vcpu);
+    // Any other number is a new call: a client that starts over (a restarted process resuming the
+    // session by its token) numbers from wherever it likes.
+    if (last && seq === last.seq) {
+      if (last.reply) return last;
+      // It blocked, and was abandoned with its stream (or is still blocked on a stream not yet seen broken).
+      throw new SessionError('UNAVAILABLE', `seq: call ${seq} of vCPU ${req.vcpu} was abandoned when its stream broke`);
+    }
+    const next = { seq };
+    byVcpu.set(req.vcpu, next);
+    return next;
+  }
+
+  /**
+   * The reply message for answer registers: the reason rides along when it is a refusal, and what
+   * changed in guest memory when the call asked for coherence (nothing when nothing changed).
+   */
+  private reply(x: Registers, req?: CallRequest, s?: Session): ReplyMessage {
     const reason = this.core.reasonFor(x);
-    return reason ? { x, reason } : { x };
+    const m: ReplyMessage = reason ? { x, reason } : { x };
+    if (req?.coherent && s?.coherence) {
+      const update = s.coherence.update();
+      if (!isEmptyUpdate(update)) m.coherence = update;
+    }
+    return m;
   }
 
   private handlers(): grpc.UntypedServiceImplementation {
@@ -236,6 +322,7 @@ export class SpmcGrpcServer {
             uuids: req.uuids,
             credential: req.credential,
             regions: regionsFromWire(req.regions),
+            ramBase: u64FromWire(req.ram_base),
           },
           peerAddress(call.getPeer()),
         );
@@ -247,10 +334,11 @@ export class SpmcGrpcServer {
       }),
       // A client that gives up on a blocked call leaves the model as it is; the answer is dropped.
       Call: unary<CallRequest>((req, call) => {
-        const out = this.call(req, this.core.session(req.session), 'grpc-unary');
-        if (!isPending(out)) return this.reply(out);
+        const s = this.core.session(req.session);
+        const out = this.call(req, s, 'grpc-unary');
+        if (!isPending(out)) return this.reply(out, req, s);
         call.on('cancelled', () => out.abandon());
-        return out.answer.then((r) => this.reply(r));
+        return out.answer.then((r) => this.reply(r, req, s));
       }),
       ReadMemory: unary<ReadMemoryRequest>((req) => ({
         data: Buffer.from(this.core.readMemory(this.core.session(req.session), u64FromWire(req.address), req.length)),
@@ -268,21 +356,36 @@ export class SpmcGrpcServer {
   /**
    * A session's memory accesses on one stream, each answered at once and in order. A refused access
    * (fault, bad length) is answered with its status and the stream carries on; a stream that names
-   * no valid session, or another one, ends with the status.
+   * no valid session, or another one, ends with the status. While open, the stream holds its session
+   * as a Session stream does: its cancel (the client went away) starts the grace period once no other
+   * stream of the session remains.
    */
   private memoryStream(stream: grpc.ServerDuplexStream<MemoryRequest | Malformed, object>): void {
     let bound: Session | undefined;
     let done = false;
+    let cancelled = false;
     whileOpen(stream, this.openStreams, () => {});
+    stream.on('cancelled', () => {
+      cancelled = true;
+      if (bound) this.core.letGo(bound, stream, true);
+    });
+    // As for Session streams: a cancel arrives as 'close' too, so a clean end is decided after it.
+    stream.on('close', () =>
+      setImmediate(() => {
+        if (!cancelled && bound) this.core.letGo(bound, stream, false);
+      }),
+    );
     // A client that does not read its answers (up to 1 MiB each) is not read from either.
     const paced = pacedBy(stream, this.paused);
     stream.on('data', (req: MemoryRequest | Malformed) => {
       if (done) return;
       try {
         if (isMalformed(req)) throw malformed(req);
-        bound = this.core.streamSession(bound, req.session);
+        if (!bound) this.core.hold((bound = this.core.streamSession(bound, req.session)), stream);
+        else this.core.streamSession(bound, req.session);
       } catch (e) {
         done = true;
+        if (bound) this.core.letGo(bound, stream, false);
         stream.emit('error', toStatus(e));
         return;
       }
@@ -370,6 +473,11 @@ export class SpmcGrpcServer {
             bound = session;
             this.core.hold(bound, stream);
           }
+          const numbered = this.numbered(session, req);
+          if (numbered?.reply) {
+            paced.write(numbered.reply);
+            continue;
+          }
           const out = this.call(req, session, 'grpc-session');
           if (isPending(out)) {
             busy = out;
@@ -378,12 +486,16 @@ export class SpmcGrpcServer {
             out.whenComplete((r) =>
               queueMicrotask(() => {
                 busy = undefined;
-                if (!done) paced.write(this.reply(r));
+                const reply = this.reply(r, req, session);
+                if (numbered) numbered.reply = reply;
+                if (!done) paced.write(reply);
                 pump();
               }),
             );
           } else {
-            paced.write(this.reply(out));
+            const reply = this.reply(out, req, session);
+            if (numbered) numbered.reply = reply;
+            paced.write(reply);
           }
         } catch (e) {
           fail(e);

@@ -10,7 +10,9 @@ import type { SessionCore } from '../session/core.js';
 import { statusOf } from '../session/status.js';
 import { peerAddress } from '../session/throttle.js';
 import { bearer, type Tokens } from '../session/tokens.js';
+import type { FaultInjector } from '../faults/injector.js';
 import { dashboardRoutes } from './dashboard.js';
+import { faultRoutes } from './faults.js';
 import { metricsRoutes } from './metrics.js';
 import { HTTP_STATUS, HttpSessions, smcccRoutes } from './smccc.js';
 import { stateRoutes } from './state.js';
@@ -28,6 +30,8 @@ export interface HttpOptions {
   https?: { cert: Buffer; key: Buffer; ca?: Buffer };
   /** The admin token inspection needs (ADMIN_ROUTES); none configured: not asked. */
   tokens?: Tokens;
+  /** Fault injection: /v1/faults lists, adds and removes its rules (not served without it). */
+  faults?: FaultInjector;
 }
 
 /**
@@ -44,6 +48,10 @@ export const ADMIN_ROUTES = new Set([
   'GET /v1/trace',
   'GET /v1/trace/recent',
   'POST /v1/attach',
+  'GET /v1/faults',
+  'POST /v1/faults',
+  'DELETE /v1/faults',
+  'DELETE /v1/faults/:id',
 ]);
 
 const health: FastifyPluginAsync<HttpOptions> = async (app, opts) => {
@@ -100,6 +108,7 @@ export async function buildHttpApp(opts: HttpOptions): Promise<FastifyInstance> 
   const sessions = new HttpSessions(opts.core, opts.maxHttpSessions);
   await app.register(smcccRoutes, { core: opts.core, sessions });
   await app.register(metricsRoutes, { core: opts.core, tracer: opts.tracer, httpSessions: sessions });
+  if (opts.faults) await app.register(faultRoutes, { faults: opts.faults });
   await app.register(dashboardRoutes, { core: opts.core, tracer: opts.tracer, adminToken: tokens?.required('admin') ?? false });
   return app;
 }

@@ -3,6 +3,7 @@
 
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { hex, REGISTER_COUNT, type Registers, toRegisters } from '../../proto/ffa/index.js';
+import { MAX_MEMORY_ACCESS } from '../../proto/wire.js';
 import type { SessionCore } from '../session/core.js';
 import { SessionError, statusOf, type TransportStatus } from '../session/status.js';
 import { peerAddress } from '../session/throttle.js';
@@ -69,7 +70,18 @@ export const smcccRoutes: FastifyPluginAsync<SmcccOptions> = async (app, { core,
     return reason ? { x: x.map(hex), reason: reason.text, reasonCode: reason.code } : { x: x.map(hex) };
   };
 
-  app.post<{ Body: { endpointId?: number; name?: string; vcpuCount?: number; ramBytes?: string; properties?: number; uuids?: string[]; credential?: string } }>(
+  app.post<{
+    Body: {
+      endpointId?: number;
+      name?: string;
+      vcpuCount?: number;
+      ramBytes?: string;
+      ramBase?: string;
+      properties?: number;
+      uuids?: string[];
+      credential?: string;
+    };
+  }>(
     '/v1/attach',
     {
       schema: {
@@ -82,6 +94,7 @@ export const smcccRoutes: FastifyPluginAsync<SmcccOptions> = async (app, { core,
             name: { type: 'string', maxLength: 64 },
             vcpuCount: { type: 'integer', minimum: 0, maximum: 64 },
             ramBytes: { type: 'string', pattern: HEX64 },
+            ramBase: { type: 'string', pattern: HEX64, description: "where the VM's RAM window must lie (4 KiB aligned); default: the server places it" },
             properties: { type: 'integer', minimum: 0, maximum: 0xffffffff },
             uuids: { type: 'array', maxItems: 8, items: { type: 'string', format: 'uuid' } },
             credential: { type: 'string', maxLength: 256 },
@@ -92,7 +105,7 @@ export const smcccRoutes: FastifyPluginAsync<SmcccOptions> = async (app, { core,
     async (req, reply) => {
       try {
         const b = req.body ?? {};
-        const a = sessions.attach(() => core.attach({ ...b, ramBytes: BigInt(b.ramBytes ?? '0x0') }, peerAddress(req.ip)));
+        const a = sessions.attach(() => core.attach({ ...b, ramBytes: BigInt(b.ramBytes ?? '0x0'), ramBase: BigInt(b.ramBase ?? '0x0') }, peerAddress(req.ip)));
         return { session: a.session, endpointId: a.endpointId, ramBase: hex(a.ramBase), ramBytes: hex(a.ramBytes), ffaVersion: a.ffaVersion };
       } catch (e) {
         return refuse(reply, e);
@@ -111,6 +124,66 @@ export const smcccRoutes: FastifyPluginAsync<SmcccOptions> = async (app, { core,
     async (req, reply) => {
       try {
         core.detach(req.body.session);
+        return {};
+      } catch (e) {
+        return refuse(reply, e);
+      }
+    },
+  );
+
+  // Guest memory of a session, with the checks of gRPC ReadMemory/WriteMemory (the session core's):
+  // 1..MAX_MEMORY_ACCESS bytes, inside what the endpoint may read (or write); a fault is 403.
+  app.post<{ Body: { session: string; address: string; length: number } }>(
+    '/v1/memory/read',
+    {
+      schema: {
+        summary: "Read the session's guest memory: the bytes as hex",
+        body: {
+          type: 'object',
+          required: ['session', 'address', 'length'],
+          additionalProperties: false,
+          properties: {
+            session: { type: 'string', minLength: 1 },
+            address: { type: 'string', pattern: HEX64 },
+            length: { type: 'integer', minimum: 1, maximum: MAX_MEMORY_ACCESS },
+          },
+        },
+        response: { 200: { type: 'object', properties: { data: { type: 'string', description: 'the bytes, two hex digits each' } } } },
+      },
+    },
+    async (req, reply) => {
+      try {
+        const s = core.session(req.body.session);
+        return { data: Buffer.from(core.readMemory(s, BigInt(req.body.address), req.body.length)).toString('hex') };
+      } catch (e) {
+        return refuse(reply, e);
+      }
+    },
+  );
+
+  app.post<{ Body: { session: string; address: string; data: string } }>(
+    '/v1/memory/write',
+    {
+      // Hex doubles the bytes: room for the largest write and the rest of the body.
+      bodyLimit: 2 * MAX_MEMORY_ACCESS + 4096,
+      schema: {
+        summary: "Write the session's guest memory: data as hex (two digits a byte)",
+        body: {
+          type: 'object',
+          required: ['session', 'address', 'data'],
+          additionalProperties: false,
+          properties: {
+            session: { type: 'string', minLength: 1 },
+            address: { type: 'string', pattern: HEX64 },
+            data: { type: 'string', minLength: 2, maxLength: 2 * MAX_MEMORY_ACCESS, pattern: '^([0-9a-fA-F]{2})+$' },
+          },
+        },
+      },
+    },
+    async (req, reply) => {
+      try {
+        const s = core.session(req.body.session);
+        core.writeMemory(s, BigInt(req.body.address), Buffer.from(req.body.data, 'hex'));
         return {};
       } catch (e) {
         return refuse(reply, e);

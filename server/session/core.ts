@@ -10,6 +10,7 @@ import { type EndpointId, hex, isSecureId, isUuidString, parseUuid, type Reason,
 import { MAX_MEMORY_ACCESS } from '../../proto/wire.js';
 import { isPending } from '../spmc/pending.js';
 import { type AttachParams, MemoryFault, type Spmc, SpmcError } from '../spmc/spmc.js';
+import type { Coherence } from './coherence.js';
 import { AttackWatch, type AttackWatchOptions } from './attacks.js';
 import { type Interceptor, InterceptedCall, type Outcome } from './interceptors.js';
 import { SessionError } from './status.js';
@@ -45,6 +46,8 @@ export interface Session {
   lastActive: number;
   /** Set when its last stream was cancelled (the client went away): released at this time unless resumed. */
   graceUntil?: number;
+  /** Set once a call asks for coherent guest memory (see coherence.ts). */
+  coherence?: Coherence;
 }
 
 /** How long a session with no open stream is kept after its last call (ms), unless configured. */
@@ -127,6 +130,11 @@ export class SessionCore {
 
   get sessionCount(): number {
     return this.sessions.size;
+  }
+
+  /** The core's clock (ms): what time windows of interceptors (fault rules) are measured with. */
+  now(): number {
+    return this.clock();
   }
 
   /** Whether a token names a session still attached (a look, not a call: renews no lease). */
@@ -247,6 +255,7 @@ export class SessionCore {
 
   private release(s: Session, why: string): void {
     if (!this.sessions.delete(s.token)) return;
+    s.coherence?.close();
     for (const end of [...s.lines]) end();
     s.lines.clear();
     try {
@@ -287,14 +296,20 @@ export class SessionCore {
       if (injected) {
         out = injected.x;
         call.answeredBy = i.name;
-        if (injected.reason) this.spmc.state.reasons.set(out, injected.reason);
+        if (injected.reason && !isPending(out)) this.spmc.state.reasons.set(out, injected.reason);
       }
     }
-    out ??= this.spmc.handle(endpoint, vcpu, x);
+    let answer: Outcome = out ?? this.spmc.handle(endpoint, vcpu, x);
     call.answered = performance.now();
-    const reason = isPending(out) ? undefined : this.spmc.reasonFor(out);
-    while (ran > 0) chain[--ran]!.after?.(call, out, reason);
-    return out;
+    let reason = isPending(answer) ? undefined : this.spmc.reasonFor(answer);
+    while (ran > 0) {
+      const instead: Outcome | void = chain[--ran]!.after?.(call, answer, reason);
+      if (instead) {
+        answer = instead;
+        reason = isPending(answer) ? undefined : this.spmc.reasonFor(answer);
+      }
+    }
+    return answer;
   }
 
   /** Why these answer registers are an FFA_ERROR (undefined for any other answer). */

@@ -7,9 +7,9 @@ import type { Pending } from '../spmc/pending.js';
 /** What the model (or an interceptor) answered: registers now, or a Pending answer. */
 export type Outcome = Registers | Pending;
 
-/** An answer an interceptor gives instead of the model's, with why when it is a refusal. */
+/** An answer an interceptor gives instead of the model's (registers, or one that comes later), with why when it is a refusal. */
 export interface InjectedAnswer {
-  x: Registers;
+  x: Outcome;
   reason?: Reason;
 }
 
@@ -18,6 +18,8 @@ export class InterceptedCall {
   private decodedCall?: DecodeResult;
   /** The interceptor that answered instead of the model, if one did. */
   answeredBy?: string;
+  /** Set by an interceptor that injected or changed the answer (fault injection: the rule's id); the trace records it. */
+  injected?: string;
   /**
    * performance.now() when the answer (or the Pending) was there, before the first `after`: read
    * once by the core, so the interceptors' latencies agree and none reads the clock again.
@@ -46,6 +48,9 @@ export interface Interceptor {
   readonly name: string;
   /** Before the model: return an answer to give it instead (the model then never sees the call). */
   before?(call: InterceptedCall): InjectedAnswer | undefined;
-  /** After the model (or the interceptor that answered): the outcome, and why if it is a refusal given now. */
-  after?(call: InterceptedCall, out: Outcome, reason: Reason | undefined): void;
+  /**
+   * After the model (or the interceptor that answered): the outcome, and why if it is a refusal given
+   * now. May return another outcome to give instead (a delayed or altered answer): outer `after`s see that.
+   */
+  after?(call: InterceptedCall, out: Outcome, reason: Reason | undefined): Outcome | void;
 }

@@ -89,6 +89,9 @@ export interface Endpoint {
   readonly notifications: Notifications;
   /** FFA_CONSOLE_LOG output: the unfinished line, then the latest whole lines (bounded). */
   readonly console: { partial: string; lines: string[] };
+  /** Fault injection (server/faults): RX is held full (producers find it busy); SRIs for it are held back. */
+  rxHeld?: boolean;
+  sriHeld?: boolean;
 }
 
 /** Before a VM negotiates, it is taken to be a caller of the oldest version (the oldest layouts). */

@@ -1,7 +1,7 @@
 // The Rx/Tx mailbox: RXTX_MAP, RXTX_UNMAP, RX_RELEASE, and the producer side every ABI that
 // writes a caller's RX buffer goes through.
 
-import { FFA_ERRORS, FFA_PAGE_SIZE, type EndpointId, ffaSuccess, hex } from '../../proto/ffa/index.js';
+import { FFA_ERRORS, FFA_PAGE_SIZE, type EndpointId, ffaSuccess, hex, rxtxMinSizeBytes } from '../../proto/ffa/index.js';
 import type { Endpoint } from './endpoint.js';
 import { pageAligned } from './memory.js';
 import { type AbiTable, refuse, type SpmcState } from './state.js';
@@ -12,7 +12,7 @@ const { INVALID_PARAMETERS, DENIED } = FFA_ERRORS;
 export const rxBufferSize = (ep: Endpoint): number => (ep.mailbox ? ep.mailbox.pageCount * FFA_PAGE_SIZE : 0);
 
 /** A producer finds RX busy when it is unmapped or still FULL. */
-export const rxBusy = (ep: Endpoint): boolean => !ep.mailbox || ep.mailbox.rxState !== 'empty';
+export const rxBusy = (ep: Endpoint): boolean => !ep.mailbox || ep.mailbox.rxState !== 'empty' || ep.rxHeld === true;
 
 /** Write `data` to an EMPTY RX buffer, zero its tail, and hand it to the endpoint (FULL). */
 export function fillRx(state: SpmcState, ep: Endpoint, data: Uint8Array, producer: EndpointId, fn: string): void {
@@ -55,16 +55,28 @@ const alreadyMapped = (caller: Endpoint) => refuse(DENIED, 'rxtx_map.already_map
 
 export const mailboxAbis: AbiTable = {
   RXTX_MAP: {
-    // A second map is DENIED before its arguments are looked at (Hafnium).
-    onInvalid: ({ caller }) => (caller.mailbox ? alreadyMapped(caller) : undefined),
+    // A second map is DENIED before its arguments are looked at (Hafnium; SpmcProfile.rxtxDeniedFirst).
+    onInvalid: ({ state, caller }) => (caller.mailbox && state.profile.rxtxDeniedFirst ? alreadyMapped(caller) : undefined),
     handle({ state, caller }, { tx, rx, pageCount }) {
-      if (caller.mailbox) return alreadyMapped(caller);
+      const { profile } = state;
+      if (caller.mailbox && profile.rxtxDeniedFirst) return alreadyMapped(caller);
       if (pageCount < 1 || pageCount > state.limits.rxtxMaxPages) {
         return refuse(INVALID_PARAMETERS, 'rxtx_map.page_count', `RXTX_MAP: page count ${pageCount} is not 1..${state.limits.rxtxMaxPages}`);
       }
       if (!pageAligned(tx) || !pageAligned(rx)) {
         return refuse(INVALID_PARAMETERS, 'rxtx_map.unaligned', `RXTX_MAP: TX ${hex(tx)} or RX ${hex(rx)} is not 4 KiB aligned`);
       }
+      // A minimum above 4 KiB (FEATURES(RXTX_MAP) w2[1:0]) is the minimum size and the alignment.
+      const min = rxtxMinSizeBytes(profile.rxtxMinSize) ?? FFA_PAGE_SIZE;
+      if (min > FFA_PAGE_SIZE) {
+        if (pageCount * FFA_PAGE_SIZE < min) {
+          return refuse(INVALID_PARAMETERS, 'rxtx_map.below_minimum', `RXTX_MAP: ${pageCount} pages is below this SPMC's minimum buffer of ${min} bytes`);
+        }
+        if (tx % BigInt(min) !== 0n || rx % BigInt(min) !== 0n) {
+          return refuse(INVALID_PARAMETERS, 'rxtx_map.min_alignment', `RXTX_MAP: TX ${hex(tx)} or RX ${hex(rx)} is not aligned to the ${min}-byte minimum`);
+        }
+      }
+      if (caller.mailbox) return alreadyMapped(caller);
       const size = BigInt(pageCount) * PAGE;
       if (tx < rx + size && rx < tx + size) {
         return refuse(INVALID_PARAMETERS, 'rxtx_map.overlap', `RXTX_MAP: TX ${hex(tx)} and RX ${hex(rx)} overlap (${pageCount} pages each)`);

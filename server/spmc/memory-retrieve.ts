@@ -273,7 +273,8 @@ function deliverResponse(ctx: CallContext, share: MemShare, b: Borrower, fn: 'ME
   const { state, caller } = ctx;
   const resp = b.response!;
   const constituentsStart = memDescriptorLayout(caller.version, 1).composite + COMPOSITE_HEADER_SIZE;
-  const len = nextFragment(resp, b.delivered, rxBufferSize(caller), constituentsStart);
+  const room = state.fragmentCap > 0 ? Math.min(state.fragmentCap, rxBufferSize(caller)) : rxBufferSize(caller);
+  const len = nextFragment(resp, b.delivered, room, constituentsStart);
   if (len <= 0)
     return refusals(fn === 'MEM_FRAG_TX' ? 'MEM_FRAG_RX' : FN)(NO_MEMORY, 'rx_too_small', `the ${rxBufferSize(caller)}-byte RX buffer cannot hold a fragment`);
   fillRx(state, caller, resp.subarray(b.delivered, b.delivered + len), share.sender, fn);

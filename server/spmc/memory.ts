@@ -12,6 +12,21 @@ export const pageAligned = (a: bigint): boolean => (a & (PAGE - 1n)) === 0n;
 /** Pages are allocated on first write; unwritten memory reads as zero. */
 export class PhysicalMemory {
   private readonly pages = new Map<number, Uint8Array>();
+  /** Told of every write and zeroing, by range (whoever keeps a copy of guest memory: see session/coherence.ts). */
+  readonly watchers = new Set<(address: bigint, length: bigint) => void>();
+
+  /** The page frame numbers in [base, limit) that hold bytes (the rest read as zero). */
+  heldIn(base: bigint, limit: bigint): number[] {
+    const first = Number(base >> PAGE_SHIFT);
+    const last = Number((limit - 1n) >> PAGE_SHIFT);
+    if (limit <= base) return [];
+    if (last - first + 1 <= this.pages.size) {
+      const out: number[] = [];
+      for (let pfn = first; pfn <= last; pfn++) if (this.pages.has(pfn)) out.push(pfn);
+      return out;
+    }
+    return [...this.pages.keys()].filter((pfn) => pfn >= first && pfn <= last).sort((a, b) => a - b);
+  }
 
   get allocatedPages(): number {
     return this.pages.size;
@@ -50,10 +65,12 @@ export class PhysicalMemory {
       }
       page.set(data.subarray(pos, pos + n), off);
     });
+    for (const w of this.watchers) w(address, BigInt(data.length));
   }
 
   /** Zero a range; whole pages are dropped rather than written. */
   zero(address: bigint, length: bigint): void {
+    for (const w of this.watchers) w(address, length);
     const first = Number(address >> PAGE_SHIFT);
     const last = Number((address + length - 1n) >> PAGE_SHIFT);
     const startOff = Number(address & (PAGE - 1n));

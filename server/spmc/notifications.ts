@@ -119,6 +119,7 @@ export function flushDelayedSri(state: SpmcState, vcpu: Vcpu): void {
 export function signalReceiver(state: SpmcState, receiver: Endpoint): void {
   if (!anyPending(receiver.notifications)) return;
   if (receiver.kind === 'vm') {
+    if (receiver.sriHeld) return; // dropped by fault injection (server/faults)
     for (const o of state.observers) o.interrupt?.(receiver.id, SRI_INTID);
     return;
   }
@@ -201,9 +202,30 @@ function updateBindings({ state, caller }: CallContext, sender: EndpointId, rece
 const hypervisorOnly = (fn: string) => () =>
   refuse(NOT_SUPPORTED, `${fn.toLowerCase()}.not_hypervisor`, `${fn}: the hypervisor's call; the server created every VM's bitmap at attach`);
 
+/**
+ * At the non-secure physical instance (SpmcProfile.normalWorld 'physical') there is no hypervisor:
+ * the one normal-world endpoint makes these calls for itself, as Linux does at boot. Its bitmap
+ * already exists (made at attach), so creating or destroying its own is taken as done.
+ */
+const physicalOwn =
+  (fn: 'NOTIFICATION_BITMAP_CREATE' | 'NOTIFICATION_BITMAP_DESTROY') =>
+  (ctx: CallContext, vmId: EndpointId): Reply => {
+    if (ctx.caller.kind !== 'vm' || ctx.state.profile.normalWorld !== 'physical') return hypervisorOnly(fn)();
+    if (vmId !== ctx.caller.id) {
+      return refuse(INVALID_PARAMETERS, `${fn.toLowerCase()}.vm_id`, `${fn}: w1 names ${hex(vmId)}; the normal world here is ${hex(ctx.caller.id)} alone`);
+    }
+    return ffaSuccess();
+  };
+
 export const notificationAbis: AbiTable = {
-  NOTIFICATION_BITMAP_CREATE: { handle: hypervisorOnly('NOTIFICATION_BITMAP_CREATE'), onInvalid: hypervisorOnly('NOTIFICATION_BITMAP_CREATE') },
-  NOTIFICATION_BITMAP_DESTROY: { handle: hypervisorOnly('NOTIFICATION_BITMAP_DESTROY'), onInvalid: hypervisorOnly('NOTIFICATION_BITMAP_DESTROY') },
+  NOTIFICATION_BITMAP_CREATE: {
+    handle: (ctx, { vmId }) => physicalOwn('NOTIFICATION_BITMAP_CREATE')(ctx, vmId),
+    onInvalid: hypervisorOnly('NOTIFICATION_BITMAP_CREATE'),
+  },
+  NOTIFICATION_BITMAP_DESTROY: {
+    handle: (ctx, { vmId }) => physicalOwn('NOTIFICATION_BITMAP_DESTROY')(ctx, vmId),
+    onInvalid: hypervisorOnly('NOTIFICATION_BITMAP_DESTROY'),
+  },
 
   NOTIFICATION_BIND: {
     handle(ctx, { route, perVcpu, bitmap }) {

@@ -11,14 +11,14 @@ import {
   hex,
   isNilUuid,
   packPartitionInfoRegsHeader,
-  PARTITION_INFO_REGS_MAX_PER_CALL,
-  PARTITION_INFO_SIZE_V1_1,
+  PARTITION_INFO_SIZE_V1_0,
+  PARTITION_INFO_SIZE_V1_3,
   PARTITION_PROPERTIES as P,
   PARTITION_PROPERTIES_MASK_V1_0,
   PARTITION_PROPERTIES_MASK_V1_1,
   type PartitionInfo,
-  partitionInfoSize,
-  partitionInfoToRegs,
+  partitionInfoRegsPerCall,
+  partitionInfoToRegsSized,
   SPMC_ID,
   type Uuid,
   UUID_NIL,
@@ -28,6 +28,7 @@ import type { Endpoint } from './endpoint.js';
 import { logicalPartitionEntries } from './logical-partitions.js';
 import { fillRx, rxBufferSize, rxBusy } from './mailbox.js';
 import { type AbiTable, refuse, type SpmcState } from './state.js';
+import type { SpmcProfile } from './profile.js';
 
 const { INVALID_PARAMETERS, BUSY, NO_MEMORY, RETRY } = FFA_ERRORS;
 
@@ -45,8 +46,8 @@ export function visibleProperties(target: Endpoint, caller: Endpoint): number {
 
 /**
  * The endpoints `caller`'s discovery calls list, in the order they list them. The one place that
- * decides who sees whom (later: logical partitions the SPMD would list to SPs; the `physical`
- * personality, SPs only for everyone).
+ * decides who sees whom (later: logical partitions the SPMD would list to SPs). At the non-secure
+ * physical instance (SpmcProfile.normalWorld 'physical') there is no hypervisor: SPs only for everyone.
  * - An SP sees SPs only: Hafnium's SPMC keeps normal-world VMs in a separate list (ffa/spmc/vm.c's
  *   nwd_vms), which api_ffa_fill_partitions_info_array never walks.
  * - A VM sees the attached VMs, then the SPs (Hafnium's hypervisor lists its VMs and appends what
@@ -55,8 +56,12 @@ export function visibleProperties(target: Endpoint, caller: Endpoint): number {
 export function visiblePartitions(state: SpmcState, caller: Endpoint): Endpoint[] {
   const byId = [...state.endpoints.values()].sort((a, b) => a.id - b.id);
   const sps = byId.filter((ep) => ep.kind === 'sp');
-  return caller.kind === 'sp' ? sps : [...byId.filter((ep) => ep.kind === 'vm'), ...sps];
+  return caller.kind === 'sp' || state.profile.normalWorld === 'physical' ? sps : [...byId.filter((ep) => ep.kind === 'vm'), ...sps];
 }
+
+/** The descriptor size a caller of `version` gets: 8 for v1.0, the profile's (24, or 48 in the v1.3 layout) after. */
+export const descriptorSize = (profile: SpmcProfile, version: number): number =>
+  version <= FFA_VERSION_1_0 ? PARTITION_INFO_SIZE_V1_0 : profile.partitionInfoSize;
 
 /**
  * The descriptors `caller` gets for `uuid`. With the Nil UUID a v1.2 caller gets one entry per UUID
@@ -67,7 +72,9 @@ export function partitionEntries(state: SpmcState, caller: Endpoint, uuid: Uuid)
   const all = isNilUuid(uuid);
   const out: PartitionInfo[] = [];
   for (const ep of visiblePartitions(state, caller)) {
-    const base = { id: ep.id, execContexts: ep.vcpuCount, properties: visibleProperties(ep, caller) };
+    const base: Omit<PartitionInfo, 'uuid'> = { id: ep.id, execContexts: ep.vcpuCount, properties: visibleProperties(ep, caller) };
+    // The v1.3 layout also tells each partition's version.
+    if (state.profile.partitionInfoSize >= PARTITION_INFO_SIZE_V1_3) base.ffaVersion = ep.version;
     if (all) {
       const uuids = ep.uuids.length > 0 ? ep.uuids : [UUID_NIL];
       for (const u of caller.version >= FFA_VERSION_1_2 ? uuids : uuids.slice(0, 1)) out.push({ ...base, uuid: u });
@@ -99,7 +106,7 @@ export const partitionAbis: AbiTable = {
           ? refuse(BUSY, 'partition_info_get.rx_full', `PARTITION_INFO_GET: the RX buffer of ${hex(caller.id)} is still full (RX_RELEASE it first)`)
           : refuse(BUSY, 'partition_info_get.rx_unmapped', `PARTITION_INFO_GET: ${hex(caller.id)} has no RX buffer mapped`);
       }
-      const descSize = partitionInfoSize(caller.version);
+      const descSize = descriptorSize(state.profile, caller.version);
       if (entries.length * descSize > rxBufferSize(caller)) {
         return refuse(
           NO_MEMORY,
@@ -108,7 +115,8 @@ export const partitionAbis: AbiTable = {
         );
       }
       fillRx(state, caller, encodePartitionInfo(entries, descSize), SPMC_ID, 'PARTITION_INFO_GET');
-      return ffaSuccess([entries.length, caller.version >= FFA_VERSION_1_1 ? descSize : 0]);
+      // OP-TEE before its PR #6531 left w3 0 (SpmcProfile.partitionInfoSizeInW3).
+      return ffaSuccess([entries.length, caller.version >= FFA_VERSION_1_1 && state.profile.partitionInfoSizeInW3 ? descSize : 0]);
     },
   },
 
@@ -134,14 +142,16 @@ export const partitionAbis: AbiTable = {
           `PARTITION_INFO_GET_REGS: start index ${startIndex} is not below the count ${entries.length}`,
         );
       }
-      const batch = entries.slice(startIndex, startIndex + PARTITION_INFO_REGS_MAX_PER_CALL);
+      // The register form is v1.2+: its descriptors are the profile's size (5 of 24 bytes a call, 2 of 48).
+      const descSize = state.profile.partitionInfoSize;
+      const batch = entries.slice(startIndex, startIndex + partitionInfoRegsPerCall(descSize));
       const header = packPartitionInfoRegsHeader({
         lastIndex: entries.length - 1,
         currentIndex: startIndex + batch.length - 1,
         tag: 0,
-        descSize: PARTITION_INFO_SIZE_V1_1,
+        descSize,
       });
-      return ffaSuccess([header, ...batch.flatMap(partitionInfoToRegs)], 64);
+      return ffaSuccess([header, ...batch.flatMap((e) => partitionInfoToRegsSized(e, descSize))], 64);
     },
   },
 };

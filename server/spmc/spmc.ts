@@ -6,13 +6,13 @@ import {
   type EndpointId,
   errorRegisters,
   FFA_ERRORS,
+  FFA_FUNCTIONS,
   FFA_PAGE_SIZE,
   type FfaFunction,
   type FfaVersion,
   ffaSuccess,
   fidName,
   hex,
-  FFA_VERSION_IMPLEMENTED,
   isCompatible,
   isSecureId,
   isSpmdLogicalId,
@@ -66,6 +66,8 @@ import {
   wake,
 } from './state.js';
 import { versionAbis } from './versions.js';
+import { DEFAULT_PROFILE, PHYSICAL_NWD_ID, type SpmcProfile, versionFor } from './profile.js';
+import { v13Abis } from './v1-3.js';
 
 /** A secure partition as the manifest declares it (already validated). */
 export interface PartitionManifest {
@@ -96,6 +98,12 @@ export interface SpmcConfig {
    * attribute padding, unused registers of memory calls). Off by default: never stricter than Hafnium.
    */
   strict?: boolean;
+  /**
+   * Answer as another partition manager would where it differs (version, FEATURES, RX/TX rules,
+   * partition-info layout, the normal world's view); server/personalities names complete sets.
+   * Unset fields are Hafnium's, as this model answers by default.
+   */
+  profile?: Partial<SpmcProfile>;
 }
 
 export interface AttachParams {
@@ -108,6 +116,8 @@ export interface AttachParams {
   credential?: string;
   /** A VM's memory and device regions (its memory is all non-secure). */
   regions?: MemoryRegionDecl[];
+  /** Where a VM's RAM window must lie (4 KiB aligned; IPA == PA); unset or 0: the SPMC places it. */
+  ramBase?: bigint;
 }
 
 export type SpmcErrorKind = 'invalid-argument' | 'already-exists' | 'permission-denied' | 'not-found' | 'resource-exhausted';
@@ -155,6 +165,7 @@ export class Spmc {
   constructor(config: SpmcConfig) {
     this.state = new SpmcState({ ...DEFAULT_LIMITS, ...config.limits }, config.handleSeed ?? 0x5eed5eed5eed5eedn);
     this.state.strict = config.strict ?? false;
+    this.state.profile = { ...DEFAULT_PROFILE, ...config.profile };
     this.abis = {
       ...versionAbis,
       ...featuresAbis(() => this.abis),
@@ -166,6 +177,7 @@ export class Spmc {
       ...indirectMessagingAbis,
       ...notificationAbis,
       ...consoleAbis,
+      ...v13Abis,
     };
     // Every partition's absolute regions first, so that no RAM window lands on one.
     const absolute = config.partitions.map((p) => regionsOrThrow(p.name, reserveAbsolute(this.state, p.regions ?? [])));
@@ -190,7 +202,8 @@ export class Spmc {
   private addPartition(p: PartitionManifest, absolute: Window[]): void {
     if (!isSecureId(p.id) || p.id === SPMC_ID) throw new SpmcError('invalid-argument', `partition id ${hex(p.id)} is not an SP id`);
     if (this.state.endpoints.has(p.id)) throw new SpmcError('already-exists', `partition id ${hex(p.id)} declared twice`);
-    if (!isCompatible(p.ffaVersion, FFA_VERSION_IMPLEMENTED)) throw new SpmcError('invalid-argument', `partition ${p.name}: FF-A version not supported`);
+    if (!isCompatible(p.ffaVersion, versionFor(this.state.profile, 'sp')))
+      throw new SpmcError('invalid-argument', `partition ${p.name}: FF-A version not supported`);
     const ram = this.state.windows.allocate(roundUp(p.ramBytes, PAGE));
     if (!ram) throw new SpmcError('resource-exhausted', `no room for partition ${p.name}'s memory`);
     const ep = newEndpoint(
@@ -269,21 +282,31 @@ export class Spmc {
 
     const vms = [...this.state.endpoints.values()].filter((e) => e.kind === 'vm').length;
     if (vms >= this.state.limits.maxVms) throw new SpmcError('resource-exhausted', `at most ${this.state.limits.maxVms} VMs`);
+    const physical = this.state.profile.normalWorld === 'physical';
+    if (physical && requested !== PHYSICAL_NWD_ID) {
+      throw new SpmcError(
+        'invalid-argument',
+        `endpoint_id ${hex(requested)}: at the non-secure physical instance the one normal-world endpoint is ${PHYSICAL_NWD_ID}`,
+      );
+    }
+    if (physical && vms > 0) throw new SpmcError('resource-exhausted', 'the non-secure physical instance has one normal-world endpoint, and it is attached');
     let id = requested;
-    if (id === 0) {
+    if (physical) {
+      // No hypervisor: the one normal-world endpoint is ID 0 (TF-A's ns_ep_desc[0], OP-TEE's guest 0).
+    } else if (id === 0) {
       id = VM_ID_MIN;
       while (id <= VM_ID_MAX && this.state.endpoints.has(id)) id++;
     } else if (this.state.endpoints.has(id)) {
       throw new SpmcError('already-exists', `endpoint id ${hex(id)} is in use`);
     }
-    if (!isVmId(id)) throw new SpmcError('resource-exhausted', 'no free VM id');
+    if (!physical && !isVmId(id)) throw new SpmcError('resource-exhausted', 'no free VM id');
     const regions = params.regions ?? [];
     const absolute = reserveAbsolute(this.state, regions);
     if ('problem' in absolute) throw new SpmcError('invalid-argument', `regions: ${absolute.problem}`);
-    const ram = this.state.windows.allocate(ramBytes);
-    if (!ram) {
+    const ram = this.placeRam(ramBytes, params.ramBase ?? 0n);
+    if (!ram.window) {
       for (const w of absolute) this.state.windows.free(w);
-      throw new SpmcError('resource-exhausted', 'no room for the RAM window');
+      throw new SpmcError(ram.kind, ram.problem);
     }
     const ep = newEndpoint(
       {
@@ -294,13 +317,13 @@ export class Spmc {
         properties,
         uuids,
         version: VM_DEFAULT_VERSION,
-        ram,
+        ram: ram.window,
       },
       true,
     ); // the server, as hypervisor, creates every VM's notification bitmap
     const windows = mapRegions(this.state, ep, regions, absolute);
     if ('problem' in windows) {
-      this.state.windows.free(ram);
+      this.state.windows.free(ram.window);
       throw new SpmcError('invalid-argument', `regions: ${windows.problem}`);
     }
     this.regionWindows.set(id, windows);
@@ -308,6 +331,20 @@ export class Spmc {
     this.state.endpoints.set(id, ep);
     for (const o of this.state.observers) o.attach?.(ep);
     return ep;
+  }
+
+  /** The RAM window: where the attach asks for it (if free), or the first that fits. */
+  private placeRam(size: bigint, base: bigint): { window: Window } | { window?: undefined; kind: SpmcErrorKind; problem: string } {
+    if (base === 0n) {
+      const window = this.state.windows.allocate(size);
+      return window ? { window } : { kind: 'resource-exhausted', problem: 'no room for the RAM window' };
+    }
+    if (base < 0n || base % PAGE !== 0n) return { kind: 'invalid-argument', problem: `ram_base ${hex(base)} is not 4 KiB aligned` };
+    if (base + size > PA_SPACE) return { kind: 'invalid-argument', problem: `ram_base ${hex(base)}+${hex(size)} is beyond the 48-bit physical address space` };
+    const window = this.state.windows.reserve(base, size);
+    return window
+      ? { window }
+      : { kind: 'already-exists', problem: `ram_base ${hex(base)}+${hex(size)} overlaps memory already given to an endpoint or region` };
   }
 
   private attachRemotePartition(id: EndpointId, credential: string): Endpoint {
@@ -410,7 +447,9 @@ export class Spmc {
     }
     const fn: FfaFunction = decoded.ok ? decoded.call.fn : decoded.fn;
     const handler = this.abis[fn] as AbiHandler<FfaFunction> | undefined;
-    if (!handler) {
+    // Not handled at all, newer than the version this SPMC answers as, or one the profile's SPMC does not do for VMs.
+    const { profile } = this.state;
+    if (!handler || FFA_FUNCTIONS[fn].since > versionFor(profile, caller.kind) || (caller.kind === 'vm' && profile.vmUnsupported.includes(fn))) {
       const name = fidName(decoded.fid);
       return encodeAnswer(
         this.state,

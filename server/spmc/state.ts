@@ -19,6 +19,7 @@ import type { LogicalPartition } from './logical-partitions.js';
 import { Pending } from './pending.js';
 import { PhysicalMemory, type Window, WindowAllocator } from './memory.js';
 import { MemShares } from './memory-share.js';
+import { DEFAULT_PROFILE, type SpmcProfile } from './profile.js';
 
 export interface SpmcLimits {
   /** Borrowers per memory transaction. */
@@ -102,6 +103,10 @@ export class SpmcState {
   readonly reasons = new WeakMap<Registers, Reason>();
   /** Refuse what the spec calls MBZ but Hafnium never checks (SpmcConfig.strict). */
   strict = false;
+  /** Where this SPMC answers as another partition manager would (SpmcConfig.profile; server/personalities). */
+  profile: SpmcProfile = DEFAULT_PROFILE;
+  /** Fault injection (server/faults): the largest retrieve-response fragment written to an RX buffer (0: no cap). */
+  fragmentCap = 0;
   /** RAM windows of endpoints that left while others still held pages in them. */
   private readonly orphanWindows: Window[] = [];
 

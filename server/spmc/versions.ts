@@ -11,17 +11,37 @@
 // the declared one (Spmc.partition(id).ffaVersion), and a remote partition that attaches again
 // starts from it again.
 
-import { FFA_VERSION_IMPLEMENTED, isCompatible, SMCCC_NOT_SUPPORTED, toRegisters, type FfaVersion } from '../../proto/ffa/index.js';
+//
+// Other partition managers answer a normal-world caller otherwise (SpmcProfile.vmVersionRule):
+// TF-A's EL3 SPMC (ffa_version_handler) records any well-formed request and returns its own
+// version; OP-TEE's S-EL1 SPMC (spmc_exchange_version) settles on v1.0 or v1.1. Neither locks.
+
+import { FFA_VERSION_1_0, FFA_VERSION_1_1, isCompatible, isVersionWord, SMCCC_NOT_SUPPORTED, toRegisters, type FfaVersion } from '../../proto/ffa/index.js';
+import { versionFor } from './profile.js';
 import type { AbiTable, CallContext, Reply } from './state.js';
 
 /** FFA_VERSION reports failure SMCCC-style: NOT_SUPPORTED in w0, not FFA_ERROR (so no reason). */
 const notSupported = (): Reply => ({ raw: toRegisters([SMCCC_NOT_SUPPORTED]) });
 
-function negotiate({ caller }: CallContext, requested: FfaVersion): Reply {
-  if (!isCompatible(requested, FFA_VERSION_IMPLEMENTED)) return notSupported();
+function negotiate(ctx: CallContext, requested: FfaVersion): Reply {
+  const { caller, state } = ctx;
+  const own = versionFor(state.profile, caller.kind);
+  const rule = caller.kind === 'vm' ? state.profile.vmVersionRule : 'hafnium';
+  if (rule === 'el3-spmc') {
+    if (!isVersionWord(requested)) return notSupported();
+    // Recorded as asked; a request this model cannot speak leaves the layouts at the SPMC's own.
+    caller.version = isCompatible(requested, own) ? requested : own;
+    return { raw: toRegisters([own]) };
+  }
+  if (rule === 'optee') {
+    if (!isVersionWord(requested)) return notSupported();
+    caller.version = requested < FFA_VERSION_1_1 ? FFA_VERSION_1_0 : FFA_VERSION_1_1;
+    return { raw: toRegisters([caller.version]) };
+  }
+  if (!isCompatible(requested, own)) return notSupported();
   if (caller.versionLocked && requested !== caller.version) return notSupported();
   caller.version = requested;
-  return { raw: toRegisters([FFA_VERSION_IMPLEMENTED]) };
+  return { raw: toRegisters([own]) };
 }
 
 export const versionAbis: AbiTable = {
