@@ -5,6 +5,7 @@
 import { api, sse, token, whenUnauthorized } from './api.js';
 import { SequenceChart } from './chart.js';
 import { callsAroundMarkdown, download } from './export.js';
+import { FaultPanel } from './faults.js';
 import { drawMemoryMap, legend } from './memmap.js';
 import { base, brief, ChartModel } from './model.js';
 
@@ -114,6 +115,7 @@ function showMemory(map) {
   $('#memmap-note').textContent = '';
 }
 legend($('#legend'));
+const faults = new FaultPanel($('#faults'));
 
 async function refresh() {
   if (page.mode !== 'live') return;
@@ -131,6 +133,7 @@ async function refresh() {
   } catch (e) {
     $('#memmap-note').textContent = e.status === 401 ? 'the memory map needs the admin token' : `memory map: ${e.message}`;
   }
+  await faults.refresh();
 }
 
 // ---- the chart ------------------------------------------------------------------------------
@@ -350,6 +353,8 @@ function follow() {
 function take(r, unfiltered) {
   if (r.seq <= lastSeq) return;
   show(r);
+  // The rule set changed, or a rule fired: its counters moved.
+  if (r.kind === 'faults' || r.injected) void faults.refresh();
   if (unfiltered && r.seq > (page.records.at(-1)?.seq ?? 0)) chartRecord(r);
 }
 
