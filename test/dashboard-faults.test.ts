@@ -25,7 +25,7 @@ import { SessionCore } from '../server/session/core.js';
 import { InProcessConnector } from '../server/session/in-process.js';
 import { Tokens } from '../server/session/tokens.js';
 import { Spmc } from '../server/spmc/spmc.js';
-import { SP1 } from './dashboard-scenario.js';
+import { SP1, tracedServer } from './dashboard-scenario.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const skip = existsSync(CHROMIUM) ? false : `needs ${CHROMIUM} (Debian's chromium; .ci/run installs it)`;
@@ -178,6 +178,22 @@ t.test('with serve --admin-token: the panel asks for the token, then adds and re
   await row.waitFor({ state: 'detached' });
   t.same(srv.faults.list().rules, [], 'removed with the token');
   t.equal(await echo(vm), 'OK');
+  t.same(problems, []);
+});
+
+t.test('a live server without fault injection: no panel, and no request for /v1/faults', { skip }, async (t) => {
+  const srv = await tracedServer();
+  t.teardown(srv.stop);
+  const browser = await launch(t);
+  const { page, problems } = await openPage(browser, srv.base);
+  const asked: string[] = [];
+  page.on('request', (r) => void (r.url().includes('/v1/faults') && asked.push(r.url())));
+  await page.waitForSelector('#trace[data-state="live"]');
+  // Two state refreshes (each second) after the page knew what the server serves.
+  await page.waitForResponse((r) => r.url().endsWith('/v1/memory/map'));
+  await page.waitForResponse((r) => r.url().endsWith('/v1/memory/map'));
+  t.equal(await page.locator('#faults').isHidden(), true, 'the panel is hidden');
+  t.same(asked, [], 'never asked');
   t.same(problems, []);
 });
 

@@ -29,6 +29,8 @@ const short = (o) =>
 const KEEP = 20000;
 const page = {
   mode: 'live',
+  /** Whether the server injects faults (/v1/faults): the fault rules panel. */
+  faults: false,
   records: [],
   /** Decoded buffers by seq. */
   buffers: new Map(),
@@ -133,7 +135,7 @@ async function refresh() {
   } catch (e) {
     $('#memmap-note').textContent = e.status === 401 ? 'the memory map needs the admin token' : `memory map: ${e.message}`;
   }
-  await faults.refresh();
+  if (page.faults) await faults.refresh();
 }
 
 // ---- the chart ------------------------------------------------------------------------------
@@ -354,7 +356,7 @@ function take(r, unfiltered) {
   if (r.seq <= lastSeq) return;
   show(r);
   // The rule set changed, or a rule fired: its counters moved.
-  if (r.kind === 'faults' || r.injected) void faults.refresh();
+  if (page.faults && (r.kind === 'faults' || r.injected)) void faults.refresh();
   if (unfiltered && r.seq > (page.records.at(-1)?.seq ?? 0)) chartRecord(r);
 }
 
@@ -547,6 +549,8 @@ async function startReplay() {
     $('#token-state').textContent = token.get() ? 'token set for this tab' : 'inspection needs the admin token';
   }
   if (info.mode === 'replay') return startReplay();
+  // The fault rules panel, where the server injects faults (not in replay: a recording's rules are fixed).
+  page.faults = !!info.faults;
   follow();
   refresh();
   setInterval(refresh, 1000);
