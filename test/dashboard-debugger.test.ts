@@ -4,50 +4,21 @@
 // through the recording to the state replay computes, the SVG and Markdown exports, and the admin
 // token entered in the page. Screenshots go to /tmp/dashboard-*.png.
 
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { FfaDriver } from '../client-driver/driver.js';
 import { EmulatedVm } from '../client-driver/vm.js';
 import { hex, MEM_PERM } from '../proto/ffa/index.js';
 import { ReplaySession } from '../server/debug/replay-session.js';
 import { buildReplayApp } from '../server/http/replay.js';
 import { Tokens } from '../server/session/tokens.js';
+import { chromiumSkip, launchChromium, openDashboard } from './fixtures/chromium.js';
 import { finishScenario, NOBODY, SP1, SP2, startScenario, tracedServer } from './dashboard-scenario.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const skip = existsSync(CHROMIUM) ? false : `needs ${CHROMIUM} (Debian's chromium; .ci/run installs it)`;
-
-async function launch(t: { teardown: (f: () => Promise<void>) => void }): Promise<Browser> {
-  const { chromium } = await import('playwright-core');
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
-  t.teardown(() => browser.close());
-  return browser;
-}
-
-/** A page whose chart is tall enough to draw every row of these short sessions (it draws only what is in view). */
-async function openPage(browser: Browser, url: string): Promise<{ page: Page; problems: string[] }> {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 }, acceptDownloads: true });
-  const problems: string[] = [];
-  page.on('pageerror', (e) => void problems.push(`exception: ${e.message}`));
-  page.on('console', (m) => void (m.type() === 'error' && !/401/.test(m.text()) && problems.push(`console: ${m.text()}`)));
-  await page.goto(url);
-  await page.addStyleTag({ content: '#chart { height: 6000px !important; }' });
-  return { page, problems };
-}
+const skip = chromiumSkip;
 
 type Arrow = { seq: number; fn: string; from: string; to: string; cls: string; text: string };
 const arrows = (page: Page): Promise<Arrow[]> =>
@@ -70,8 +41,8 @@ async function download(page: Page, button: string): Promise<string> {
 t.test('live: the known scenario as a sequence chart, a decoded lend, the memory map, exports', { skip }, async (t) => {
   const srv = await tracedServer();
   t.teardown(srv.stop);
-  const browser = await launch(t);
-  const { page, problems } = await openPage(browser, srv.base);
+  const browser = await launchChromium(t);
+  const { page, problems } = await openDashboard(browser, srv.base, /401/);
   await page.waitForSelector('#trace[data-state="live"]');
 
   const s = await startScenario(srv.connector);
@@ -206,8 +177,8 @@ t.test('time travel: the page shows the state replay computes at a record, steps
   await app.listen({ host: '127.0.0.1', port: 0 });
   const addr = app.server.address();
   const base = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
-  const browser = await launch(t);
-  const { page, problems } = await openPage(browser, base);
+  const browser = await launchChromium(t);
+  const { page, problems } = await openDashboard(browser, base, /401/);
   await page.waitForSelector('body[data-opened]');
   t.equal(await page.locator('#mode').textContent(), 'replay');
 
@@ -301,8 +272,8 @@ t.test('time travel: the page shows the state replay computes at a record, steps
 t.test('with serve --admin-token: the page asks for the token, then streams and inspects with it', { skip }, async (t) => {
   const srv = await tracedServer({ tokens: new Tokens({ admin: 'sesame-admin-token' }) });
   t.teardown(srv.stop);
-  const browser = await launch(t);
-  const { page } = await openPage(browser, srv.base);
+  const browser = await launchChromium(t);
+  const { page } = await openDashboard(browser, srv.base, /401/);
   await page.waitForSelector('#token:not([hidden])');
   await page.waitForSelector('#trace[data-state="unauthorized"]');
   t.match(await page.locator('#memmap-note').textContent(), /admin token/, 'the memory map says why it is empty');

@@ -4,11 +4,11 @@
 // the rule through the page lets the next request through; with --admin-token the panel works once
 // the token is entered; `replay --serve` shows no panel.
 
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { FfaDriver } from '../client-driver/driver.js';
 import { FfaDriverError } from '../client-driver/errno.js';
 import { EmulatedVm } from '../client-driver/vm.js';
@@ -25,10 +25,10 @@ import { SessionCore } from '../server/session/core.js';
 import { InProcessConnector } from '../server/session/in-process.js';
 import { Tokens } from '../server/session/tokens.js';
 import { Spmc } from '../server/spmc/spmc.js';
+import { chromiumSkip, launchChromium, openDashboard } from './fixtures/chromium.js';
 import { SP1, tracedServer } from './dashboard-scenario.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const skip = existsSync(CHROMIUM) ? false : `needs ${CHROMIUM} (Debian's chromium; .ci/run installs it)`;
+const skip = chromiumSkip;
 const ADMIN = 'sesame-admin-token';
 
 /** As `serve` wires it: traced model, the fault injector last in the chain, its rules traced, /v1/faults served. */
@@ -57,35 +57,6 @@ async function faultServer(opts: { file?: string; tokens?: Tokens } = {}) {
   return { faults, base, connector, stop };
 }
 
-async function launch(t: { teardown: (f: () => Promise<void>) => void }): Promise<Browser> {
-  const { chromium } = await import('playwright-core');
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
-  t.teardown(() => browser.close());
-  return browser;
-}
-
-async function openPage(browser: Browser, url: string): Promise<{ page: Page; problems: string[] }> {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-  const problems: string[] = [];
-  page.on('pageerror', (e) => void problems.push(`exception: ${e.message}`));
-  // The refused requests (401 before the token, 400 for the bad rule) are logged by the browser itself.
-  page.on('console', (m) => void (m.type() === 'error' && !/40[01]/.test(m.text()) && problems.push(`console: ${m.text()}`)));
-  await page.goto(url);
-  await page.addStyleTag({ content: '#chart { height: 6000px !important; }' });
-  return { page, problems };
-}
-
 const busyTwice = (caller: number) => ({ id: 'busy-twice', match: { caller, function: 'FFA_MSG_SEND_DIRECT_REQ' }, action: { error: 'BUSY' }, times: 2 });
 
 async function addRule(page: Page, rule: unknown) {
@@ -107,8 +78,8 @@ async function echo(vm: FfaDriver): Promise<string> {
 t.test('the panel adds busy-twice, the chart marks its answer, a bad rule says why, remove lets calls through', { skip }, async (t) => {
   const srv = await faultServer();
   t.teardown(srv.stop);
-  const browser = await launch(t);
-  const { page, problems } = await openPage(browser, srv.base);
+  const browser = await launchChromium(t);
+  const { page, problems } = await openDashboard(browser, srv.base, /40[01]/);
   await page.waitForSelector('#faults[data-state="ready"]');
   t.equal(await page.locator('#fault-rules tbody tr').count(), 0, 'no rule yet');
 
@@ -159,8 +130,8 @@ t.test('the panel adds busy-twice, the chart marks its answer, a bad rule says w
 t.test('with serve --admin-token: the panel asks for the token, then adds and removes with it', { skip }, async (t) => {
   const srv = await faultServer({ tokens: new Tokens({ admin: ADMIN }) });
   t.teardown(srv.stop);
-  const browser = await launch(t);
-  const { page, problems } = await openPage(browser, srv.base);
+  const browser = await launchChromium(t);
+  const { page, problems } = await openDashboard(browser, srv.base, /40[01]/);
   await page.waitForSelector('#faults[data-state="unauthorized"]');
   t.match(await page.locator('#faults .fault-note').textContent(), /admin token/, 'the panel says why it is empty');
   await page.fill('#admin-token', ADMIN);
@@ -184,8 +155,8 @@ t.test('with serve --admin-token: the panel asks for the token, then adds and re
 t.test('a live server without fault injection: no panel, and no request for /v1/faults', { skip }, async (t) => {
   const srv = await tracedServer();
   t.teardown(srv.stop);
-  const browser = await launch(t);
-  const { page, problems } = await openPage(browser, srv.base);
+  const browser = await launchChromium(t);
+  const { page, problems } = await openDashboard(browser, srv.base, /40[01]/);
   const asked: string[] = [];
   page.on('request', (r) => void (r.url().includes('/v1/faults') && asked.push(r.url())));
   await page.waitForSelector('#trace[data-state="live"]');
@@ -208,8 +179,8 @@ t.test('replay --serve: no fault rules panel', { skip }, async (t) => {
   t.teardown(() => app.close());
   await app.listen({ host: '127.0.0.1', port: 0 });
   const addr = app.server.address();
-  const browser = await launch(t);
-  const { page } = await openPage(browser, `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`);
+  const browser = await launchChromium(t);
+  const { page } = await openDashboard(browser, `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`, /40[01]/);
   await page.waitForSelector('body[data-opened]');
   t.equal(await page.locator('#mode').textContent(), 'replay');
   t.equal(await page.locator('#faults').isHidden(), true, 'the panel is hidden');
