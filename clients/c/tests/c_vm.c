@@ -66,7 +66,7 @@ static void discovery(void)
 
 	regs(x, FFA_PARTITION_INFO_GET, 0, 0, 0, 0, 0, 0, 0);
 	must_call(ep, 0, x);
-	ok(x[0] == FFA_SUCCESS_32 && x[3] == 24,
+	ok(x[0] == FFA_SUCCESS_32 && x[3] == FFA_PARTITION_INFO_SIZE_V1_1,
 	   "PARTITION_INFO_GET: %llu descriptors of %llu bytes",
 	   (unsigned long long)x[2], (unsigned long long)x[3]);
 	for (uint64_t i = 0; i < x[2]; i++) {
