@@ -6,8 +6,8 @@
  * - "cycle": with the C partition, signalled by a direct request (whose
  *   hops through the SPMC to the partition's process are in the time);
  * - "cycle_direct": between two C VMs, each making its own calls: A shares,
- *   B retrieves (and RX_RELEASE), writes through the pointer, relinquishes,
- *   A reclaims and reads B's bytes through its pointer. B runs in a child
+ *   B retrieves (and RX_RELEASE), checks and writes through the pointer,
+ *   relinquishes, A reclaims and reads B's bytes through its pointer. B runs in a child
  *   forked before any connection (one address space cannot hold a guest
  *   page twice: IPA == PA), told the handle and answering through pipes.
  * Prints "NAME P50 P99 CALLS" in microseconds per line.
@@ -113,15 +113,20 @@ static uint64_t recv_word(int fd)
 	return v;
 }
 
-/* A's side: share a page with B, wait for B, reclaim, read B's bytes. */
+/*
+ * A's side: share a page with B, wait for B, reclaim, read B's bytes. A
+ * does not write it (the cycle is B's write): B finds its previous bytes,
+ * come back to A by reclaim and to B again by retrieve.
+ */
+static uint8_t b_wrote; /* what B writes in the next cycle: a counter */
+
 static void cycle_direct(void)
 {
 	uint64_t x[RSPMC_REGS];
-	uint8_t *page = ram[8];
+	uint8_t *page = ram[9];
 	uint32_t len = mem_descriptor(ram[0], self, vm_b, MEM_SHARE,
 				      (uintptr_t)page, 1);
 
-	memset(page, 1, PAGE_SIZE);
 	regs(x, FFA_MEM_SHARE_32, len, len, 0, 0, 0, 0, 0);
 	must_call(ep, 0, x);
 	if (x[0] != FFA_SUCCESS_32)
@@ -134,15 +139,17 @@ static void cycle_direct(void)
 	regs(x, FFA_MEM_RECLAIM, handle & 0xffffffff, handle >> 32, 0, 0, 0, 0,
 	     0);
 	must_call(ep, 0, x);
-	if (x[0] != FFA_SUCCESS_32 || page[0] != 2 ||
-	    page[PAGE_SIZE - 1] != 2)
+	++b_wrote;
+	if (x[0] != FFA_SUCCESS_32 || page[0] != b_wrote ||
+	    page[PAGE_SIZE - 1] != b_wrote)
 		exit(5);
 }
 
 /*
  * B: a VM of its own (its window placed by the server), told its id to A,
- * then for each handle: retrieve, RX_RELEASE, check A's bytes, write its
- * own, relinquish, answer 0 (or where it failed).
+ * then for each handle: retrieve, RX_RELEASE, check the page holds what it
+ * wrote last time (zero at first), write the next count over it,
+ * relinquish, answer 0 (or where it failed).
  */
 static int vm_b_main(const char *address, uint16_t a)
 {
@@ -165,7 +172,7 @@ static int vm_b_main(const char *address, uint16_t a)
 	regs(x, FFA_RXTX_MAP_64, (uintptr_t)tx, (uintptr_t)rx, 1, 0, 0, 0, 0);
 	must_call(b, 0, x);
 	send_word(to_a[1], id);
-	for (;;) {
+	for (uint8_t last = 0;; last++) {
 		uint64_t handle, v;
 
 		if (read(to_b[0], &handle, sizeof(handle)) != sizeof(handle))
@@ -184,8 +191,8 @@ static int vm_b_main(const char *address, uint16_t a)
 
 		regs(x, FFA_RX_RELEASE, 0, 0, 0, 0, 0, 0, 0);
 		must_call(b, 0, x);
-		v = mem[0] == 1 && mem[PAGE_SIZE - 1] == 1 ? 0 : 2;
-		memset(mem, 2, PAGE_SIZE);
+		v = mem[0] == last && mem[PAGE_SIZE - 1] == last ? 0 : 2;
+		memset(mem, (uint8_t)(last + 1), PAGE_SIZE);
 		relinquish_descriptor(tx, handle, id);
 		regs(x, FFA_MEM_RELINQUISH, 0, 0, 0, 0, 0, 0, 0);
 		must_call(b, 0, x);
