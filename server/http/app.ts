@@ -109,6 +109,6 @@ export async function buildHttpApp(opts: HttpOptions): Promise<FastifyInstance> 
   await app.register(smcccRoutes, { core: opts.core, sessions });
   await app.register(metricsRoutes, { core: opts.core, tracer: opts.tracer, httpSessions: sessions });
   if (opts.faults) await app.register(faultRoutes, { faults: opts.faults });
-  await app.register(dashboardRoutes, { core: opts.core, tracer: opts.tracer, adminToken: tokens?.required('admin') ?? false });
+  await app.register(dashboardRoutes, { core: opts.core, tracer: opts.tracer, adminToken: tokens?.required('admin') ?? false, faults: !!opts.faults });
   return app;
 }

@@ -23,6 +23,8 @@ export interface DashboardOptions {
   tracer?: Tracer;
   /** Whether inspection routes ask for the admin token (the page then asks for it). */
   adminToken?: boolean;
+  /** Whether /v1/faults is served (the page then shows its fault rules panel). */
+  faults?: boolean;
   /** Replay: decoded buffers from a seq on. */
   buffers?: (from: number) => Record<number, DecodedBuffer[]>;
 }
@@ -46,10 +48,15 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app,
   });
 
   const mode = opts.mode ?? 'live';
-  app.get('/v1/dashboard', { schema: { summary: "The dashboard's mode (live or replay) and whether inspection needs the admin token" } }, async () => ({
-    mode,
-    adminToken: opts.adminToken ?? false,
-  }));
+  app.get(
+    '/v1/dashboard',
+    { schema: { summary: "The dashboard's mode (live or replay), whether inspection needs the admin token, and whether fault rules are served" } },
+    async () => ({
+      mode,
+      adminToken: opts.adminToken ?? false,
+      faults: opts.faults ?? false,
+    }),
+  );
 
   let buffers = opts.buffers;
   if (!buffers && opts.core && opts.tracer) {

@@ -5,6 +5,7 @@
 import { api, sse, token, whenUnauthorized } from './api.js';
 import { SequenceChart } from './chart.js';
 import { callsAroundMarkdown, download } from './export.js';
+import { FaultPanel } from './faults.js';
 import { drawMemoryMap, legend } from './memmap.js';
 import { base, brief, ChartModel } from './model.js';
 
@@ -28,6 +29,8 @@ const short = (o) =>
 const KEEP = 20000;
 const page = {
   mode: 'live',
+  /** Whether the server injects faults (/v1/faults): the fault rules panel. */
+  faults: false,
   records: [],
   /** Decoded buffers by seq. */
   buffers: new Map(),
@@ -114,6 +117,7 @@ function showMemory(map) {
   $('#memmap-note').textContent = '';
 }
 legend($('#legend'));
+const faults = new FaultPanel($('#faults'));
 
 async function refresh() {
   if (page.mode !== 'live') return;
@@ -131,6 +135,7 @@ async function refresh() {
   } catch (e) {
     $('#memmap-note').textContent = e.status === 401 ? 'the memory map needs the admin token' : `memory map: ${e.message}`;
   }
+  if (page.faults) await faults.refresh();
 }
 
 // ---- the chart ------------------------------------------------------------------------------
@@ -350,6 +355,8 @@ function follow() {
 function take(r, unfiltered) {
   if (r.seq <= lastSeq) return;
   show(r);
+  // The rule set changed, or a rule fired: its counters moved.
+  if (page.faults && (r.kind === 'faults' || r.injected)) void faults.refresh();
   if (unfiltered && r.seq > (page.records.at(-1)?.seq ?? 0)) chartRecord(r);
 }
 
@@ -542,6 +549,8 @@ async function startReplay() {
     $('#token-state').textContent = token.get() ? 'token set for this tab' : 'inspection needs the admin token';
   }
   if (info.mode === 'replay') return startReplay();
+  // The fault rules panel, where the server injects faults (not in replay: a recording's rules are fixed).
+  page.faults = !!info.faults;
   follow();
   refresh();
   setInterval(refresh, 1000);
