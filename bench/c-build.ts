@@ -1,6 +1,8 @@
 // Building the C library (clients/c) and its programs with CMake, once per source tree: the C tests
 // and the C benchmark share it. The build lives in the temporary directory, named by a hash of the
-// sources and the .proto, so an unchanged tree reuses it.
+// sources, the .proto and the FF-A header, so an unchanged tree reuses it. CMake writes the FF-A
+// header (rspmc_ffa.h) with the compiled bench/c-ffa-header.ts: this file runs from dist/, so it
+// is there; CMake is told where, and which node to run it with.
 
 import { execFile, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -9,12 +11,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { ffaCHeader } from './c-ffa-header.js';
 
 const run = promisify(execFile);
 /** The repository (this file runs from dist/bench/). */
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 export const C_CLIENT_SRC = join(REPO, 'clients', 'c');
 const PROTO = join(REPO, 'proto', 'remote_spmc.proto');
+const FFA_HEADER_GENERATOR = fileURLToPath(new URL('./c-ffa-header.js', import.meta.url));
 
 /** What is missing to build the library (a tool, the gRPC C++ development files), if anything. */
 export function cClientMissing(): string | undefined {
@@ -34,7 +38,7 @@ function sourceHash(buildType: string): string {
     }
   };
   walk(C_CLIENT_SRC);
-  h.update(readFileSync(PROTO));
+  h.update(readFileSync(PROTO)).update(ffaCHeader());
   return h.digest('hex').slice(0, 16);
 }
 
@@ -47,7 +51,9 @@ export async function buildCClient(buildType: '' | 'Release' = ''): Promise<stri
   if (existsSync(join(dir, '.built'))) return dir;
   const work = `${dir}.${process.pid}`;
   rmSync(work, { recursive: true, force: true });
-  await run('cmake', ['-S', C_CLIENT_SRC, '-B', work, `-DCMAKE_BUILD_TYPE=${buildType}`], { maxBuffer: 1 << 24 });
+  if (!existsSync(FFA_HEADER_GENERATOR)) throw new Error(`${FFA_HEADER_GENERATOR} is missing: run npm run build first`);
+  const cmakeArgs = [`-DCMAKE_BUILD_TYPE=${buildType}`, `-DNODE=${process.execPath}`, `-DFFA_HEADER_GENERATOR=${FFA_HEADER_GENERATOR}`];
+  await run('cmake', ['-S', C_CLIENT_SRC, '-B', work, ...cmakeArgs], { maxBuffer: 1 << 24 });
   await run('cmake', ['--build', work, '-j2'], { maxBuffer: 1 << 24 });
   writeFileSync(join(work, '.built'), '');
   try {

@@ -1,10 +1,12 @@
 // The JSON transport from another language: test/python/test_json_memory.py (standard library
-// only) against a served model; each of its TAP lines is an assertion here.
+// only) against a served model; each of its TAP lines is an assertion here. It gets the FF-A
+// numbers from proto/ffa, as JSON in RSPMC_FFA.
 
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { ffaConstants } from '../bench/c-ffa-header.js';
 import { newSpmc, servedSpmc } from './helpers.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -17,7 +19,9 @@ t.test('a Python client attaches, writes TX, maps buffers and reads RX over JSON
   t.teardown(served.stop);
   const out = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
     import('node:child_process').then(({ execFile }) =>
-      execFile('python3', [script, served.base], (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr })),
+      execFile('python3', [script, served.base], { env: { ...process.env, RSPMC_FFA: JSON.stringify(ffaConstants()) } }, (err, stdout, stderr) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      ),
     );
   });
   const lines = out.stdout.split('\n').filter((l) => /^(not )?ok \d+/.test(l));

@@ -1,16 +1,26 @@
 #!/usr/bin/env python3
 """The JSON transport from Python, standard library only: attach, fill TX through guest memory
 writes, map the buffers, discover partitions through RX, and the memory checks (a fault, a bad
-length). Prints TAP lines ("ok N - ..."); test/python-json.test.ts counts them. Usage: BASE_URL."""
+length). Prints TAP lines ("ok N - ..."); test/python-json.test.ts counts them. Usage: BASE_URL.
+The FF-A numbers come from proto/ffa, as JSON in RSPMC_FFA (the tap test sets it), or from
+`node dist/bench/c-ffa-header.js --json` when run by hand after `npm run build`."""
 import json
+import os
 import struct
+import subprocess
 import sys
 import urllib.error
 import urllib.request
 
 BASE = sys.argv[1]
-FFA_ERROR, FFA_SUCCESS_64 = 0x84000060, 0xC4000061
-RXTX_MAP_64, PARTITION_INFO_GET, RX_RELEASE, FFA_VERSION = 0xC4000066, 0x84000068, 0x84000065, 0x84000063
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+FFA = json.loads(
+    os.environ.get("RSPMC_FFA")
+    or subprocess.run(["node", os.path.join(REPO, "dist", "bench", "c-ffa-header.js"), "--json"], check=True, capture_output=True, text=True).stdout
+)
+FFA_ERROR, FFA_SUCCESS_32, FFA_SUCCESS_64 = FFA["FFA_ERROR"], FFA["FFA_SUCCESS_32"], FFA["FFA_SUCCESS_64"]
+RXTX_MAP_64, PARTITION_INFO_GET, RX_RELEASE = FFA["FFA_RXTX_MAP_64"], FFA["FFA_PARTITION_INFO_GET"], FFA["FFA_RX_RELEASE"]
+FFA_VERSION, FFA_VERSION_1_2, PAGE = FFA["FFA_VERSION"], FFA["FFA_VERSION_1_2"], FFA["FFA_PAGE_SIZE"]
 n = 0
 failed = 0
 
@@ -40,7 +50,7 @@ def smc(s, *x):
 status, a = post("/v1/attach", {"name": "py"})
 ok(status == 200, "attach")
 s, ram = a["session"], int(a["ramBase"], 16)
-tx, rx = ram, ram + 0x1000
+tx, rx = ram, ram + PAGE
 
 # A chosen RAM base is honoured; one overlapping another window is refused with why.
 status, b = post("/v1/attach", {"name": "py2", "ramBase": "0x7000000000", "ramBytes": "0x10000"})
@@ -55,9 +65,9 @@ ok(status == 200, "memory/write answers 200")
 status, r = post("/v1/memory/read", {"session": s, "address": hex(tx), "length": 4})
 ok(status == 200 and r["data"] == "deadbeef", "memory/read gives back what was written")
 
-smc(s, FFA_VERSION, 0x10002)  # v1.2: PARTITION_INFO_GET gives the descriptor size
+smc(s, FFA_VERSION, FFA_VERSION_1_2)  # v1.2: PARTITION_INFO_GET gives the descriptor size
 x = smc(s, RXTX_MAP_64, tx, rx, 1)
-ok(x[0] == FFA_SUCCESS_64 or x[0] == 0x84000061, "RXTX_MAP")
+ok(x[0] in (FFA_SUCCESS_32, FFA_SUCCESS_64), "RXTX_MAP")
 x = smc(s, PARTITION_INFO_GET)
 count, size = x[2], x[3]
 ok(x[0] != FFA_ERROR and count >= 1, "PARTITION_INFO_GET counts partitions")

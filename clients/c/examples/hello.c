@@ -1,4 +1,5 @@
 #include <rspmc.h>
+#include <rspmc_ffa.h> /* FF-A numbers, generated from proto/ffa */
 #include <stdio.h>
 
 /* Guest RAM is this static array (TX is page 0, RX page 1), mapped over in place. */
@@ -16,10 +17,10 @@ int main(int argc, char **argv)
 	if (rspmc_connect(&co, &conn) || rspmc_attach_vm(conn, &vo, &ep))
 		return fprintf(stderr, "%s\n", rspmc_last_error()), 1;
 	rspmc_ep_info(ep, &id, NULL, NULL, NULL);
-	uint64_t ver[18] = { 0x84000063, 0x10002 };					/* FFA_VERSION 1.2 */
-	uint64_t map[18] = { 0xc4000066, (uintptr_t)ram[0], (uintptr_t)ram[1], 1 };	/* RXTX_MAP_64 */
-	uint64_t info[18] = { 0x84000068 };						/* PARTITION_INFO_GET */
-	uint64_t req[18] = { 0xc400006f, (uint64_t)id << 16 | 0x8001, 0, 0x6563686f, 42 }; /* DIRECT_REQ */
+	uint64_t ver[18] = { FFA_VERSION, FFA_VERSION_1_2 };
+	uint64_t map[18] = { FFA_RXTX_MAP_64, (uintptr_t)ram[0], (uintptr_t)ram[1], 1 };
+	uint64_t info[18] = { FFA_PARTITION_INFO_GET };
+	uint64_t req[18] = { FFA_MSG_SEND_DIRECT_REQ_64, (uint64_t)id << 16 | 0x8001, 0, RSPMC_CMD_ECHO, 42 }; /* to SP1 */
 
 	if (rspmc_call(ep, 0, ver) || rspmc_call(ep, 0, map) || rspmc_call(ep, 0, info))
 		return fprintf(stderr, "%s\n", rspmc_last_error()), 1;

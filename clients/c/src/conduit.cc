@@ -7,13 +7,11 @@
 
 #include "internal.h"
 #include "rspmc.h"
+#include "rspmc_ffa.h" /* SMCCC_NOT_SUPPORTED: what a caller sees when no one answers */
 
 namespace rspmc {
 int conduit_target(rspmc_ep **ep, uint32_t *vcpu);
 }
-
-/* SMCCC's NOT_SUPPORTED in x0: what a caller sees when no one answers. */
-static const uint64_t SMCCC_NOT_SUPPORTED = 0xffffffff;
 
 extern "C" int rspmc_smccc_1_2(const struct rspmc_smccc_1_2_regs *args,
 			       struct rspmc_smccc_1_2_regs *res)

@@ -28,7 +28,7 @@ static int32_t retrieve(uint16_t sender, uint64_t handle, int type,
 	uint32_t composite = get32(rx, emad + 4);
 
 	*pages = get32(rx, composite);
-	*addr = (uint8_t *)(uintptr_t)get64(rx, composite + 16);
+	*addr = (uint8_t *)(uintptr_t)get64(rx, composite + FFA_COMPOSITE_HEADER_SIZE);
 	regs(x, FFA_RX_RELEASE, 0, 0, 0, 0, 0, 0, 0);
 	must_call(ep, 0, x);
 	return 0;
@@ -182,7 +182,7 @@ int main(int argc, char **argv)
 			w[1] = (uint32_t)ffa_error(y);
 			break;
 		case CMD_GETN:
-			regs(y, FFA_NOTIFICATION_GET, self, 1 << 1, 0, 0, 0, 0, 0);
+			regs(y, FFA_NOTIFICATION_GET, self, FFA_NOTIFICATION_GET_FLAG_VM, 0, 0, 0, 0, 0);
 			must_call(ep, 0, y);
 			w[1] = y[0] == FFA_SUCCESS_32 ? y[4] : ~0ULL;
 			break;
@@ -193,12 +193,12 @@ int main(int argc, char **argv)
 			w[1] = (uint32_t)ffa_error(y);
 			break;
 		case CMD_SEND2: /* w4..w6: the 24-byte payload */
-			memset(tx, 0, 64);
-			put32(tx, 8, 40);
+			memset(tx, 0, FFA_INDIRECT_MSG_HEADER_SIZE_V1_2 + 24);
+			put32(tx, 8, FFA_INDIRECT_MSG_HEADER_SIZE_V1_2);
 			put16(tx, 12, src);
 			put16(tx, 14, self);
 			put32(tx, 16, 24);
-			memcpy(tx + 40, &x[4], 24);
+			memcpy(tx + FFA_INDIRECT_MSG_HEADER_SIZE_V1_2, &x[4], 24);
 			regs(y, FFA_MSG_SEND2, 0, 0, 0, 0, 0, 0, 0);
 			must_call(ep, 0, y);
 			w[1] = (uint32_t)ffa_error(y);

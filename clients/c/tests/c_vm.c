@@ -66,7 +66,7 @@ static void discovery(void)
 
 	regs(x, FFA_PARTITION_INFO_GET, 0, 0, 0, 0, 0, 0, 0);
 	must_call(ep, 0, x);
-	ok(x[0] == FFA_SUCCESS_32 && x[3] == 24,
+	ok(x[0] == FFA_SUCCESS_32 && x[3] == FFA_PARTITION_INFO_SIZE_V1_1,
 	   "PARTITION_INFO_GET: %llu descriptors of %llu bytes",
 	   (unsigned long long)x[2], (unsigned long long)x[3]);
 	for (uint64_t i = 0; i < x[2]; i++) {
@@ -229,7 +229,7 @@ static void notifications(void)
 	ok(!err && intid == 8,
 	   "the schedule receiver interrupt arrives on the line (intid %u)",
 	   intid);
-	regs(x, FFA_NOTIFICATION_GET, self, 1 << 0, 0, 0, 0, 0, 0);
+	regs(x, FFA_NOTIFICATION_GET, self, FFA_NOTIFICATION_GET_FLAG_SP, 0, 0, 0, 0, 0);
 	must_call(ep, 0, x);
 	ok(x[0] == FFA_SUCCESS_32 && x[2] == 1 << 2,
 	   "NOTIFICATION_GET: notification 2 from partitions (0x%llx)",
@@ -246,7 +246,7 @@ static void notifications(void)
 	deadline.tv_sec += 30;
 	ok(!sem_timedwait(&irq_sem, &deadline) && irq_seen == 8,
 	   "the callback runs for the SRI (intid %u)", irq_seen);
-	regs(x, FFA_NOTIFICATION_GET, self, 1 << 0, 0, 0, 0, 0, 0);
+	regs(x, FFA_NOTIFICATION_GET, self, FFA_NOTIFICATION_GET_FLAG_SP, 0, 0, 0, 0, 0);
 	must_call(ep, 0, x);
 	ok(x[0] == FFA_SUCCESS_32 && x[2] == 1 << 2,
 	   "and NOTIFICATION_GET gets it again");

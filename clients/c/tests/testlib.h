@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * What the C test programs share: TAP output (each check is one line that
- * test/c-client.test.ts counts), FF-A numbers, and the descriptor code an
+ * test/c-client.test.ts counts), the FF-A numbers, and the descriptor code an
  * endpoint writes for itself (as firmware does, not the library).
  */
 #ifndef RSPMC_TESTLIB_H
@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "rspmc.h"
+#include "rspmc_ffa.h"
 
 static int tap_n;
 static int tap_failed;
@@ -44,48 +45,30 @@ static inline int tap_done(void)
 	return tap_failed ? 1 : 0;
 }
 
-#define FFA_ERROR			0x84000060
-#define FFA_SUCCESS_32			0x84000061
-#define FFA_SUCCESS_64			0xc4000061
-#define FFA_VERSION			0x84000063
-#define FFA_RX_RELEASE			0x84000065
-#define FFA_RXTX_MAP_64			0xc4000066
-#define FFA_PARTITION_INFO_GET		0x84000068
-#define FFA_ID_GET			0x84000069
-#define FFA_MSG_WAIT			0x8400006b
-#define FFA_MSG_SEND_DIRECT_REQ_32	0x8400006f
-#define FFA_MSG_SEND_DIRECT_REQ_64	0xc400006f
-#define FFA_MSG_SEND_DIRECT_RESP_64	0xc4000070
-#define FFA_MEM_DONATE_32		0x84000071
-#define FFA_MEM_LEND_32			0x84000072
-#define FFA_MEM_SHARE_32		0x84000073
-#define FFA_MEM_RETRIEVE_REQ_32		0x84000074
-#define FFA_MEM_RETRIEVE_RESP		0x84000075
-#define FFA_MEM_RELINQUISH		0x84000076
-#define FFA_MEM_RECLAIM			0x84000077
-#define FFA_NOTIFICATION_BIND		0x8400007f
-#define FFA_NOTIFICATION_SET		0x84000081
-#define FFA_NOTIFICATION_GET		0x84000082
-#define FFA_MSG_SEND2			0x84000086
+/* FF-A numbers: generated from proto/ffa (rspmc_ffa.h, see CMakeLists.txt). */
+#define PAGE_SIZE	FFA_PAGE_SIZE
+#define SP1_ID		0x8001	/* the manifest's first partition (bench/c-build.ts) */
 
-#define FFA_VERSION_1_2			0x10002
-#define FFA_BUSY			(-4)
-#define PAGE_SIZE			4096
-#define SP1_ID				0x8001
-
-/* The built-in partitions' commands (server/partitions/commands.ts). */
-#define CMD_ECHO	0x6563686f
-#define CMD_MEM		0x6d656d20
-/* The C partition's own, beside ECHO. */
+/*
+ * The built-in partitions' commands (server/partitions/commands.ts, in
+ * rspmc_ffa.h); the C partition answers these too.
+ */
+#define CMD_ECHO	RSPMC_CMD_ECHO
+#define CMD_MEM		RSPMC_CMD_MEM
+#define CMD_BIND	RSPMC_CMD_BIND	/* bind the caller's notifications */
+#define CMD_NOTIFY	RSPMC_CMD_NOTIFY /* NOTIFICATION_SET to the caller */
+#define CMD_SEND2	RSPMC_CMD_SEND2	/* MSG_SEND2 to the caller */
+/* The C partition's own. */
 #define CMD_CHECK_MEM	0x63686b6d	/* retrieve, check, write, relinquish */
-#define CMD_BIND	0x626e6420	/* bind the caller's notifications */
 #define CMD_GETN	0x6765746e	/* NOTIFICATION_GET from VMs */
-#define CMD_NOTIFY	0x6e746679	/* NOTIFICATION_SET to the caller */
-#define CMD_SEND2	0x736e6432	/* MSG_SEND2 to the caller */
 #define CMD_TO_SP1	0x74737031	/* send own memory to SP1's MEM */
 #define CMD_VIA_SP1	0x76737031	/* a direct request to SP1 */
 
-enum mem_type { MEM_SHARE = 1, MEM_LEND = 2, MEM_DONATE = 3 };
+enum mem_type {
+	MEM_SHARE = FFA_MEM_TYPE_SHARE,
+	MEM_LEND = FFA_MEM_TYPE_LEND,
+	MEM_DONATE = FFA_MEM_TYPE_DONATE,
+};
 
 static inline const char *type_name(int type)
 {
@@ -131,32 +114,32 @@ static inline uint64_t get64(const uint8_t *b, size_t at)
 	return v;
 }
 
-/* FF-A v1.2 layout: 48-byte header, 32-byte access descriptors. */
-#define MEM_HEADER	48
-#define EMAD_SIZE	32
-#define COMPOSITE_AT	80	/* header + one EMAD, 16-byte aligned */
+/* FF-A v1.2 layout: the v1.1 header, 32-byte access descriptors. */
+#define MEM_HEADER	FFA_MEM_HEADER_SIZE_V1_1
+#define EMAD_SIZE	FFA_EMAD_SIZE_V1_2
+#define COMPOSITE_AT	(MEM_HEADER + EMAD_SIZE) /* one EMAD; 16-byte aligned */
 
 /* A transaction descriptor for one receiver and one range; its length. */
 static inline uint32_t mem_descriptor(uint8_t *tx, uint16_t sender,
 				      uint16_t receiver, int type,
 				      uint64_t addr, uint32_t pages)
 {
-	memset(tx, 0, COMPOSITE_AT + 32);
+	memset(tx, 0, COMPOSITE_AT + FFA_COMPOSITE_HEADER_SIZE + FFA_CONSTITUENT_SIZE);
 	put16(tx, 0, sender);
 	/* Normal, write-back, inner shareable for a share; the rest leave it. */
-	put16(tx, 2, type == MEM_SHARE ? 0x2f : 0);
+	put16(tx, 2, type == MEM_SHARE ? FFA_MEM_ATTR_NORMAL_WB_IS : 0);
 	put32(tx, 24, EMAD_SIZE);
 	put32(tx, 28, 1);
 	put32(tx, 32, MEM_HEADER);
 	put16(tx, MEM_HEADER, receiver);
 	/* Read-write; a donor leaves it to the receiver. */
-	tx[MEM_HEADER + 2] = type == MEM_DONATE ? 0 : 2;
+	tx[MEM_HEADER + 2] = type == MEM_DONATE ? 0 : FFA_MEM_PERM_DATA_RW;
 	put32(tx, MEM_HEADER + 4, COMPOSITE_AT);
 	put32(tx, COMPOSITE_AT, pages);
 	put32(tx, COMPOSITE_AT + 4, 1);
-	put64(tx, COMPOSITE_AT + 16, addr);
-	put32(tx, COMPOSITE_AT + 24, pages);
-	return COMPOSITE_AT + 32;
+	put64(tx, COMPOSITE_AT + FFA_COMPOSITE_HEADER_SIZE, addr);
+	put32(tx, COMPOSITE_AT + FFA_COMPOSITE_HEADER_SIZE + 8, pages);
+	return COMPOSITE_AT + FFA_COMPOSITE_HEADER_SIZE + FFA_CONSTITUENT_SIZE;
 }
 
 /* A retrieve request for `handle` by `self`; its length. */
@@ -166,25 +149,26 @@ static inline uint32_t retrieve_descriptor(uint8_t *tx, uint16_t sender,
 {
 	memset(tx, 0, MEM_HEADER + EMAD_SIZE);
 	put16(tx, 0, sender);
-	put32(tx, 4, (uint32_t)type << 3);
+	put32(tx, 4, (uint32_t)type << FFA_MEM_FLAG_TYPE_SHIFT);
 	put64(tx, 8, handle);
 	put32(tx, 24, EMAD_SIZE);
 	put32(tx, 28, 1);
 	put32(tx, 32, MEM_HEADER);
 	put16(tx, MEM_HEADER, self);
 	/* Read-write; not executable unless shared. */
-	tx[MEM_HEADER + 2] = type == MEM_SHARE ? 2 : 2 | (1 << 2);
+	tx[MEM_HEADER + 2] = FFA_MEM_PERM_DATA_RW |
+		(type == MEM_SHARE ? 0 : FFA_MEM_PERM_INSTRUCTION_NX << FFA_MEM_PERM_INSTRUCTION_SHIFT);
 	return MEM_HEADER + EMAD_SIZE;
 }
 
 static inline uint32_t relinquish_descriptor(uint8_t *tx, uint64_t handle,
 					     uint16_t self)
 {
-	memset(tx, 0, 24);
+	memset(tx, 0, FFA_RELINQUISH_HEADER_SIZE + 8);
 	put64(tx, 0, handle);
 	put32(tx, 12, 1);
-	put16(tx, 16, self);
-	return 18;
+	put16(tx, FFA_RELINQUISH_HEADER_SIZE, self);
+	return FFA_RELINQUISH_HEADER_SIZE + 2;
 }
 
 static inline void regs(uint64_t x[RSPMC_REGS], uint64_t x0, uint64_t x1,

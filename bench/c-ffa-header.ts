@@ -1,0 +1,145 @@
+// The FF-A numbers for C (and any other language), written from proto/ffa's tables so that no FF-A
+// constant is spelled out twice: function IDs, error codes, versions, descriptor sizes and the bits
+// the C programs put in descriptors; plus the built-in test partitions' commands.
+//
+//   node dist/bench/c-ffa-header.js OUT.h     # a C header (clients/c's CMake runs this)
+//   node dist/bench/c-ffa-header.js --json    # the same as {"NAME": value} (the Python test)
+
+import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import {
+  ALL_FUNCTION_IDS,
+  COMPOSITE_HEADER_SIZE,
+  CONSTITUENT_SIZE,
+  EMAD_SIZE_V1_0,
+  EMAD_SIZE_V1_2,
+  FFA_ERRORS,
+  FFA_PAGE_SIZE,
+  FFA_VERSION_1_0,
+  FFA_VERSION_1_1,
+  FFA_VERSION_1_2,
+  FFA_VERSION_1_3,
+  fidName,
+  INDIRECT_MSG_HEADER_SIZE_V1_1,
+  INDIRECT_MSG_HEADER_SIZE_V1_2,
+  MEM_ATTR_NORMAL_WB_IS,
+  MEM_FLAGS,
+  MEM_HEADER_SIZE_V1_0,
+  MEM_HEADER_SIZE_V1_1,
+  MEM_PERM,
+  MEM_TRANSACTION_TYPES,
+  NOTIFICATION_GET_FLAGS,
+  PARTITION_INFO_SIZE_V1_0,
+  PARTITION_INFO_SIZE_V1_1,
+  PARTITION_INFO_SIZE_V1_3,
+  RELINQUISH_HEADER_SIZE,
+  SMCCC_NOT_SUPPORTED,
+  SMCCC_VERSION_1_2,
+  SMCCC_VERSION_FID,
+} from '../proto/ffa/index.js';
+import { PARTITION_COMMANDS } from '../server/partitions/commands.js';
+
+interface Group {
+  title: string;
+  defines: [name: string, value: number][];
+}
+
+const prefixed = (prefix: string, table: Record<string, number>): [string, number][] =>
+  Object.entries(table).map(([k, v]) => [`${prefix}${k.toUpperCase()}`, v]);
+
+/** Every constant, in groups (a comment each in the header). */
+export function ffaConstantGroups(): Group[] {
+  return [
+    { title: 'Function IDs (proto/ffa/functions.ts): FFA_X, or FFA_X_32 and FFA_X_64', defines: ALL_FUNCTION_IDS.map((f) => [fidName(f.fid), f.fid]) },
+    {
+      title: 'SMCCC',
+      defines: [
+        ['SMCCC_VERSION', SMCCC_VERSION_FID],
+        ['SMCCC_VERSION_1_2', SMCCC_VERSION_1_2],
+        ['SMCCC_NOT_SUPPORTED', SMCCC_NOT_SUPPORTED],
+      ],
+    },
+    { title: 'Error codes in w2 of FFA_ERROR (proto/ffa/errors.ts)', defines: prefixed('FFA_', FFA_ERRORS) },
+    {
+      title: 'Versions (proto/ffa/version.ts)',
+      defines: [
+        ['FFA_VERSION_1_0', FFA_VERSION_1_0],
+        ['FFA_VERSION_1_1', FFA_VERSION_1_1],
+        ['FFA_VERSION_1_2', FFA_VERSION_1_2],
+        ['FFA_VERSION_1_3', FFA_VERSION_1_3],
+      ],
+    },
+    {
+      title: 'Sizes in bytes (proto/ffa/memory.ts, partition-info.ts, indirect-message.ts, features.ts)',
+      defines: [
+        ['FFA_PAGE_SIZE', FFA_PAGE_SIZE],
+        ['FFA_MEM_HEADER_SIZE_V1_0', MEM_HEADER_SIZE_V1_0],
+        ['FFA_MEM_HEADER_SIZE_V1_1', MEM_HEADER_SIZE_V1_1],
+        ['FFA_EMAD_SIZE_V1_0', EMAD_SIZE_V1_0],
+        ['FFA_EMAD_SIZE_V1_2', EMAD_SIZE_V1_2],
+        ['FFA_COMPOSITE_HEADER_SIZE', COMPOSITE_HEADER_SIZE],
+        ['FFA_CONSTITUENT_SIZE', CONSTITUENT_SIZE],
+        ['FFA_RELINQUISH_HEADER_SIZE', RELINQUISH_HEADER_SIZE],
+        ['FFA_PARTITION_INFO_SIZE_V1_0', PARTITION_INFO_SIZE_V1_0],
+        ['FFA_PARTITION_INFO_SIZE_V1_1', PARTITION_INFO_SIZE_V1_1],
+        ['FFA_PARTITION_INFO_SIZE_V1_3', PARTITION_INFO_SIZE_V1_3],
+        ['FFA_INDIRECT_MSG_HEADER_SIZE_V1_1', INDIRECT_MSG_HEADER_SIZE_V1_1],
+        ['FFA_INDIRECT_MSG_HEADER_SIZE_V1_2', INDIRECT_MSG_HEADER_SIZE_V1_2],
+      ],
+    },
+    {
+      title: 'Memory transactions (proto/ffa/memory.ts): types, flags, permissions, attributes',
+      defines: [
+        ...prefixed('FFA_MEM_TYPE_', MEM_TRANSACTION_TYPES),
+        ...prefixed('FFA_MEM_FLAG_', MEM_FLAGS),
+        ...prefixed('FFA_MEM_PERM_', MEM_PERM),
+        ['FFA_MEM_ATTR_NORMAL_WB_IS', MEM_ATTR_NORMAL_WB_IS],
+      ],
+    },
+    { title: 'NOTIFICATION_GET w2 (proto/ffa/notifications.ts)', defines: prefixed('FFA_NOTIFICATION_GET_FLAG_', NOTIFICATION_GET_FLAGS) },
+    {
+      title: "The built-in test partitions' commands, w3 of a direct request (server/partitions/commands.ts)",
+      defines: prefixed('RSPMC_CMD_', PARTITION_COMMANDS),
+    },
+  ];
+}
+
+/** Name -> value, every constant once (a repeated name is a bug in the tables above). */
+export function ffaConstants(): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const g of ffaConstantGroups())
+    for (const [name, value] of g.defines) {
+      if (name in out) throw new Error(`${name} defined twice`);
+      out[name] = value;
+    }
+  return out;
+}
+
+/** A C literal: negative codes in parentheses, the rest in hex (unsigned int above INT_MAX, as C types it). */
+const cLiteral = (v: number): string => (v < 0 ? `(${v})` : `0x${v.toString(16)}`);
+
+export function ffaCHeader(): string {
+  ffaConstants(); // the duplicate check
+  const body = ffaConstantGroups()
+    .map((g) => [`/* ${g.title}. */`, ...g.defines.map(([n, v]) => `#define ${n.padEnd(40)} ${cLiteral(v)}`)].join('\n'))
+    .join('\n\n');
+  return `/* SPDX-License-Identifier: Apache-2.0 */
+/* Generated by bench/c-ffa-header.ts from proto/ffa: do not edit. */
+#ifndef RSPMC_FFA_H
+#define RSPMC_FFA_H
+
+${body}
+
+#endif /* RSPMC_FFA_H */
+`;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const out = process.argv[2];
+  if (out === '--json') process.stdout.write(`${JSON.stringify(ffaConstants())}\n`);
+  else if (out) writeFileSync(out, ffaCHeader());
+  else {
+    console.error('usage: node dist/bench/c-ffa-header.js OUT.h | --json');
+    process.exit(2);
+  }
+}
