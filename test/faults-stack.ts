@@ -53,6 +53,9 @@ export interface RawCaller {
   ramBase: bigint;
   via: string;
   invoke(x: (bigint | number)[], vcpu?: number): Promise<Registers>;
+  /** The VM's guest memory, through the transport's own memory access. */
+  write(address: bigint, data: Uint8Array): Promise<void>;
+  read(address: bigint, length: number): Promise<Uint8Array>;
 }
 
 export const TRANSPORTS = ['in-process', 'grpc', 'json'] as const;
@@ -77,10 +80,23 @@ export async function rawVm(s: Stack, kind: TransportKind, name = `vm-${kind}`):
         const r = (await post('/v1/smccc', { session: a.session, vcpu, x: x.map((v) => `0x${BigInt(v).toString(16)}`) })) as { x: string[] };
         return toRegisters(r.x.map((v) => BigInt(v)));
       },
+      write: async (address, data) =>
+        void (await post('/v1/memory/write', { session: a.session, address: `0x${address.toString(16)}`, data: Buffer.from(data).toString('hex') })),
+      read: async (address, length) => {
+        const r = (await post('/v1/memory/read', { session: a.session, address: `0x${address.toString(16)}`, length })) as { data: string };
+        return new Uint8Array(Buffer.from(r.data, 'hex'));
+      },
     };
   } else {
     const a = await s.connector(kind).attach({ name });
-    caller = { id: a.endpointId, ramBase: a.ramBase, via: kind, invoke: (x, vcpu = 0) => a.transport.invoke(toRegisters(x), vcpu) };
+    caller = {
+      id: a.endpointId,
+      ramBase: a.ramBase,
+      via: kind,
+      invoke: (x, vcpu = 0) => a.transport.invoke(toRegisters(x), vcpu),
+      write: (address, data) => a.transport.writeMemory(address, data),
+      read: (address, length) => a.transport.readMemory(address, length),
+    };
   }
   const [w0] = await caller.invoke([fid('VERSION'), FFA_VERSION_1_2]);
   if (Number(w0! & U32) !== FFA_VERSION_1_2) throw new Error('version negotiation failed');

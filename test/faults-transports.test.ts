@@ -7,7 +7,26 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { errorCodeFromWord, FFA_ERRORS, fid, type Registers } from '../proto/ffa/index.js';
+import {
+  decodeMemTransaction,
+  encodeMemRelinquish,
+  encodeMemTransaction,
+  errorCodeFromWord,
+  FFA_ERRORS,
+  FFA_PAGE_SIZE,
+  FFA_VERSION_1_2,
+  fid,
+  joinU64,
+  MEM_ATTR,
+  MEM_FLAGS,
+  MEM_PERM,
+  MEM_TRANSACTION_TYPES,
+  type Registers,
+  U32,
+} from '../proto/ffa/index.js';
+import { FfaDriver } from '../client-driver/driver.js';
+import { EmulatedVm } from '../client-driver/vm.js';
+import { InProcessConnector } from '../server/session/in-process.js';
 import { debugClientConstructor } from '../proto/wire.js';
 import { parseTrace, replay } from '../server/debug/replay.js';
 import type { TraceRecord } from '../server/debug/records.js';
@@ -110,6 +129,61 @@ const ACTIONS: Record<string, (s: Stack, c: RawCaller, t: Test) => Promise<void>
     s.faults.load({ rules: [{ id: 'no-sri', match: { caller: SP1, target: c.id }, action: { sri: 'drop' }, times: 1 }] });
     t.equal((await c.invoke(req(c, SP1, CMD.NOTIFY, c.id, 1, 0)))[4], 0n, 'SP1 set it');
     t.equal(sris, 0, 'no SRI');
+  },
+  async fragmentCap(s, c, t) {
+    // An owner in process shares eight scattered pages with this VM; capped at 128 bytes, the retrieve
+    // response needs several MEM_FRAG_RX/MEM_FRAG_TX steps, which the VM takes over its transport.
+    const owner = new FfaDriver(await EmulatedVm.attach(new InProcessConnector(s.spmc), { name: `frag-owner-${c.via}` }));
+    await owner.init();
+    t.teardown(() => owner.exit());
+    const base = owner.vm.pages.alloc(16)!;
+    const regions = Array.from({ length: 8 }, (_, i) => ({ address: base + BigInt(2 * i * FFA_PAGE_SIZE), pageCount: 1 }));
+    const handle = await owner.memShare({ receivers: [{ id: c.id, permissions: MEM_PERM.DATA_RW }], regions });
+    const tx = c.ramBase;
+    const rx = c.ramBase + BigInt(FFA_PAGE_SIZE);
+    t.equal(fnOf(await c.invoke([fid('RXTX_MAP', 64), tx, rx, 1])), fid('SUCCESS'));
+    s.faults.load({ rules: [{ id: 'frag', match: { caller: c.id }, action: { fragmentCap: 128 } }] });
+    const request = encodeMemTransaction(
+      {
+        sender: owner.vmId,
+        attributes: MEM_ATTR.TYPE_NOT_SPECIFIED,
+        flags: MEM_TRANSACTION_TYPES.share << MEM_FLAGS.TYPE_SHIFT,
+        handle,
+        tag: 0n,
+        receivers: [{ receiver: c.id, permissions: MEM_PERM.DATA_RW }],
+      },
+      FFA_VERSION_1_2,
+    );
+    await c.write(tx, request);
+    const first = await c.invoke([fid('MEM_RETRIEVE_REQ', 64), request.length, request.length, 0, 0]);
+    t.equal(fnOf(first), fid('MEM_RETRIEVE_RESP'));
+    const total = Number(first[1]! & U32);
+    let fragment = Number(first[2]! & U32);
+    t.ok(fragment <= 128 && fragment < total, `first fragment ${fragment} of ${total} bytes, within the cap`);
+    const response = new Uint8Array(total);
+    let got = 0;
+    let steps = 0;
+    for (;;) {
+      response.set(await c.read(rx, fragment), got);
+      got += fragment;
+      steps++;
+      t.equal(fnOf(await c.invoke([fid('RX_RELEASE')])), fid('SUCCESS'));
+      if (got === total) break;
+      const next = await c.invoke([fid('MEM_FRAG_RX'), handle & U32, handle >> 32n, got, 0]);
+      t.equal(fnOf(next), fid('MEM_FRAG_TX'), `MEM_FRAG_RX at offset ${got}`);
+      t.equal(joinU64(next[1]!, next[2]!), handle, 'the handle comes back');
+      fragment = Number(next[3]! & U32);
+      if (fragment === 0 || fragment > 128) {
+        t.fail(`fragment of ${fragment} bytes`);
+        return;
+      }
+    }
+    t.ok(steps > 1, `${steps} fragments`);
+    t.equal(decodeMemTransaction(response, FFA_VERSION_1_2).handle, handle, 'the fragments make one retrieve response');
+    s.faults.clear();
+    await c.write(tx, encodeMemRelinquish({ handle, flags: 0, endpoints: [c.id] }));
+    t.equal(fnOf(await c.invoke([fid('MEM_RELINQUISH')])), fid('SUCCESS'));
+    await owner.memReclaim(handle);
   },
 };
 
