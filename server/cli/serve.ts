@@ -266,6 +266,8 @@ async function serve(opts: ServeOptions): Promise<void> {
       limits: spmc.state.limits,
       handleSeed,
       ...(personality.name !== DEFAULT_PERSONALITY ? { personality: personality.name } : {}),
+      strict: opts.strict,
+      logicalPartitions: opts.logicalPartitions,
     },
   });
   // After the trace, so that the trace records the answers as the personality's hooks leave them.

@@ -117,6 +117,10 @@ export interface TraceHeader {
   handleSeed: string;
   /** The personality served (server/personalities), when not the default. */
   personality?: string;
+  /** `serve --strict`: the model also refused what Hafnium never checks. */
+  strict?: true;
+  /** The manifest's logical partitions (TF-A's SPMD answers for them), ids and words in hex. */
+  logicalPartitions?: unknown[];
 }
 
 export interface TraceFilter {

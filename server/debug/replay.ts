@@ -16,6 +16,7 @@ import { type PartitionManifest, Spmc } from '../spmc/spmc.js';
 import type { SpmcLimits } from '../spmc/state.js';
 import { buffersAfter, buffersBefore, type DecodedBuffer } from './buffers.js';
 import type { TraceHeader, TraceRecord } from './records.js';
+import type { LogicalPartition } from '../spmc/logical-partitions.js';
 
 export interface ReplayDifference {
   seq: number;
@@ -67,6 +68,21 @@ export function headerPartitions(h: TraceHeader): PartitionManifest[] {
     ramBytes: BigInt(p.ramBytes as string),
     ...(p.regions ? { regions: (p.regions as { base: string }[]).map((r) => ({ ...r, base: BigInt(r.base) })) as PartitionManifest['regions'] } : {}),
   }));
+}
+
+/** The logical partitions a trace header recorded, back from their JSON form. */
+export function headerLogicalPartitions(h: TraceHeader): LogicalPartition[] {
+  return ((h.logicalPartitions ?? []) as Record<string, unknown>[]).map((lp) => {
+    const answers = lp.answers as { kind: 'echo' } | { kind: 'fixed'; words: string[] } | undefined;
+    return {
+      id: Number(lp.id),
+      name: String(lp.name),
+      uuids: (lp.uuids as string[]).map(parseUuid),
+      ...(answers
+        ? { answers: answers.kind === 'fixed' ? { kind: 'fixed' as const, words: answers.words.map((w) => BigInt(w)) } : { kind: 'echo' as const } }
+        : {}),
+    };
+  });
 }
 
 export function parseTrace(text: string, file = '<trace>'): { header: TraceHeader; records: TraceRecord[] } {
@@ -130,7 +146,14 @@ export class ReplayCursor {
   ) {
     const limits = Object.fromEntries(Object.entries(header.limits).map(([k, v]) => [k, typeof v === 'string' ? BigInt(v) : v])) as unknown as SpmcLimits;
     const personality = header.personality !== undefined ? findPersonality(header.personality) : undefined;
-    this.spmc = new Spmc({ partitions, limits, handleSeed: BigInt(header.handleSeed), ...(personality ? { profile: personality.profile } : {}) });
+    this.spmc = new Spmc({
+      partitions,
+      limits,
+      handleSeed: BigInt(header.handleSeed),
+      strict: header.strict === true,
+      logicalPartitions: headerLogicalPartitions(header),
+      ...(personality ? { profile: personality.profile } : {}),
+    });
     const core = SessionCore.for(this.spmc);
     if (personality) installPersonality(core, personality);
     this.faults = new FaultInjector(core, { replay: true });

@@ -31,6 +31,7 @@ import {
 } from './records.js';
 import { type FeedOptions, type FeedStats, type TraceConsumer, TraceFeed } from './feed.js';
 import { openPrivateFile, redactPartition } from './redact.js';
+import type { LogicalPartition } from '../spmc/logical-partitions.js';
 
 export type { TraceFilter, TraceHeader, TraceLine, TraceRecord } from './records.js';
 
@@ -49,7 +50,14 @@ export interface TracerOptions {
   /** Live subscribers at once (default DEFAULT_MAX_SUBSCRIBERS); one more is RESOURCE_EXHAUSTED. */
   maxSubscribers?: number;
   /** What the header records (the server passes its manifest, limits and handle seed). */
-  session?: { partitions: PartitionManifest[]; limits: SpmcLimits; handleSeed: bigint; personality?: string };
+  session?: {
+    partitions: PartitionManifest[];
+    limits: SpmcLimits;
+    handleSeed: bigint;
+    personality?: string;
+    strict?: boolean;
+    logicalPartitions?: LogicalPartition[];
+  };
 }
 
 /**
@@ -160,6 +168,8 @@ export class Tracer {
         limits: jsonValue(s?.limits ?? spmc.state.limits) as SpmcLimits,
         handleSeed: hex(s?.handleSeed ?? 0n),
         ...(s?.personality !== undefined ? { personality: s.personality } : {}),
+        ...(s?.strict ? { strict: true as const } : {}),
+        ...(s?.logicalPartitions?.length ? { logicalPartitions: s.logicalPartitions.map((lp) => jsonValue(lp)) } : {}),
       };
       this.file.write(`${JSON.stringify(header)}\n`);
       this.startDecoder();
