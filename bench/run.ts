@@ -407,25 +407,21 @@ async function traceBench(): Promise<void> {
   );
 }
 
-// The interceptor chain: FFA_VERSION through the driver over grpc-session on one server, calls
-// skipping the session core's chain ("chain bare") against calls through it with the trace
-// recording into its ring and the metrics counting, alternating by round.
-async function chainBench(): Promise<void> {
-  const modes = {
-    bare: async () => tell('chain bare'),
-    full: async () => {
-      await tell('trace on');
-      await tell('chain full');
-    },
-  };
+/**
+ * FFA_VERSION latencies under two server modes, alternating by round (each goes first every other
+ * round, so neither always follows the switch), after a warm-up in both. Returns each mode's
+ * samples and the median over rounds of the per-round p50 ratio `test / base`: drift of the shared
+ * machine between rounds then cancels out.
+ */
+async function alternatingRounds(base: () => Promise<void>, test: () => Promise<void>): Promise<{ base: number[]; test: number[]; ratio: number }> {
+  const modes = { base, test };
   for (const mode of Object.values(modes)) {
     await mode();
-    for (let i = 0; i < 500; i++) await ffaVersion(); // warm up either way
+    for (let i = 0; i < 500; i++) await ffaVersion();
   }
-  const slices: Record<'bare' | 'full', number[][]> = { bare: [], full: [] };
+  const slices: Record<'base' | 'test', number[][]> = { base: [], test: [] };
   for (let r = 0; r < ROUNDS; r++) {
-    // Each goes first every other round: neither always follows the switch.
-    for (const name of r % 2 === 0 ? (['bare', 'full'] as const) : (['full', 'bare'] as const)) {
+    for (const name of r % 2 === 0 ? (['base', 'test'] as const) : (['test', 'base'] as const)) {
       await modes[name]();
       for (let i = 0; i < 50; i++) await ffaVersion();
       const xs: number[] = [];
@@ -437,12 +433,27 @@ async function chainBench(): Promise<void> {
       slices[name].push(xs);
     }
   }
+  const ratio = median(Array.from({ length: ROUNDS }, (_, r) => pct(slices.test[r]!, 50) / pct(slices.base[r]!, 50)));
+  return { base: slices.base.flat(), test: slices.test.flat(), ratio };
+}
+
+// The interceptor chain: FFA_VERSION through the driver over grpc-session on one server, calls
+// skipping the session core's chain ("chain bare") against calls through it with the trace
+// recording into its ring and the metrics counting.
+async function chainBench(): Promise<void> {
+  const {
+    base: bare,
+    test: full,
+    ratio,
+  } = await alternatingRounds(
+    () => tell('chain bare'),
+    async () => {
+      await tell('trace on');
+      await tell('chain full');
+    },
+  );
   await tell('chain full');
   await tell('trace off');
-  // As for the trace: each round's p50s compared, and the median of those ratios is the figure.
-  const ratio = median(Array.from({ length: ROUNDS }, (_, r) => pct(slices.full[r]!, 50) / pct(slices.bare[r]!, 50)));
-  const bare = slices.bare.flat();
-  const full = slices.full.flat();
   console.log(
     `FFA_VERSION via driver, grpc-session, p50 (p99): no interceptor ${pct(bare, 50).toFixed(1)} us (${pct(bare, 99).toFixed(1)}), trace + metrics interceptors ${pct(full, 50).toFixed(1)} us (${pct(full, 99).toFixed(1)}); median per-round p50 ratio ${ratio.toFixed(3)}x  target <= 1.05x: ${ratio <= 1.05 ? 'met' : 'MISSED'}`,
   );
@@ -450,31 +461,17 @@ async function chainBench(): Promise<void> {
 
 // Fault injection with an empty rule set: FFA_VERSION through the driver over grpc-session on one
 // server, with the injector in the core's chain against without it (the metrics interceptor on in
-// both), alternating by round.
+// both).
 async function faultsBench(): Promise<void> {
-  const modes = { without: async () => tell('faults off'), with: async () => tell('faults on') };
-  for (const mode of Object.values(modes)) {
-    await mode();
-    for (let i = 0; i < 500; i++) await ffaVersion(); // warm up either way
-  }
-  const slices: Record<'without' | 'with', number[][]> = { without: [], with: [] };
-  for (let r = 0; r < ROUNDS; r++) {
-    for (const name of r % 2 === 0 ? (['without', 'with'] as const) : (['with', 'without'] as const)) {
-      await modes[name]();
-      for (let i = 0; i < 50; i++) await ffaVersion();
-      const xs: number[] = [];
-      for (let i = 0; i < PER_ROUND; i++) {
-        const t0 = process.hrtime.bigint();
-        await ffaVersion();
-        xs.push(Number(process.hrtime.bigint() - t0) / 1000);
-      }
-      slices[name].push(xs);
-    }
-  }
+  const {
+    base: without,
+    test: withFaults,
+    ratio,
+  } = await alternatingRounds(
+    () => tell('faults off'),
+    () => tell('faults on'),
+  );
   await tell('faults off');
-  const ratio = median(Array.from({ length: ROUNDS }, (_, r) => pct(slices.with[r]!, 50) / pct(slices.without[r]!, 50)));
-  const without = slices.without.flat();
-  const withFaults = slices.with.flat();
   console.log(
     `FFA_VERSION via driver, grpc-session, p50 (p99): no fault injector ${pct(without, 50).toFixed(1)} us (${pct(without, 99).toFixed(1)}), injector with no rules ${pct(withFaults, 50).toFixed(1)} us (${pct(withFaults, 99).toFixed(1)}); median per-round p50 ratio ${ratio.toFixed(3)}x  target <= 1.03x: ${ratio <= 1.03 ? 'met' : 'MISSED'}`,
   );
