@@ -3,7 +3,7 @@
 // A C VM and a C partition written as an SP is; four C VMs on threads; the mixed topologies (a
 // TypeScript VM with the C partition, a C VM with a TypeScript remote partition).
 
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,6 +15,7 @@ import { FfaDriver } from '../client-driver/driver.js';
 import { GrpcConnector } from '../client-driver/transport/grpc.js';
 import { EmulatedVm } from '../client-driver/vm.js';
 import { file, lines, MAIN, startServer } from './fixtures/cli.js';
+import { issue } from '../server/cli/x509.js';
 
 // Compiling gRPC's generated code takes a while on a busy machine.
 t.setTimeout(900_000);
@@ -128,38 +129,22 @@ if (why && root) {
     t.equal(vm.code, 0, 'c_vm exits 0');
   });
 
-  t.test('TLS, mTLS and the join token from C', { skip: spawnSync('openssl', ['version']).status === 0 ? false : 'openssl is not installed' }, async (t) => {
+  t.test('TLS, mTLS and the join token from C', async (t) => {
     const dir = await build();
     const env = { ...process.env, LD_LIBRARY_PATH: dir };
     const certs = mkdtempSync(join(tmpdir(), 'rspmc-c-tls-'));
     t.teardown(() => rmSync(certs, { recursive: true, force: true }));
     const at = (f: string) => join(certs, f);
-    const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: certs, stdio: ['ignore', 'ignore', 'pipe'] });
-    const EC = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-    ssl('req', '-x509', ...EC, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=ca');
-    for (const [name, san] of [
-      ['server', 'DNS:localhost,IP:127.0.0.1'],
-      ['client', 'DNS:client'],
-    ]) {
-      writeFileSync(at(`${name}.ext`), `subjectAltName=${san}\n`);
-      ssl('req', ...EC, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
-      ssl(
-        'x509',
-        '-req',
-        '-in',
-        `${name}.csr`,
-        '-CA',
-        'ca.pem',
-        '-CAkey',
-        'ca.key',
-        '-CAcreateserial',
-        '-out',
-        `${name}.pem`,
-        '-days',
-        '1',
-        '-extfile',
-        `${name}.ext`,
-      );
+    // A throwaway CA and two certificates it signs, as `remote-spmc certs` makes them.
+    const ca = issue({ names: ['ca'], days: 1, ca: true });
+    writeFileSync(at('ca.pem'), ca.certPem);
+    for (const [name, names] of [
+      ['server', ['localhost', '127.0.0.1']],
+      ['client', ['client']],
+    ] as const) {
+      const cert = issue({ names: [...names], days: 1, issuer: { name: 'ca', key: ca.key, keyId: ca.keyId } });
+      writeFileSync(at(`${name}.pem`), cert.certPem);
+      writeFileSync(at(`${name}.key`), cert.keyPem, { mode: 0o600 });
     }
     const token = 'c-join-token-0123456789';
     const server = await startServer(t, ['--tls-cert', at('server.pem'), '--tls-key', at('server.key'), '--tls-ca', at('ca.pem'), '--join-token', token]);
